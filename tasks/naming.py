@@ -1,0 +1,26 @@
+"""Every artefact and variant name is built here, so names stay consistent everywhere."""
+
+from __future__ import annotations
+
+import re
+
+
+def slug(text: str) -> str:
+    """Lower-case name safe for files, MLflow and Ollama tags."""
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+def variant_name(model_name: str, fmt: str, quant: str) -> str:
+    """e.g. smollm2-135m-instruct-gguf-q4_k_m."""
+    return f"{slug(model_name)}-{fmt}-{quant.lower()}"
+
+
+def gguf_file_name(model_name: str, quant: str) -> str:
+    """llama.cpp's convention: <Name>-<Quant>.gguf, e.g. SmolLM2-135M-Instruct-Q4_K_M.gguf."""
+    clean = re.sub(r"[^A-Za-z0-9.\-]+", "-", model_name).strip("-")
+    return f"{clean}-{quant.upper()}.gguf"
+
+
+def ollama_tag(model_name: str, quant: str) -> str:
+    """Ollama model reference, e.g. smollm2-135m-instruct:q4_k_m."""
+    return f"{slug(model_name)}:{quant.lower()}"

@@ -1,0 +1,302 @@
+"""HF folder -> ONNX Runtime GenAI folder with Microsoft Olive, run in a subprocess.
+
+Olive's `ModelBuilder` pass (a wrapper around `onnxruntime_genai.models.builder`) does the
+export; int8 is ModelBuilder fp32 followed by Olive's weight-only RTN pass with bits=8,
+because the model builder shipped with the working onnxruntime-genai (0.14.1) has no int8.
+
+Why these versions (found by trial, offline, torch 2.13 + transformers 5.23):
+  * olive-ai 0.13.0 monkey-patches `onnxruntime_genai.models.quantized_model`, which
+    onnxruntime-genai >= 0.16 no longer ships -> the pass dies on import.
+  * onnxruntime-genai 0.15.x still has that module but its `create_model` now requires
+    `parse_extra_options()` to be called first, which Olive 0.13.0 does not do
+    ("Hugging Face details not found in extra_options").
+  * onnxruntime-genai 0.14.1 works with olive-ai 0.13.0 and onnxruntime 1.32.0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.version import Version
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tasks.errors import SlmforgeError, UnsupportedModelError
+
+# Block sizes Olive's ModelBuilder pass (and MatMulNBits on CPU) accept.
+BUILDER_BLOCK_SIZES = (16, 32, 64, 128, 256)
+# MatMulNBits accuracy_level: 1=fp32, 2=fp16, 3=bf16, 4=int8 compute for the activations.
+ACCURACY_LEVELS = range(1, 5)
+RECOMMENDED_PINS = (
+    "olive-ai==0.13.0 onnxruntime-genai==0.14.1 onnxruntime==1.32.0 onnx==1.23.2 "
+    "onnxscript==0.7.2 onnx-ir==1.1.0 requests"
+)
+# The model builder's own message for an architecture it has no class for.
+_UNSUPPORTED_RE = re.compile(r"NotImplementedError: (The .* model is not currently supported\.)")
+_RESULT_TAG = "SLMFORGE_ONNX_RESULT "
+
+
+class OnnxExportError(SlmforgeError):
+    """The ONNX export subprocess failed for a reason other than the architecture."""
+
+
+class OnnxUnsupportedArchitectureError(UnsupportedModelError):
+    """onnxruntime-genai's model builder has no exporter for this architecture."""
+
+
+class OnnxExportConfig(BaseModel):
+    """How to export: precision, target EP and the weight-only quantization knobs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    precision: Literal["int4", "int8", "fp32", "fp16"] = Field(
+        "int4",
+        description="Weights: int4/int8 = weight-only RTN (MatMulNBits, fp32 activations on CPU); "
+        "fp32; fp16 (CUDA only: the builder refuses fp16 for the CPU EP).",
+    )
+    execution_provider: Literal["cpu", "cuda"] = Field(
+        "cpu", description="ONNX Runtime EP the graph is built for (changes fused ops and IO dtypes)."
+    )
+    int4_block_size: int = Field(
+        32, description=f"Quantization block size, one of {BUILDER_BLOCK_SIZES}; also used for int8."
+    )
+    int4_accuracy_level: int = Field(
+        4, description="MatMulNBits compute type, 1=fp32 2=fp16 3=bf16 4=int8 (fastest on CPU); "
+        "also used for int8.",
+    )
+
+    @field_validator("int4_block_size")
+    @classmethod
+    def _block_size(cls, v: int) -> int:
+        if v not in BUILDER_BLOCK_SIZES:
+            raise ValueError(f"int4_block_size {v} is not one of {BUILDER_BLOCK_SIZES}")
+        return v
+
+    @field_validator("int4_accuracy_level")
+    @classmethod
+    def _accuracy(cls, v: int) -> int:
+        if v not in ACCURACY_LEVELS:
+            raise ValueError(f"int4_accuracy_level {v} must be 1..4 (1=fp32 2=fp16 3=bf16 4=int8)")
+        return v
+
+    @model_validator(mode="after")
+    def _fp16_needs_cuda(self) -> OnnxExportConfig:
+        # Olive silently skips the pass (-> "No output model") for fp16 on CPU; fail early instead.
+        if self.precision == "fp16" and self.execution_provider != "cuda":
+            raise ValueError("precision 'fp16' needs execution_provider 'cuda'; use fp32 or int4/int8 on CPU")
+        return self
+
+
+class OnnxExportResult(BaseModel):
+    out_dir: Path
+    model_path: Path
+    genai_config_path: Path
+    size_bytes: int
+    files: list[str]
+    versions: dict[str, str]
+    wall_s: float
+    tool: str = "olive ModelBuilder"
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_onnx_versions(installed: dict[str, str | None] | None = None) -> list[str]:
+    """Human-readable problems with the installed Olive / GenAI / ORT combination ([] = fine).
+
+    `installed` maps distribution name -> version (None = missing); default: this interpreter.
+    """
+    names = ("olive-ai", "onnxruntime-genai", "onnxruntime", "requests")
+    v = installed if installed is not None else {n: _installed(n) for n in names}
+    problems = [
+        f"{n} is not installed; install: {RECOMMENDED_PINS}"
+        for n in names[:3] if not v.get(n)
+    ]
+    olive, genai, ort = v.get("olive-ai"), v.get("onnxruntime-genai"), v.get("onnxruntime")
+    if olive and genai and Version(olive) < Version("0.14"):
+        if Version(genai) >= Version("0.16"):
+            problems.append(
+                f"olive-ai {olive} imports onnxruntime_genai.models.quantized_model, which "
+                f"onnxruntime-genai {genai} no longer has; install onnxruntime-genai==0.14.1"
+            )
+        elif Version(genai) >= Version("0.15"):
+            problems.append(
+                f"olive-ai {olive} calls create_model() without parse_extra_options(), which "
+                f"onnxruntime-genai {genai} requires ('Hugging Face details not found'); "
+                "install onnxruntime-genai==0.14.1"
+            )
+    if olive and Version(olive) >= Version("0.13") and not v.get("requests"):
+        # olive.telemetry imports requests at CLI/workflow start but olive-ai does not declare it.
+        problems.append(f"olive-ai {olive} needs 'requests' (undeclared dependency); pip install requests")
+    if genai and ort and Version(genai) >= Version("0.14") and Version(ort) < Version("1.26"):
+        problems.append(f"onnxruntime-genai {genai} needs onnxruntime>=1.26.0, found {ort}")
+    return problems
+
+
+def olive_workflow_config(
+    hf_dir: Path, output_dir: Path, cache_dir: Path, config: OnnxExportConfig
+) -> dict[str, Any]:
+    """The Olive workflow dict (what `olive.workflows.run` takes) for this export."""
+    quant = {"int4_block_size": config.int4_block_size, "int4_accuracy_level": config.int4_accuracy_level}
+    passes: dict[str, dict[str, Any]]
+    if config.precision == "int8":
+        passes = {
+            "builder": {"type": "ModelBuilder", "precision": "fp32"},
+            "rtn8": {
+                "type": "OnnxBlockWiseRtnQuantization", "bits": 8, "is_symmetric": True,
+                "block_size": config.int4_block_size, "accuracy_level": config.int4_accuracy_level,
+            },
+            # The RTN pass renames the lm_head output to "logits_Q8"; genai_config expects "logits".
+            "rename": {
+                "type": "GraphSurgeries",
+                "surgeries": [{"surgeon": "RenameOutputs", "old_names": ["logits_Q8"], "new_names": ["logits"]}],
+            },
+        }
+    else:
+        builder: dict[str, Any] = {"type": "ModelBuilder", "precision": config.precision}
+        if config.precision == "int4":
+            builder.update(quant)
+        passes = {"builder": builder}
+    gpu = config.execution_provider == "cuda"
+    accelerator = {
+        "device": "gpu" if gpu else "cpu",
+        "execution_providers": ["CUDAExecutionProvider" if gpu else "CPUExecutionProvider"],
+    }
+    return {
+        "input_model": {"type": "HfModel", "model_path": str(hf_dir)},
+        "systems": {"local_system": {"type": "LocalSystem", "accelerators": [accelerator]}},
+        "passes": passes,
+        "host": "local_system",
+        "target": "local_system",
+        "output_dir": str(output_dir),
+        "cache_dir": str(cache_dir),
+        "no_artifacts": True,
+        "log_severity_level": 1,
+    }
+
+
+# Runs in the child interpreter: Olive logs a failed pass and returns normally, so success is
+# judged by has_output_model(), not by an exception.
+_CHILD = f"""
+import json, sys
+from importlib import metadata
+from olive.workflows import run
+out = run(json.load(open(sys.argv[1])))
+ok = bool(out is not None and out.has_output_model())
+vers = {{n: metadata.version(n) for n in ("olive-ai", "onnxruntime", "onnxruntime-genai")}}
+print({_RESULT_TAG!r} + json.dumps({{"ok": ok, "versions": vers}}), flush=True)
+sys.exit(0 if ok else 3)
+"""
+
+
+def _child_env(staging: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        OLIVE_DISABLE_TELEMETRY="1",  # Olive 0.13 phones home unless this is "1" (or CI is set)
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        # The builder uses HF_HUB_CACHE as scratch for intermediate files: keep it in staging.
+        HF_HUB_CACHE=str(staging / "hf_cache"),
+    )
+    return env
+
+
+def _raise_failure(hf_dir: Path, log_text: str, rc: int) -> None:
+    match = _UNSUPPORTED_RE.search(log_text)
+    if match:
+        try:
+            arch = json.loads((hf_dir / "config.json").read_text())["architectures"][0]
+        except (OSError, KeyError, IndexError, ValueError):
+            arch = "unknown"
+        raise OnnxUnsupportedArchitectureError(
+            f"ONNX export failed: architecture {arch!r} is not supported by onnxruntime-genai's model "
+            f"builder (it said: {match.group(1)!r}). Use a supported family (Llama, Mistral, Qwen2/3, "
+            "Phi-3/4, Gemma, SmolLM3, …) or skip the ONNX target for this model."
+        )
+    tail = "\n".join(log_text.strip().splitlines()[-40:])
+    raise OnnxExportError(
+        f"ONNX export (Olive) exited with code {rc} and produced no model. Last log lines:\n{tail}\n"
+        f"Check the versions (`check_onnx_versions()`; known good: {RECOMMENDED_PINS})."
+    )
+
+
+def export_onnx(
+    hf_dir: Path, out_dir: Path, config: OnnxExportConfig, *,
+    python: str | None = None, timeout_s: float | None = None,
+) -> OnnxExportResult:
+    """Export `hf_dir` to an ONNX Runtime GenAI folder at `out_dir` (replaced if it exists).
+
+    The conversion runs in a child interpreter (`python`, default this one) so that its peak
+    memory (~2.3 GB for a 135M model) is returned to the OS, and writes into a hidden sibling
+    directory that is renamed to `out_dir` only on success: a crash never leaves a half folder.
+    """
+    hf_dir, out_dir = Path(hf_dir).resolve(), Path(out_dir).resolve()
+    if not (hf_dir / "config.json").is_file():
+        raise OnnxExportError(f"{hf_dir} has no config.json; pass a Hugging Face model folder")
+    if python is None and (problems := check_onnx_versions()):
+        raise OnnxExportError("ONNX toolchain problems:\n" + "\n".join(f"  - {p}" for p in problems))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        model_dir = staging / "model"
+        cfg_path = staging / "olive_config.json"
+        cfg = olive_workflow_config(hf_dir, model_dir, staging / "olive_cache", config)
+        cfg_path.write_text(json.dumps(cfg, indent=2))
+        log_path = staging / "export.log"
+        start = time.perf_counter()
+        with log_path.open("w") as log:
+            try:
+                proc = subprocess.run(
+                    [python or sys.executable, "-c", _CHILD, str(cfg_path)],
+                    stdout=log, stderr=subprocess.STDOUT, env=_child_env(staging),
+                    cwd=staging, timeout=timeout_s, check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise OnnxExportError(f"ONNX export timed out after {timeout_s}s") from exc
+        wall_s = time.perf_counter() - start
+        log_text = log_path.read_text(errors="replace")
+        results = [ln[len(_RESULT_TAG):] for ln in log_text.splitlines() if ln.startswith(_RESULT_TAG)]
+        result = json.loads(results[-1]) if results else {"ok": False}
+        if proc.returncode != 0 or not result["ok"] or not (model_dir / "genai_config.json").is_file():
+            _raise_failure(hf_dir, log_text, proc.returncode)
+        _fix_olive_model_config(model_dir, out_dir)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(model_dir, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
+    return OnnxExportResult(
+        out_dir=out_dir,
+        model_path=out_dir / "model.onnx",
+        genai_config_path=out_dir / "genai_config.json",
+        size_bytes=sum((out_dir / f).stat().st_size for f in files),
+        files=files,
+        versions=result["versions"],
+        wall_s=round(wall_s, 3),
+    )
+
+
+def _fix_olive_model_config(model_dir: Path, final_dir: Path) -> None:
+    """Olive writes model_config.json with the absolute staging path; point it at the final folder."""
+    path = model_dir / "model_config.json"
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    if isinstance(data.get("config"), dict) and "model_path" in data["config"]:
+        data["config"]["model_path"] = str(final_dir)
+        path.write_text(json.dumps(data, indent=4))

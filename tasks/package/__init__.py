@@ -1,0 +1,83 @@
+"""Step 5, package: an Ollama-ready folder per variant, with model card and sha256 manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.naming import ollama_tag
+from tasks.package.card import model_card
+from tasks.package.chat_template import extract_parts, stop_sequences, to_go_template
+from tasks.store import stored_step
+
+
+class PackageConfig(BaseModel):
+    """What goes into each variant's deployable folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    num_ctx: int | None = Field(None, ge=256, description="Ollama context size (default: the model's).")
+    ollama_template: str | None = Field(None, description="Ollama TEMPLATE to use instead of translating.")
+
+
+class PackagedVariant(BaseModel):
+    folder: Path
+    ollama_tag: str
+    key: str
+    reused: bool
+
+
+def chat_facts(hf_dir: Path) -> tuple[str, str, int]:
+    """(chat template, eos token text, context length) from an HF folder."""
+    tokenizer_config = json.loads((hf_dir / "tokenizer_config.json").read_text())
+    template_file = hf_dir / "chat_template.jinja"
+    template = template_file.read_text() if template_file.is_file() else tokenizer_config.get("chat_template", "")
+    eos = tokenizer_config.get("eos_token") or ""
+    eos = eos.get("content", "") if isinstance(eos, dict) else eos
+    model_config = json.loads((hf_dir / "config.json").read_text())
+    return template, eos, int(model_config.get("max_position_embeddings", 4096))
+
+
+def modelfile_text(gguf_name: str, hf_dir: Path, config: PackageConfig) -> str:
+    """An Ollama Modelfile: FROM the GGUF, the translated TEMPLATE, stop tokens, context size."""
+    template, eos, context = chat_facts(hf_dir)
+    parts = extract_parts(template, eos_token=eos) if template else None
+    go_template = config.ollama_template or (to_go_template(parts) if parts else "{{ .Prompt }}")
+    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{go_template}"""']
+    for stop in (stop_sequences(parts, eos) if parts else [eos] if eos else []):
+        lines.append(f'PARAMETER stop "{stop}"')
+    lines.append(f"PARAMETER num_ctx {config.num_ctx or context}")
+    return "\n".join(lines) + "\n"
+
+
+def package_gguf_variant(
+    gguf_path: Path, *, hf_dir: Path, model_name: str, quant: str, variant_key: str,
+    metrics: dict, provenance: dict, config: PackageConfig, store_root: Path,
+) -> PackagedVariant:
+    """Build (or reuse) the folder: GGUF, Modelfile, README.md model card, manifest."""
+    tag = ollama_tag(model_name, quant)
+    material = {"variant_key": variant_key, "metrics": metrics, "provenance": provenance,
+                "config": config.model_dump(mode="json")}
+
+    def build(tmp: Path) -> None:
+        _link_or_copy(gguf_path, tmp / gguf_path.name)
+        (tmp / "Modelfile").write_text(modelfile_text(gguf_path.name, hf_dir, config))
+        usage = f"```\nollama create {tag} -f Modelfile\nollama run {tag}\n```\n"
+        (tmp / "README.md").write_text(model_card(
+            title=f"{model_name} {quant} (GGUF)", variant={"format": "gguf", "quant": quant, "file": gguf_path.name},
+            provenance=provenance, metrics=metrics, usage=usage,
+        ))
+
+    stored = stored_step(store_root, "package", material, build)
+    return PackagedVariant(folder=stored.path, ollama_tag=tag, key=stored.key, reused=stored.reused)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard link when on the same filesystem: a multi-GB GGUF is not duplicated."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

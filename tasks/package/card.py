@@ -1,0 +1,39 @@
+"""Model card (README.md) of a packaged variant: measured figures and provenance."""
+
+from __future__ import annotations
+
+# Metrics shown in the card, with their unit and the companion spread key when one exists.
+CARD_METRICS = (
+    ("size_bytes", "bytes", None), ("bits_per_weight", "bits", None),
+    ("perplexity", "", "perplexity_se"), ("kld_mean", "nats", "kld_mean_se"), ("kld_p99", "nats", None),
+    ("top1_agreement", "fraction", "top1_agreement_se"), ("delta_p_rms", "probability", None),
+    ("prefill_tps", "tok/s", "prefill_tps_sd"), ("decode_tps", "tok/s", "decode_tps_sd"),
+    ("ttft_ms", "ms", "ttft_ms_sd"), ("load_s", "s", None), ("peak_rss_bytes", "bytes", None),
+    ("decode_efficiency", "fraction", None),
+)
+
+
+def _format(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def metrics_table(metrics: dict[str, float]) -> str:
+    rows = ["| metric | value | ± | unit |", "|---|---|---|---|"]
+    for name, unit, spread in CARD_METRICS:
+        if name in metrics:
+            plus = _format(metrics[spread]) if spread and spread in metrics else ""
+            rows.append(f"| `{name}` | {_format(metrics[name])} | {plus} | {unit} |")
+    return "\n".join(rows)
+
+
+def model_card(*, title: str, variant: dict, provenance: dict, metrics: dict, usage: str) -> str:
+    """Markdown card: what this is, how it measured, where it came from, how to run it."""
+    prov = "\n".join(f"- **{key}**: `{value}`" for key, value in provenance.items())
+    var = "\n".join(f"- **{key}**: `{value}`" for key, value in variant.items())
+    return (
+        f"# {title}\n\n{var}\n\n## Measured\n\n{metrics_table(metrics)}\n\n"
+        "Perplexity and divergence follow llama-perplexity's protocol (second half of each chunk "
+        "scored, same tokens as the f16 base); speed follows llama-bench (warm-up, then repeated "
+        "runs, mean ± sd).\n\n"
+        f"## Provenance\n\n{prov}\n\n## Use\n\n{usage}\n"
+    )

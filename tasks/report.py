@@ -1,0 +1,99 @@
+"""The tracking edge of a run: parent/child MLflow runs, Prefect artifacts, the printed summary."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tasks import tracking
+from tasks.acquire import AcquiredModel
+from tasks.variants import VariantOutcome, summary_frame
+
+
+@dataclass
+class RunContext:
+    """Where this flow run is tracked; passed explicitly to every logging call."""
+
+    client: MlflowClient
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    config_file: Path
+
+
+def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dict, versions: dict) -> RunContext:
+    uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = tracking.ensure_experiment(client, config.tracking.experiment or config.name, uri)
+    run_id = tracking.start_run(client, experiment_id, name=f"{config.name}-{flow_run_id[:8]}", tags={
+        "prefect.flow_run_id": flow_run_id, "slmforge.hardware_id": hardware["hardware_id"],
+    })
+    tracking.log_values(client, run_id, params={f"version.{k}": v for k, v in versions.items()},
+                        tags={f"hardware.{k}": v for k, v in hardware.items()})
+    config_file = Path(tempfile.mkdtemp(prefix="slmforge-config-")) / "resolved_config.yaml"
+    config_file.write_text(config_yaml)
+    tracking.log_files(client, run_id, [config_file])
+    return RunContext(client, uri, experiment_id, run_id, config_file)
+
+
+def log_model_facts(ctx: RunContext, model: AcquiredModel) -> None:
+    tracking.log_values(ctx.client, ctx.parent_run_id, params={
+        "source": model.source, "source_revision": model.source_revision, "architecture": model.architecture,
+        "param_count": model.param_count, "license": model.license or "unknown",
+        "from_quantized_file_type": model.from_quantized or "none",
+    }, tags={"slmforge.tier": model.tier})
+
+
+def log_variant(ctx: RunContext, outcome: VariantOutcome, *, model: AcquiredModel, hardware_id: str,
+                versions: dict, gguf_artifacts: str) -> str:
+    """A child run for one variant: params, tags, metrics and its files."""
+    v = outcome.variant
+    run_id = tracking.start_run(ctx.client, ctx.experiment_id, name=v.name, parent_run_id=ctx.parent_run_id, tags={
+        "slmforge.tier": model.tier, "slmforge.hardware_id": hardware_id, "slmforge.gate": outcome.gate,
+        "slmforge.gate_reasons": "; ".join(outcome.gate_reasons) or "-",
+        "slmforge.artifact_path": str(v.path), "slmforge.artifact_key": v.key,
+        **({"slmforge.error": outcome.error} if outcome.error else {}),
+    })
+    params = {"format": v.format, "quant": v.quant, "source": model.source,
+              "source_revision": model.source_revision, **{f"version.{k}": x for k, x in versions.items()}}
+    for name in ("threads", "n_gpu_layers", "n_ctx", "chunks"):
+        if name in outcome.metrics:
+            params[name] = outcome.metrics[name]
+    tracking.log_values(ctx.client, run_id, params=params, metrics=outcome.metrics)
+    files = [ctx.config_file]
+    if outcome.package_dir is not None:
+        files += [outcome.package_dir / n for n in ("README.md", "Modelfile", "slmforge-manifest.json")]
+        if gguf_artifacts == "copy" and v.path.is_file():
+            files.append(v.path)
+    tracking.log_files(ctx.client, run_id, [f for f in files if f.exists()])
+    ctx.client.set_terminated(run_id, "FAILED" if outcome.error else "FINISHED")
+    return run_id
+
+
+def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome]) -> None:
+    frame = summary_frame(outcomes)
+    table = Path(ctx.config_file.parent) / "results.csv"
+    frame.to_csv(table, index=False)
+    tracking.log_files(ctx.client, ctx.parent_run_id, [table])
+    failed = any(o.error for o in outcomes)
+    ctx.client.set_terminated(ctx.parent_run_id, "FAILED" if failed else "FINISHED")
+
+
+def publish_prefect_artifacts(ctx: RunContext, outcomes: list[VariantOutcome]) -> None:
+    """The results table and the MLflow link, visible on the flow run in the Prefect UI."""
+    from prefect.artifacts import create_link_artifact, create_table_artifact
+
+    rows = summary_frame(outcomes).astype(object).where(lambda f: f.notna(), None).to_dict("records")
+    create_table_artifact(rows, key="slmforge-results", description="Measured variants")
+    create_link_artifact(
+        tracking.run_url(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id),
+        link_text="MLflow parent run", key="slmforge-mlflow-run",
+    )
+
+
+def dump_config(config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

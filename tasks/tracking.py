@@ -1,0 +1,77 @@
+"""MLflow edge: experiments, the parent run of a flow run, one child run per variant.
+
+Only MlflowClient calls with explicit run ids are used: MLflow's "active run" is per thread, and
+Prefect runs tasks on a thread pool, so the fluent API would attach runs to the wrong parent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from tasks.secrets import redact
+
+DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+# Public metric names (DESIGN.md); other numeric results are logged too, these are the contract.
+CONTRACT_METRICS = (
+    "size_bytes", "bits_per_weight", "perplexity", "kld_mean", "kld_p99", "top1_agreement",
+    "delta_p_rms", "prefill_tps", "decode_tps", "ttft_ms", "load_s", "peak_rss_bytes", "decode_efficiency",
+)
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """Experiment id for `name`, created with artefacts under mlruns/ for the default store."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
+        # Relative sqlite store: keep its artefacts beside it rather than in ./mlartifacts.
+        db_dir = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent
+        location = (db_dir / "artifacts" / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start_run(client: MlflowClient, experiment_id: str, *, name: str, tags: dict[str, str],
+              parent_run_id: str | None = None) -> str:
+    all_tags = dict(tags)
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    return client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+
+
+def log_values(client: MlflowClient, run_id: str, *, params: dict | None = None,
+               metrics: dict | None = None, tags: dict | None = None) -> None:
+    """One batch call; params/tags are redacted, non-finite or non-numeric metrics skipped."""
+    import time
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if _finite(v)],
+        params=[Param(k, redact(str(v))[:6000]) for k, v in (params or {}).items()],
+        tags=[RunTag(k, redact(str(v))) for k, v in (tags or {}).items()],
+    )
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def log_files(client: MlflowClient, run_id: str, paths: list[Path], subdir: str | None = None) -> None:
+    for path in paths:
+        client.log_artifact(run_id, str(path), artifact_path=subdir)
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
+    """Where the run is in the MLflow UI (local UI address for file/sqlite stores)."""
+    base = tracking_uri if tracking_uri.startswith("http") else ui
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

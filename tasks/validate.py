@@ -1,0 +1,36 @@
+"""`slmforge validate`: every problem of a config, found without heavy work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.acquire.gguf_source import locate_gguf
+from tasks.acquire.sources import GgufSource, HubSource, LocalSource
+from tasks.config import PipelineConfig, load_config
+from tasks.errors import ConfigError, SlmforgeError
+from tasks.evaluate.corpus import FileCorpus
+
+
+def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
+    """(config or None, problems). Schema errors first; then the sources the config points at."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return None, exc.problems
+    problems = []
+    source = config.source
+    if isinstance(source, LocalSource) and not (source.path.expanduser() / "config.json").is_file():
+        problems.append(f"source.path: {source.path} is not a model folder (no config.json)")
+    if isinstance(source, GgufSource):
+        try:
+            locate_gguf(source)
+        except SlmforgeError as exc:
+            problems.append(f"source: {exc}")
+    if isinstance(source, HubSource) and "/" not in source.repo_id:
+        problems.append(f"source.repo_id: {source.repo_id!r} should look like 'owner/name'")
+    corpus = config.evaluate.corpus
+    if isinstance(corpus, FileCorpus) and not corpus.path.is_file():
+        problems.append(f"evaluate.corpus.path: {corpus.path} does not exist")
+    if config.evaluate.prefill_tokens > 8192:
+        problems.append("evaluate.prefill_tokens: above 8192 is slower than useful; llama-bench uses 512")
+    return config, problems

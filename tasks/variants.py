@@ -1,0 +1,58 @@
+"""A variant = one format x quant of the model, and the record the pipeline keeps for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class Variant(BaseModel):
+    """One artefact to evaluate and package."""
+
+    name: str = Field(description="e.g. smollm2-135m-instruct-gguf-q4_k_m")
+    format: str = Field(description="gguf or onnx")
+    quant: str = Field(description="Q4_K_M, F16, int4, ...")
+    path: Path = Field(description="The GGUF file or the ONNX folder.")
+    key: str = Field(description="Store key of the artefact (its content identity).")
+    is_base: bool = False
+
+
+class VariantOutcome(BaseModel):
+    """Everything known about a variant at the end of a run."""
+
+    variant: Variant
+    metrics: dict[str, float] = Field(default_factory=dict)
+    gate: str = "not-checked"  # pass / fail / not-checked
+    gate_reasons: list[str] = Field(default_factory=list)
+    package_dir: Path | None = None
+    error: str | None = None
+    reused: bool = False
+    mlflow_run_id: str | None = None
+
+
+SUMMARY_COLUMNS = (
+    "format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean", "kld_p99",
+    "top1_agreement", "delta_p_rms", "prefill_tps", "decode_tps", "ttft_ms", "load_s",
+    "peak_rss_bytes", "decode_efficiency", "gate",
+)
+
+
+def summary_rows(outcomes: list[VariantOutcome]) -> list[dict]:
+    """One flat row per variant with the public metric names; missing values are None."""
+    rows = []
+    for outcome in outcomes:
+        row = {"format": outcome.variant.format, "quant": outcome.variant.quant, "gate": outcome.gate}
+        for column in SUMMARY_COLUMNS[2:-1]:
+            row[column] = outcome.metrics.get(column)
+        if outcome.error:
+            row["gate"] = "error"
+        rows.append(row)
+    return rows
+
+
+def summary_frame(outcomes: list[VariantOutcome]):
+    """The results table as a pandas DataFrame (sortable by any metric)."""
+    import pandas as pd
+
+    return pd.DataFrame(summary_rows(outcomes), columns=list(SUMMARY_COLUMNS))
