@@ -1,16 +1,10 @@
 """HF folder -> ONNX Runtime GenAI folder with Microsoft Olive, run in a subprocess.
 
-Olive's `ModelBuilder` pass (a wrapper around `onnxruntime_genai.models.builder`) does the
-export; int8 is ModelBuilder fp32 followed by Olive's weight-only RTN pass with bits=8,
-because the model builder shipped with the working onnxruntime-genai (0.14.1) has no int8.
-
-Why these versions (found by trial, offline, torch 2.13 + transformers 5.23):
-  * olive-ai 0.13.0 monkey-patches `onnxruntime_genai.models.quantized_model`, which
-    onnxruntime-genai >= 0.16 no longer ships -> the pass dies on import.
-  * onnxruntime-genai 0.15.x still has that module but its `create_model` now requires
-    `parse_extra_options()` to be called first, which Olive 0.13.0 does not do
-    ("Hugging Face details not found in extra_options").
-  * onnxruntime-genai 0.14.1 works with olive-ai 0.13.0 and onnxruntime 1.32.0.
+Olive's `ModelBuilder` pass wraps `onnxruntime_genai.models.builder`. int8 is ModelBuilder fp32
++ Olive's weight-only RTN pass (bits=8): genai 0.14.1's builder has no int8 precision.
+Why genai 0.14.1 (tried offline with torch 2.13 + transformers 5.23): olive-ai 0.13.0 patches
+`onnxruntime_genai.models.quantized_model`, gone in genai >= 0.16; genai 0.15.x has it but its
+`create_model` requires `parse_extra_options()` first, which Olive 0.13.0 never calls.
 """
 
 from __future__ import annotations
@@ -24,7 +18,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -57,9 +51,8 @@ class OnnxExportConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     precision: Literal["int4", "int8", "fp32", "fp16"] = Field(
-        "int4",
-        description="Weights: int4/int8 = weight-only RTN (MatMulNBits, fp32 activations on CPU); "
-        "fp32; fp16 (CUDA only: the builder refuses fp16 for the CPU EP).",
+        "int4", description="int4/int8: weight-only RTN (MatMulNBits), fp32 model IO on CPU; "
+        "fp32; fp16 (CUDA only: Olive skips fp16 builds for the CPU EP).",
     )
     execution_provider: Literal["cpu", "cuda"] = Field(
         "cpu", description="ONNX Runtime EP the graph is built for (changes fused ops and IO dtypes)."
@@ -95,6 +88,8 @@ class OnnxExportConfig(BaseModel):
 
 
 class OnnxExportResult(BaseModel):
+    """Where the folder is, what made it (versions) and how long it took."""
+
     out_dir: Path
     model_path: Path
     genai_config_path: Path
@@ -119,10 +114,9 @@ def check_onnx_versions(installed: dict[str, str | None] | None = None) -> list[
     """
     names = ("olive-ai", "onnxruntime-genai", "onnxruntime", "requests")
     v = installed if installed is not None else {n: _installed(n) for n in names}
-    problems = [
-        f"{n} is not installed; install: {RECOMMENDED_PINS}"
-        for n in names[:3] if not v.get(n)
-    ]
+    problems = []
+    if missing := [n for n in names[:3] if not v.get(n)]:
+        problems.append(f"not installed: {', '.join(missing)}; install: {RECOMMENDED_PINS}")
     olive, genai, ort = v.get("olive-ai"), v.get("onnxruntime-genai"), v.get("onnxruntime")
     if olive and genai and Version(olive) < Version("0.14"):
         if Version(genai) >= Version("0.16"):
@@ -148,41 +142,27 @@ def olive_workflow_config(
     hf_dir: Path, output_dir: Path, cache_dir: Path, config: OnnxExportConfig
 ) -> dict[str, Any]:
     """The Olive workflow dict (what `olive.workflows.run` takes) for this export."""
-    quant = {"int4_block_size": config.int4_block_size, "int4_accuracy_level": config.int4_accuracy_level}
-    passes: dict[str, dict[str, Any]]
-    if config.precision == "int8":
-        passes = {
-            "builder": {"type": "ModelBuilder", "precision": "fp32"},
-            "rtn8": {
-                "type": "OnnxBlockWiseRtnQuantization", "bits": 8, "is_symmetric": True,
-                "block_size": config.int4_block_size, "accuracy_level": config.int4_accuracy_level,
-            },
-            # The RTN pass renames the lm_head output to "logits_Q8"; genai_config expects "logits".
-            "rename": {
-                "type": "GraphSurgeries",
-                "surgeries": [{"surgeon": "RenameOutputs", "old_names": ["logits_Q8"], "new_names": ["logits"]}],
-            },
-        }
-    else:
-        builder: dict[str, Any] = {"type": "ModelBuilder", "precision": config.precision}
-        if config.precision == "int4":
-            builder.update(quant)
-        passes = {"builder": builder}
+    bs, acc = config.int4_block_size, config.int4_accuracy_level
+    builder: dict[str, Any] = {"type": "ModelBuilder", "precision": config.precision}
+    passes: dict[str, dict[str, Any]] = {"builder": builder}
+    if config.precision == "int4":
+        builder.update(int4_block_size=bs, int4_accuracy_level=acc)
+    elif config.precision == "int8":
+        builder["precision"] = "fp32"
+        passes["rtn8"] = {"type": "OnnxBlockWiseRtnQuantization", "bits": 8, "is_symmetric": True,
+                          "block_size": bs, "accuracy_level": acc}
+        # The RTN pass renames the lm_head output to "logits_Q8"; genai_config expects "logits".
+        passes["rename"] = {"type": "GraphSurgeries", "surgeries": [
+            {"surgeon": "RenameOutputs", "old_names": ["logits_Q8"], "new_names": ["logits"]}]}
     gpu = config.execution_provider == "cuda"
-    accelerator = {
-        "device": "gpu" if gpu else "cpu",
-        "execution_providers": ["CUDAExecutionProvider" if gpu else "CPUExecutionProvider"],
-    }
+    accelerator = {"device": "gpu" if gpu else "cpu",
+                   "execution_providers": ["CUDAExecutionProvider" if gpu else "CPUExecutionProvider"]}
     return {
         "input_model": {"type": "HfModel", "model_path": str(hf_dir)},
         "systems": {"local_system": {"type": "LocalSystem", "accelerators": [accelerator]}},
-        "passes": passes,
-        "host": "local_system",
-        "target": "local_system",
-        "output_dir": str(output_dir),
-        "cache_dir": str(cache_dir),
-        "no_artifacts": True,
-        "log_severity_level": 1,
+        "passes": passes, "host": "local_system", "target": "local_system",
+        "output_dir": str(output_dir), "cache_dir": str(cache_dir),
+        "no_artifacts": True, "log_severity_level": 1,
     }
 
 
@@ -201,25 +181,16 @@ sys.exit(0 if ok else 3)
 
 
 def _child_env(staging: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        OLIVE_DISABLE_TELEMETRY="1",  # Olive 0.13 phones home unless this is "1" (or CI is set)
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        # The builder uses HF_HUB_CACHE as scratch for intermediate files: keep it in staging.
-        HF_HUB_CACHE=str(staging / "hf_cache"),
-    )
-    return env
+    # OLIVE_DISABLE_TELEMETRY: Olive 0.13 sends telemetry unless it is "1" (or a CI var is set).
+    # HF_HUB_CACHE: the builder uses it as scratch for intermediate files; keep that in staging.
+    return {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_CACHE": str(staging / "hf_cache")}
 
 
-def _raise_failure(hf_dir: Path, log_text: str, rc: int) -> None:
-    match = _UNSUPPORTED_RE.search(log_text)
-    if match:
-        try:
-            arch = json.loads((hf_dir / "config.json").read_text())["architectures"][0]
-        except (OSError, KeyError, IndexError, ValueError):
-            arch = "unknown"
+def _raise_failure(hf_dir: Path, log_text: str, rc: int) -> NoReturn:
+    if match := _UNSUPPORTED_RE.search(log_text):
+        arch = (json.loads((hf_dir / "config.json").read_text()).get("architectures") or ["?"])[0]
         raise OnnxUnsupportedArchitectureError(
             f"ONNX export failed: architecture {arch!r} is not supported by onnxruntime-genai's model "
             f"builder (it said: {match.group(1)!r}). Use a supported family (Llama, Mistral, Qwen2/3, "
@@ -252,11 +223,8 @@ def export_onnx(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        model_dir = staging / "model"
-        cfg_path = staging / "olive_config.json"
-        cfg = olive_workflow_config(hf_dir, model_dir, staging / "olive_cache", config)
-        cfg_path.write_text(json.dumps(cfg, indent=2))
-        log_path = staging / "export.log"
+        model_dir, cfg_path, log_path = staging / "model", staging / "olive.json", staging / "export.log"
+        cfg_path.write_text(json.dumps(olive_workflow_config(hf_dir, model_dir, staging / "cache", config)))
         start = time.perf_counter()
         with log_path.open("w") as log:
             try:
@@ -270,10 +238,11 @@ def export_onnx(
         wall_s = time.perf_counter() - start
         log_text = log_path.read_text(errors="replace")
         results = [ln[len(_RESULT_TAG):] for ln in log_text.splitlines() if ln.startswith(_RESULT_TAG)]
-        result = json.loads(results[-1]) if results else {"ok": False}
+        result: dict[str, Any] = json.loads(results[-1]) if results else {"ok": False}
         if proc.returncode != 0 or not result["ok"] or not (model_dir / "genai_config.json").is_file():
             _raise_failure(hf_dir, log_text, proc.returncode)
-        _fix_olive_model_config(model_dir, out_dir)
+        # Olive's own handler description, holding the absolute staging path: stale after rename.
+        (model_dir / "model_config.json").unlink(missing_ok=True)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(model_dir, out_dir)
@@ -281,22 +250,9 @@ def export_onnx(
         shutil.rmtree(staging, ignore_errors=True)
     files = sorted(p.name for p in out_dir.iterdir() if p.is_file())
     return OnnxExportResult(
-        out_dir=out_dir,
-        model_path=out_dir / "model.onnx",
+        out_dir=out_dir, model_path=out_dir / "model.onnx",
         genai_config_path=out_dir / "genai_config.json",
         size_bytes=sum((out_dir / f).stat().st_size for f in files),
-        files=files,
-        versions=result["versions"],
-        wall_s=round(wall_s, 3),
+        files=files, versions=result["versions"], wall_s=round(wall_s, 3),
     )
 
-
-def _fix_olive_model_config(model_dir: Path, final_dir: Path) -> None:
-    """Olive writes model_config.json with the absolute staging path; point it at the final folder."""
-    path = model_dir / "model_config.json"
-    if not path.is_file():
-        return
-    data = json.loads(path.read_text())
-    if isinstance(data.get("config"), dict) and "model_path" in data["config"]:
-        data["config"]["model_path"] = str(final_dir)
-        path.write_text(json.dumps(data, indent=4))

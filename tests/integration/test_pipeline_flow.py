@@ -1,0 +1,69 @@
+"""The real flow on a tiny model: real Prefect (temporary database), real MLflow (temporary
+SQLite store), real llama.cpp conversion, quantization and measurement."""
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.pipeline import pipeline
+from tasks.tracking import CONTRACT_METRICS
+from tests.conftest import QUICK_EVAL, write_config
+
+SECRET = "hf_SECRETsecretSECRETsecret98765"
+
+
+@pytest.fixture
+def config_for(tmp_path, tiny_model_dir, tracking_uri):
+    def make(types, **extra):
+        return write_config(tmp_path / f"c-{'-'.join(types)}.yaml", {
+            "name": "tiny-flow", "model_name": "Tiny-Llama",
+            "source": {"kind": "local", "path": str(tiny_model_dir)},
+            "quantize": {"types": types}, "evaluate": QUICK_EVAL,
+            "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"), **extra,
+        })
+    return make
+
+
+def _children(client, parent_id):
+    runs = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+    )
+    return {r.data.params["quant"]: r for r in runs}
+
+
+def test_flow_tracks_every_variant_and_reruns_from_cache(prefect_harness, config_for, tracking_uri, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    gates = {"per_quant": {"Q4": {"max_kld_mean": 1e-9}}}  # Q4_0 of a random model must fail this
+    first = pipeline(str(config_for(["Q8_0", "Q4_0"], gates=gates)))
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(first["mlflow_run_id"])
+    assert parent.data.tags["prefect.flow_run_id"] == first["flow_run_id"]
+    children = _children(client, first["mlflow_run_id"])
+    assert set(children) == {"F16", "Q8_0", "Q4_0"}
+    q8 = children["Q8_0"]
+    assert {"size_bytes", "bits_per_weight", "perplexity", "kld_mean", "kld_p99", "top1_agreement",
+            "delta_p_rms", "prefill_tps", "decode_tps", "ttft_ms", "load_s", "peak_rss_bytes"} <= set(q8.data.metrics)
+    assert set(q8.data.metrics) & set(CONTRACT_METRICS)
+    assert q8.data.params["format"] == "gguf" and q8.data.params["source"].startswith("local:")
+    assert q8.data.params["source_revision"] and "version.llama-cpp-python" in q8.data.params
+    assert q8.data.tags["slmforge.tier"] == "micro" and q8.data.tags["slmforge.hardware_id"].startswith("hw-")
+    assert q8.data.tags["slmforge.gate"] == "pass"
+    artifacts = {a.path for a in client.list_artifacts(q8.info.run_id)}
+    assert {"README.md", "Modelfile", "slmforge-manifest.json", "resolved_config.yaml"} <= artifacts
+
+    q4 = children["Q4_0"]
+    assert q4.data.tags["slmforge.gate"] == "fail" and "kld_mean" in q4.data.tags["slmforge.gate_reasons"]
+    assert "smollm" not in str(first["packages"]) and len(first["packages"]) == 2  # F16 and Q8_0 only
+
+    for run in [parent, *children.values()]:
+        assert SECRET not in str(run.data.params) + str(run.data.tags)
+
+    second = pipeline(str(config_for(["Q8_0", "Q4_0"], gates=gates)))
+    assert all(second["reused"].values()), second["reused"]
+    assert second["rows"] == first["rows"]
+
+    third = pipeline(str(config_for(["Q8_0", "Q5_0"], gates=gates)))
+    assert third["reused"] == {
+        "tiny-llama-gguf-f16": True, "tiny-llama-gguf-q8_0": True, "tiny-llama-gguf-q5_0": False,
+    }

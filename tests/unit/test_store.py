@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from tasks.store import MANIFEST_NAME, stored_step
+
+
+def _writer(calls):
+    def build(tmp):
+        calls.append(tmp)
+        (tmp / "out.bin").write_bytes(b"payload")
+    return build
+
+
+def test_second_call_reuses_and_verifies(tmp_path):
+    calls = []
+    first = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
+    second = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
+    assert (first.reused, second.reused, len(calls)) == (False, True, 1)
+    assert second.path == first.path
+    assert json.loads((first.path / MANIFEST_NAME).read_text())["files"]["out.bin"]
+
+
+def test_changed_material_builds_a_new_artifact(tmp_path):
+    calls = []
+    a = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
+    b = stored_step(tmp_path, "step", {"a": 2}, _writer(calls))
+    assert a.path != b.path and len(calls) == 2
+
+
+def test_altered_file_is_rebuilt_not_trusted(tmp_path):
+    calls = []
+    first = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
+    (first.path / "out.bin").write_bytes(b"payloaX")  # same size, different content
+    again = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
+    assert not again.reused and len(calls) == 2
+    assert (again.path / "out.bin").read_bytes() == b"payload"
+
+
+def test_killed_build_leaves_nothing_under_the_final_name(tmp_path):
+    def crash(tmp):
+        (tmp / "half.bin").write_bytes(b"half")
+        raise KeyboardInterrupt  # as a kill mid-step would interrupt the build
+
+    with pytest.raises(KeyboardInterrupt):
+        stored_step(tmp_path, "step", {"a": 1}, crash)
+    assert not [p for p in (tmp_path / "step").iterdir()]
+    calls = []
+    resumed = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
+    assert not resumed.reused and len(calls) == 1
+
+
+def test_final_folder_without_manifest_is_rebuilt(tmp_path):
+    calls = []
+    first = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
+    (first.path / MANIFEST_NAME).unlink()  # e.g. a copy interrupted by hand
+    again = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
+    assert not again.reused and len(calls) == 2
