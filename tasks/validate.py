@@ -7,6 +7,7 @@ from pathlib import Path
 from tasks.acquire.gguf_source import locate_gguf
 from tasks.acquire.sources import GgufSource, HubSource, LocalSource
 from tasks.config import PipelineConfig, load_config
+from tasks.convert import converter_gguf_problem
 from tasks.errors import ConfigError, SlmforgeError
 from tasks.evaluate.corpus import FileCorpus
 
@@ -31,6 +32,8 @@ def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
     corpus = config.evaluate.corpus
     if isinstance(corpus, FileCorpus) and not corpus.path.is_file():
         problems.append(f"evaluate.corpus.path: {corpus.path} does not exist")
+    if (gguf_problem := converter_gguf_problem()) is not None:
+        problems.append(f"installation: {gguf_problem}")
     if config.evaluate.prefill_tokens > 8192:
         problems.append("evaluate.prefill_tokens: above 8192 is slower than useful; llama-bench uses 512")
     return config, problems

@@ -24,7 +24,7 @@ class EvalConfig(BaseModel):
     corpus: CorpusConfig = Field(default_factory=BuiltinCorpus, description="Evaluation text.")
     n_ctx: int = Field(512, ge=16, description="Perplexity chunk length (llama.cpp tables use 512).")
     max_chunks: int | None = Field(
-        24, ge=1, description="Chunks scored (24 x 255 tokens keeps the PPL standard error near 1 %).",
+        24, ge=1, description="Chunks scored (None = all); each scores n_ctx/2 - 1 tokens.",
     )
     threads: int | None = Field(None, ge=1, description="CPU threads (default: physical cores, as llama-bench).")
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to a GPU build (-1 = all).")

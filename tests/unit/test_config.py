@@ -41,3 +41,8 @@ def test_gguf_source_needs_one_location(tmp_path):
 def test_missing_file_is_a_config_error():
     with pytest.raises(ConfigError, match="file not found"):
         load_config(Path("/no/such/config.yaml"))
+
+
+def test_misspelt_key_gets_a_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'types'"):
+        load_config(write_config(tmp_path / "c.yaml", {**BASE, "quantize": {"typse": ["Q8_0"]}}))

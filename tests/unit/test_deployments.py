@@ -28,3 +28,9 @@ def test_console_script_points_at_the_cli():
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert callable(import_object(scripts["slmforge"].replace(":", ".")))
+
+
+def test_converter_uses_its_own_gguf_module():
+    from tasks.convert import converter_gguf_problem
+
+    assert converter_gguf_problem() is None

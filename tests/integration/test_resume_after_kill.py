@@ -1,0 +1,45 @@
+"""A run killed mid-step (SIGKILL, no clean-up) is started again: it completes, and nothing
+half-written is ever reused. Runs the real CLI in a subprocess, as a user would."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tasks.hashing import verify_manifest
+from tests.conftest import QUICK_EVAL, REPO, write_config
+
+
+def _cli(config, env):
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_killed_run_resumes_without_reusing_partial_files(tiny_model_dir, tmp_path):
+    store = tmp_path / "store"
+    config = write_config(tmp_path / "c.yaml", {
+        "name": "kill-test", "model_name": "Tiny-Llama", "formats": ["gguf"],
+        "source": {"kind": "local", "path": str(tiny_model_dir)},
+        "quantize": {"types": ["Q8_0", "Q4_0"]}, "evaluate": QUICK_EVAL,
+        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}, "store_dir": str(store),
+    })
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO)}
+    first = _cli(config, env)
+    deadline = time.monotonic() + 300
+    while not list(store.glob("evaluate/.tmp-*")):  # killed while a measurement is half done
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert list(store.glob("evaluate/.tmp-*"))  # the kill left debris behind, as a real one would
+
+    second = _cli(config, env)
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output
+    assert "slmforge results" in output and "MLflow run:" in output
+    for manifest_file in store.glob("*/*/slmforge-manifest.json"):
+        verify_manifest(manifest_file.parent, json.loads(manifest_file.read_text())["files"])
+    evaluated = [p for p in store.glob("evaluate/*") if not p.name.startswith(".tmp-")]
+    assert len(evaluated) == 3 and all((p / "metrics.json").is_file() for p in evaluated)
