@@ -19,6 +19,7 @@ from tasks.convert import ConvertConfig
 from tasks.errors import ConfigError
 from tasks.evaluate import EvalConfig
 from tasks.gates import GateConfig
+from tasks.onnx.config import OnnxTargets
 from tasks.package import PackageConfig
 from tasks.quantize import QuantizeConfig
 
@@ -47,6 +48,12 @@ class PipelineConfig(BaseModel):
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     gates: GateConfig = Field(default_factory=GateConfig)
     package: PackageConfig = Field(default_factory=PackageConfig)
+    formats: list[Literal["gguf", "onnx"]] = Field(
+        default_factory=lambda: ["gguf", "onnx"], min_length=1,
+        description="Variant formats to build. The f16 GGUF is always built: it is the reference "
+        "every variant is scored against; without 'gguf' only its quants are skipped.",
+    )
+    onnx: OnnxTargets = Field(default_factory=OnnxTargets, description="ONNX Runtime GenAI variants.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     store_dir: Path = Field(Path(".slmforge/store"), description="Content-addressed artefact store.")
 

@@ -10,6 +10,7 @@ from tasks.config import PipelineConfig, load_config
 from tasks.convert import converter_gguf_problem
 from tasks.errors import ConfigError, SlmforgeError
 from tasks.evaluate.corpus import FileCorpus
+from tasks.onnx.export import check_onnx_versions
 
 
 def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
@@ -36,4 +37,7 @@ def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
         problems.append(f"installation: {gguf_problem}")
     if config.evaluate.prefill_tokens > 8192:
         problems.append("evaluate.prefill_tokens: above 8192 is slower than useful; llama-bench uses 512")
+    if "onnx" in config.formats:
+        # Olive / GenAI / ORT releases that break each other: found now, not after an hour of GGUF work.
+        problems.extend(f"formats: 'onnx': {problem}" for problem in check_onnx_versions())
     return config, problems

@@ -45,7 +45,7 @@ class AcquiredModel(BaseModel):
 def acquire_model(source: ModelSource, config: AcquireConfig, *, store_root: Path) -> AcquiredModel:
     """Acquire `source` into a checked HF folder; the pure core of the step."""
     if isinstance(source, HubSource):
-        folder, revision = hub.download_snapshot(source)
+        folder, revision = hub.download_snapshot(source, allow_pickle=config.allow_pickle)
         return _describe(folder, config, source=f"hub:{source.repo_id}", revision=revision)
     if isinstance(source, LocalSource):
         folder = source.path.expanduser().resolve()

@@ -10,11 +10,17 @@ from tasks.errors import HubAccessError, TransientError
 from tasks.secrets import redact
 
 
-def download_snapshot(source: HubSource) -> tuple[Path, str]:
+# Safe by default: configs, tokenizers and safetensors weights; pickle files only when allowed.
+DEFAULT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.md", "LICENSE*"]
+PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth"]
+
+
+def download_snapshot(source: HubSource, *, allow_pickle: bool = False) -> tuple[Path, str]:
     """Download (or reuse from the hub cache) a snapshot; returns (folder, commit sha).
 
     Works offline when HF_HUB_OFFLINE=1 and the revision is in the cache.
     """
+    patterns = source.allow_patterns or DEFAULT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
     from huggingface_hub import snapshot_download
     from huggingface_hub import errors as hub_errors
 
@@ -23,7 +29,7 @@ def download_snapshot(source: HubSource) -> tuple[Path, str]:
         folder = snapshot_download(
             source.repo_id,
             revision=source.revision,
-            allow_patterns=source.allow_patterns,
+            allow_patterns=patterns,
             cache_dir=source.cache_dir,
             token=token,
         )

@@ -19,7 +19,8 @@ class HubSource(_Strict):
     repo_id: str = Field(description="Repository id, e.g. 'HuggingFaceTB/SmolLM2-135M-Instruct'.")
     revision: str = Field("main", description="Branch, tag or commit; the resolved commit is recorded.")
     allow_patterns: list[str] | None = Field(
-        None, description="Only files matching these globs are downloaded (default: all)."
+        None, description="Only files matching these globs are downloaded (default: configs, "
+        "tokenizer files and safetensors; pickle weights too when acquire.allow_pickle is set)."
     )
     token_env: str = Field(
         "HF_TOKEN", description="Environment variable holding the token; the value is never logged."

@@ -43,12 +43,13 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def run_worker(request: dict, *, timeout_s: int) -> dict:
-    """Run one measurement in a fresh Python process; its JSON result or a clear error."""
+def run_worker(request: dict, *, timeout_s: int, module: str = "tasks.evaluate.worker") -> dict:
+    """Run one measurement in a fresh Python process (`python -m module REQUEST RESULT`);
+    its JSON result or a clear error."""
     with tempfile.TemporaryDirectory(prefix="slmforge-eval-") as tmp:
         request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
         request_path.write_text(json.dumps(request, default=str))
-        command = [sys.executable, "-m", "tasks.evaluate.worker", str(request_path), str(result_path)]
+        command = [sys.executable, "-m", module, str(request_path), str(result_path)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         if done.returncode < 0:
             raise WorkerCrashedError(

@@ -139,3 +139,13 @@ def time_decode(model: OnnxModel, n_tokens: int = 128, prompt_tokens: int = 16) 
     for _ in range(n_tokens):
         gen.generate_next_token()
     return time.perf_counter() - start
+
+
+def time_first_token(model: OnnxModel, prompt_ids: list[int]) -> float:
+    """Seconds from handing over `prompt_ids` to holding the first generated token (TTFT)."""
+    gen = _generator(model, len(prompt_ids) + 1)
+    start = time.perf_counter()
+    gen.append_tokens(_ids(prompt_ids))
+    gen.generate_next_token()
+    gen.get_next_tokens()
+    return time.perf_counter() - start

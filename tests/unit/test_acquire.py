@@ -101,3 +101,13 @@ def test_garbage_file_is_reported_as_corrupt(tmp_path):
     bad.write_bytes(b"GGUF" + b"\x00" * 10)
     with pytest.raises(CorruptArtifactError):
         read_gguf_facts(bad)
+
+
+def test_pickle_checkpoint_is_accepted_when_explicitly_allowed(tiny_model_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = _copy_without_weights(tiny_model_dir, tmp_path / "m")
+    torch.save(load_file(tiny_model_dir / "model.safetensors"), folder / "pytorch_model.bin")
+    model = _acquire(folder, tmp_path, allow_pickle=True)
+    assert model.param_count == _acquire(tiny_model_dir, tmp_path).param_count
