@@ -14,7 +14,8 @@ from tasks.gates import check_gates
 from tasks.hardware import hardware_facts
 from tasks.naming import variant_name
 from tasks.prefect_tasks import (
-    acquire_task, convert_task, evaluate_task, package_task, quantize_task, tokens_task,
+    acquire_task, convert_task, evaluate_task, onnx_evaluate_task, onnx_export_task, onnx_package_task,
+    package_task, quantize_task, tokens_task,
 )
 from tasks.variants import Variant, VariantOutcome
 from tasks.versions import tool_versions
@@ -31,8 +32,10 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
     model = acquire_task(config.source, config.acquire, store)
     report.log_model_facts(ctx, model)
     base = convert_task(model, config.model_name, config.convert, store)
+    # Without "gguf" in formats the f16 base is still built (every variant is scored against it).
+    gguf_quants = config.quantize.types if "gguf" in config.formats else []
     quant_futures = {q: quantize_task.submit(base, q, config.model_name, config.quantize.threads, store)
-                     for q in config.quantize.types}
+                     for q in gguf_quants}
     tokens_file = tokens_task(base, config.evaluate, store)
     outcomes = [_outcome_of(config, base.outtype.upper(), base.gguf_path, base.key, is_base=True)]
     for quant, future in quant_futures.items():
@@ -48,7 +51,10 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
         if outcome.error is None:
             _evaluate(outcome, base if not outcome.variant.is_base else None, tokens_file, config, hardware)
     _apply_gates(outcomes, config)
-    _package(outcomes, model, base, config, versions)
+    if "gguf" in config.formats:
+        _package(outcomes, model, base, config, versions)
+    if "onnx" in config.formats:
+        outcomes += _onnx_variants(outcomes[0], model, base, tokens_file, config, hardware)
     for outcome in outcomes:
         outcome.mlflow_run_id = report.log_variant(ctx, outcome, model=model, hardware_id=hardware["hardware_id"],
                                                    versions=versions, gguf_artifacts=config.tracking.gguf_artifacts)
@@ -106,6 +112,67 @@ def _package(outcomes, model, base, config: PipelineConfig, versions: dict) -> N
         elif outcome.gate == "fail":
             get_run_logger().warning("%s not packaged: gate failed (%s)", outcome.variant.name,
                                      "; ".join(outcome.gate_reasons))
+
+
+def _onnx_variants(base_outcome: VariantOutcome, model, base, tokens_file: Path, config: PipelineConfig,
+                   hardware: dict) -> list[VariantOutcome]:
+    """The ONNX path: export each precision, measure it against the same f16 GGUF on the same
+    tokens, gate it like a GGUF quant, package the passing ones. A failure becomes its outcome's error.
+
+    Runs after the GGUF measurements so that no export shares the cores with a timed run.
+    """
+    futures = {p: onnx_export_task.submit(model, p, config.model_name, config.onnx, config.store_dir)
+               for p in config.onnx.precisions}
+    outcomes, exports = [], {}
+    for precision, future in futures.items():
+        future.wait()
+        name = variant_name(config.model_name, "onnx", precision)
+        if not future.state.is_completed():
+            failed = Variant(name=name, format="onnx", quant=precision, path=Path("-"), key="-")
+            outcomes.append(VariantOutcome(variant=failed, error=str(future.state.message)))
+            continue
+        exports[name] = export = future.result()
+        variant = Variant(name=name, format="onnx", quant=precision, path=export.folder, key=export.key)
+        outcomes.append(outcome := VariantOutcome(variant=variant))
+        try:
+            outcome.metrics, outcome.reused = onnx_evaluate_task(
+                name, export.folder, export.key, base, tokens_file, config.evaluate, hardware["hardware_id"],
+                config.store_dir,
+            )
+        except SlmforgeError as exc:
+            outcome.error = str(exc)
+            continue
+        outcome.metrics["export_s"] = export.wall_s
+    _apply_gates([base_outcome, *outcomes], config)  # the base's own gate is recomputed unchanged
+    _package_onnx(outcomes, exports, model, base, config)
+    return outcomes
+
+
+def _package_onnx(outcomes: list[VariantOutcome], exports: dict, model, base, config: PipelineConfig) -> None:
+    def provenance(outcome: VariantOutcome) -> dict:
+        return {"source": model.source, "source_revision": model.source_revision, "reference_gguf_key": base.key,
+                **exports[outcome.variant.name].versions, "license": model.license,
+                "export": config.onnx.export_config(outcome.variant.quant).model_dump()}
+
+    futures = {
+        o.variant.name: onnx_package_task.submit(
+            o.variant.path, o.variant.quant, hf_dir=model.hf_dir, model_name=config.model_name,
+            variant_key=o.variant.key, metrics=o.metrics, provenance=provenance(o), targets=config.onnx,
+            store_root=config.store_dir, threads=config.evaluate.threads,
+        )
+        for o in outcomes if o.gate == "pass"
+    }
+    for outcome in outcomes:
+        if (future := futures.get(outcome.variant.name)) is None:
+            if outcome.gate == "fail":
+                get_run_logger().warning("%s not packaged: gate failed (%s)", outcome.variant.name,
+                                         "; ".join(outcome.gate_reasons))
+            continue
+        future.wait()
+        if future.state.is_completed():
+            outcome.package_dir = future.result().folder
+        else:
+            outcome.error = f"packaging failed: {future.state.message}"
 
 
 def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> dict:

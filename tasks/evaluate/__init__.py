@@ -91,6 +91,7 @@ def evaluate_gguf(
         "variant_key": variant_key, "base_key": base_key, "tokens": tokens_file.parent.name,
         "protocol": config.model_dump(mode="json"), "threads": threads, "hardware_id": hardware_id,
         "versions": subset(tool_versions(), "llama-cpp-python"),
+        "attention": "flash",  # llama_runner.open_model turned flash attention on: older figures differ
     }
 
     def build(tmp: Path) -> None:

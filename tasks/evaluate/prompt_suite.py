@@ -188,3 +188,20 @@ def mean_golden_agreement(rows: list[dict], base_rows: list[dict]) -> float:
     if not shared:
         raise ValueError("no prompt id is shared with the base run; were they run on the same suite?")
     return sum(golden_agreement(row["tokens"], base[row["id"]]) for row in shared) / len(shared)
+
+
+def run_prompts_request(model: Path, request: dict, *, threads: int, n_gpu_layers: int) -> dict:
+    """The worker's "prompts" mode: answers, token ids, task_score (and golden_agreement when the
+    base's rows are given as `base_rows`). Request keys: prompts_file, max_tokens, n_ctx."""
+    from tasks.evaluate.llama_runner import open_model
+
+    suite = load_prompt_suite(Path(request.get("prompts_file") or DEFAULT_SUITE))
+    max_tokens = request.get("max_tokens") or suite.max_tokens
+    llm = open_model(model, n_ctx=request.get("n_ctx", 512), threads=threads,
+                     n_gpu_layers=n_gpu_layers, logits_all=False)
+    rows = run_prompt_suite(llm, suite.prompts, max_tokens)
+    result: dict = {"prompts": rows, "task_score": task_score(rows), "n_prompts": len(rows),
+                    "max_tokens": max_tokens}
+    if request.get("base_rows"):
+        result["golden_agreement"] = mean_golden_agreement(rows, request["base_rows"])
+    return result

@@ -41,6 +41,10 @@ def run_request(request: dict) -> dict:
         # ru_maxrss is in KiB on Linux: the high-water mark of this process alone.
         result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return result
+    if request["mode"] == "prompts":  # greedy answers to a prompt suite, see prompt_suite.py
+        from tasks.evaluate.prompt_suite import run_prompts_request
+
+        return run_prompts_request(model, request, threads=threads, n_gpu_layers=n_gpu_layers)
     raise ValueError(f"unknown mode {request['mode']!r}")
 
 

@@ -15,7 +15,7 @@ SECRET = "hf_SECRETsecretSECRETsecret98765"
 def config_for(tmp_path, tiny_model_dir, tracking_uri):
     def make(types, **extra):
         return write_config(tmp_path / f"c-{'-'.join(types)}.yaml", {
-            "name": "tiny-flow", "model_name": "Tiny-Llama",
+            "name": "tiny-flow", "model_name": "Tiny-Llama", "formats": ["gguf"],  # ONNX: test_onnx_path.py
             "source": {"kind": "local", "path": str(tiny_model_dir)},
             "quantize": {"types": types}, "evaluate": QUICK_EVAL,
             "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"), **extra,
