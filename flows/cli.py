@@ -39,7 +39,7 @@ def validate(config: Path = CONFIG_ARG) -> None:
 def run(config: Path = CONFIG_ARG) -> None:
     """Run acquire -> convert -> quantize -> evaluate -> package and print the results."""
     _quiet_defaults()
-    from tasks.errors import SlmforgeError
+    from tasks.errors import SlmforgeError, VariantsFailedError
     from tasks.validate import config_problems
 
     _, problems = config_problems(config)
@@ -51,6 +51,11 @@ def run(config: Path = CONFIG_ARG) -> None:
 
     try:
         summary = pipeline(str(config))
+    except VariantsFailedError as exc:
+        if exc.summary:
+            print_summary(exc.summary)  # the variants that finished are still worth showing
+        console.print(f"[red]slmforge: {exc}[/red]", markup=True)
+        raise typer.Exit(1) from None
     except SlmforgeError as exc:
         console.print(f"[red]slmforge: {exc}[/red]", markup=True)
         raise typer.Exit(1) from None
@@ -59,7 +64,7 @@ def run(config: Path = CONFIG_ARG) -> None:
 
 def print_summary(summary: dict) -> None:
     columns = ("format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean",
-               "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "gate")
+               "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
     table = Table(title=f"slmforge results ({summary['source']}, tier {summary['tier']})")
     for column in columns:
         table.add_column(column, justify="left" if column in ("format", "quant", "gate") else "right")

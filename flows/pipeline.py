@@ -9,12 +9,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import report
 from tasks.config import PipelineConfig, load_config
-from tasks.errors import SlmforgeError
+from tasks.errors import SlmforgeError, VariantsFailedError
+from tasks.evaluate.derived import derived_metrics
 from tasks.gates import check_gates
 from tasks.hardware import hardware_facts
+from tasks.store import clean_stale_temporaries
 from tasks.naming import variant_name
 from tasks.prefect_tasks import (
-    acquire_task, convert_task, evaluate_task, onnx_evaluate_task, onnx_export_task, onnx_package_task,
+    acquire_task, bandwidth_task, convert_task, evaluate_task, onnx_evaluate_task, onnx_export_task, onnx_package_task,
     package_task, quantize_task, tokens_task,
 )
 from tasks.variants import Variant, VariantOutcome
@@ -26,7 +28,9 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
     """Run the whole chain for one config; returns the summary the CLI prints."""
     config = load_config(Path(config_path))
     store = config.store_dir
+    clean_stale_temporaries(store)
     hardware, versions = hardware_facts(), tool_versions()
+    hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"], config.evaluate.threads)
     ctx = report.open_parent_run(config, config_yaml=report.dump_config(config),
                                  flow_run_id=str(runtime.flow_run.id), hardware=hardware, versions=versions)
     model = acquire_task(config.source, config.acquire, store)
@@ -50,7 +54,7 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
     for outcome in outcomes:
         if outcome.error is None:
             _evaluate(outcome, base if not outcome.variant.is_base else None, tokens_file, config, hardware)
-    _apply_gates(outcomes, config)
+    _apply_gates(outcomes, config, hardware)
     if "gguf" in config.formats:
         _package(outcomes, model, base, config, versions)
     if "onnx" in config.formats:
@@ -63,7 +67,7 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
     summary = _summary(ctx, outcomes, model)
     errors = [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]
     if errors:
-        raise SlmforgeError("Some variants failed:\n" + "\n".join(errors))
+        raise VariantsFailedError("Some variants failed:\n" + "\n".join(errors), summary)
     return summary
 
 
@@ -82,14 +86,16 @@ def _evaluate(outcome: VariantOutcome, base, tokens_file: Path, config: Pipeline
         outcome.error = str(exc)
 
 
-def _apply_gates(outcomes: list[VariantOutcome], config: PipelineConfig) -> None:
+def _apply_gates(outcomes: list[VariantOutcome], config: PipelineConfig, hardware: dict) -> None:
+    """Derived figures (ratio to base, golden agreement, decode efficiency), then the gates."""
     base = next(o for o in outcomes if o.variant.is_base)
     base_ppl = base.metrics.get("perplexity")
     for outcome in outcomes:
         if outcome.error or base_ppl is None:
             continue
-        if not outcome.variant.is_base:
-            outcome.metrics["perplexity_ratio"] = outcome.metrics["perplexity"] / base_ppl
+        outcome.metrics.update(derived_metrics(
+            outcome.metrics, base.metrics, bandwidth=hardware.get("read_bandwidth_bytes_per_s"),
+        ))
         outcome.gate_reasons = check_gates(outcome.metrics, base_ppl, config.gates.for_quant(outcome.variant.quant))
         outcome.gate = "fail" if outcome.gate_reasons else "pass"
 
@@ -143,7 +149,7 @@ def _onnx_variants(base_outcome: VariantOutcome, model, base, tokens_file: Path,
             outcome.error = str(exc)
             continue
         outcome.metrics["export_s"] = export.wall_s
-    _apply_gates([base_outcome, *outcomes], config)  # the base's own gate is recomputed unchanged
+    _apply_gates([base_outcome, *outcomes], config, hardware)  # the base's own gate is recomputed unchanged
     _package_onnx(outcomes, exports, model, base, config)
     return outcomes
 

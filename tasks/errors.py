@@ -1,6 +1,7 @@
 """Every error slmforge raises on purpose, in one tree.
 
     SlmforgeError                 base; message says what failed, the value, what to do
+    ├── VariantsFailedError       some variants failed; the others finished (carries the summary)
     ├── UserError                 bad input: never retried, fails the flow fast
     │   ├── ConfigError           config file invalid (all problems listed at once)
     │   ├── SourceError           model source missing, malformed, unsafe or too large
@@ -18,6 +19,14 @@ from __future__ import annotations
 
 class SlmforgeError(Exception):
     """Base class: the message is shown to the user as-is."""
+
+
+class VariantsFailedError(SlmforgeError):
+    """Some variants failed while the rest finished; `summary` holds the whole run's results."""
+
+    def __init__(self, message: str, summary: dict | None = None) -> None:
+        self.summary = summary or {}
+        super().__init__(message)
 
 
 class UserError(SlmforgeError):

@@ -67,6 +67,17 @@ def quantize_task(base: convert.ConvertedModel, quant: str, model_name: str, thr
     return result
 
 
+@step(name="memory-bandwidth")
+def bandwidth_task(store_root: Path, hardware_id: str, threads: int | None) -> float:
+    """Read bandwidth of this host, probed once per host and thread count (cached in the store)."""
+    from tasks.evaluate.bandwidth import cached_read_bandwidth
+
+    threads = threads or evaluate.default_threads()
+    bandwidth = cached_read_bandwidth(store_root / "bandwidth.json", hardware_id, threads)
+    get_run_logger().info("memory read bandwidth: %.1f GB/s (%d threads)", bandwidth / 1e9, threads)
+    return bandwidth
+
+
 @step(name="tokenize-eval-text")
 def tokens_task(base: convert.ConvertedModel, config: evaluate.EvalConfig, store_root: Path) -> Path:
     return evaluate.prepare_tokens(base.gguf_path, base_key=base.key, config=config, store_root=store_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,11 @@ def log_variant(ctx: RunContext, outcome: VariantOutcome, *, model: AcquiredMode
             params[name] = outcome.metrics[name]
     tracking.log_values(ctx.client, run_id, params=params, metrics=outcome.metrics)
     files = [ctx.config_file]
+    if outcome.metrics.get("prompts"):  # the greedy answers behind task_score / golden_agreement
+        answers = ctx.config_file.parent / v.name / "prompt_answers.json"
+        answers.parent.mkdir(exist_ok=True)
+        answers.write_text(json.dumps(outcome.metrics["prompts"], indent=2))
+        files.append(answers)
     if outcome.package_dir is not None:
         files += [outcome.package_dir / n for n in ("README.md", "Modelfile", "slmforge-manifest.json")]
         if gguf_artifacts == "copy" and v.path.is_file():

@@ -78,10 +78,16 @@ def _load_verified(folder: Path) -> dict[str, str] | None:
     return files
 
 
-def clean_stale_temporaries(root: Path) -> int:
-    """Remove temporary folders left by runs that were killed mid-step; returns how many."""
+def clean_stale_temporaries(root: Path, *, older_than_s: float = 24 * 3600) -> int:
+    """Remove temporary folders left by runs killed mid-step; returns how many.
+
+    Only old ones: a young temporary folder may belong to a run still going on beside this one.
+    """
+    import time
+
     removed = 0
     for tmp in root.glob("*/.tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
-        removed += 1
+        if time.time() - tmp.stat().st_mtime > older_than_s:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed += 1
     return removed

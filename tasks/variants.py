@@ -34,7 +34,7 @@ class VariantOutcome(BaseModel):
 SUMMARY_COLUMNS = (
     "format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean", "kld_p99",
     "top1_agreement", "delta_p_rms", "prefill_tps", "decode_tps", "ttft_ms", "load_s",
-    "peak_rss_bytes", "decode_efficiency", "gate",
+    "peak_rss_bytes", "decode_efficiency", "task_score", "golden_agreement", "gate",
 )
 
 

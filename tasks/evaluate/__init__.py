@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.errors import UserError, WorkerCrashedError
 from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig, corpus_identity, load_corpus_text
+from tasks.hashing import sha256_file
 from tasks.store import stored_step
 from tasks.versions import subset, tool_versions
 
@@ -34,6 +35,20 @@ class EvalConfig(BaseModel):
     depths: list[int] = Field(default_factory=list, description="Also time decode after this many context tokens.")
     ttft_prompt_tokens: int = Field(64, ge=1, description="Prompt length for time to first token.")
     timeout_s: int = Field(3600, ge=10, description="A measurement worker running longer is stopped.")
+    prompt_suite: str | None = Field(
+        "default", description="Prompt suite: a name under configs/prompts/, a YAML path, or null to skip.",
+    )
+
+
+def prompt_suite_file(config: EvalConfig) -> Path | None:
+    """The prompt suite YAML a config names (None when the suite is switched off)."""
+    from tasks.evaluate.prompt_suite import DEFAULT_SUITE
+
+    if config.prompt_suite is None:
+        return None
+    if "/" in config.prompt_suite or config.prompt_suite.endswith(".yaml"):
+        return Path(config.prompt_suite)
+    return DEFAULT_SUITE.parent / f"{config.prompt_suite}.yaml"
 
 
 def default_threads() -> int:
@@ -92,6 +107,7 @@ def evaluate_gguf(
         "protocol": config.model_dump(mode="json"), "threads": threads, "hardware_id": hardware_id,
         "versions": subset(tool_versions(), "llama-cpp-python"),
         "attention": "flash",  # llama_runner.open_model turned flash attention on: older figures differ
+        "prompt_suite": sha256_file(suite) if (suite := prompt_suite_file(config)) else None,
     }
 
     def build(tmp: Path) -> None:
@@ -122,4 +138,7 @@ def measure_gguf(
          "depths": config.depths, "ttft_prompt": tokens[: config.ttft_prompt_tokens]},
         timeout_s=config.timeout_s,
     ))
+    suite = prompt_suite_file(config)
+    if suite is not None:  # greedy answers: task_score now, golden_agreement once the base's are known
+        metrics.update(run_worker({**common, "mode": "prompts", "prompts_file": str(suite)}, timeout_s=config.timeout_s))
     return metrics

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.evaluate.bandwidth import weight_bytes_per_token
+
 
 def gguf_size_facts(path: Path) -> dict[str, float]:
     """size_bytes (the file) and bits_per_weight as llama.cpp reports it (tensor bytes / weights)."""
@@ -16,4 +18,5 @@ def gguf_size_facts(path: Path) -> dict[str, float]:
         "size_bytes": path.stat().st_size,
         "bits_per_weight": tensor_bytes * 8 / n_weights,
         "n_weights": n_weights,
+        "weight_bytes": weight_bytes_per_token(path),
     }

@@ -51,6 +51,8 @@ def test_flow_tracks_every_variant_and_reruns_from_cache(prefect_harness, config
     assert q8.data.tags["slmforge.gate"] == "pass"
     artifacts = {a.path for a in client.list_artifacts(q8.info.run_id)}
     assert {"README.md", "Modelfile", "slmforge-manifest.json", "resolved_config.yaml"} <= artifacts
+    assert {"task_score", "golden_agreement", "decode_efficiency", "perplexity_ratio"} <= set(q8.data.metrics)
+    assert 0 <= q8.data.metrics["golden_agreement"] <= 1
 
     q4 = children["Q4_0"]
     assert q4.data.tags["slmforge.gate"] == "fail" and "kld_mean" in q4.data.tags["slmforge.gate_reasons"]

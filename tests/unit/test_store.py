@@ -56,3 +56,18 @@ def test_final_folder_without_manifest_is_rebuilt(tmp_path):
     (first.path / MANIFEST_NAME).unlink()  # e.g. a copy interrupted by hand
     again = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
     assert not again.reused and len(calls) == 2
+
+
+def test_only_old_temporaries_are_cleaned(tmp_path):
+    import os
+    import time
+
+    from tasks.store import clean_stale_temporaries
+
+    old, young = tmp_path / "step" / ".tmp-old", tmp_path / "step" / ".tmp-young"
+    old.mkdir(parents=True)
+    young.mkdir()
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    assert clean_stale_temporaries(tmp_path) == 1
+    assert not old.exists() and young.exists()
