@@ -35,14 +35,21 @@ def validate(config: Path = CONFIG_ARG) -> None:
     console.print(f"[green]{config}: valid[/green]")
 
 
+SORT_OPTION = typer.Option(None, "--sort-by", help="Order the results table by this metric, e.g. kld_mean.")
+
+
 @app.command()
-def run(config: Path = CONFIG_ARG) -> None:
+def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION) -> None:
     """Run acquire -> convert -> quantize -> evaluate -> package and print the results."""
     _quiet_defaults()
     from tasks.errors import SlmforgeError, VariantsFailedError
     from tasks.validate import config_problems
 
+    from tasks.variants import SUMMARY_COLUMNS
+
     _, problems = config_problems(config)
+    if sort_by and sort_by not in SUMMARY_COLUMNS:
+        problems.append(f"--sort-by {sort_by!r} is not a results column; use one of {', '.join(SUMMARY_COLUMNS)}")
     if problems:
         for problem in problems:
             console.print(f"  - {problem}", markup=False)
@@ -53,22 +60,26 @@ def run(config: Path = CONFIG_ARG) -> None:
         summary = pipeline(str(config))
     except VariantsFailedError as exc:
         if exc.summary:
-            print_summary(exc.summary)  # the variants that finished are still worth showing
+            print_summary(exc.summary, sort_by)  # the variants that finished are still worth showing
         console.print(f"[red]slmforge: {exc}[/red]", markup=True)
         raise typer.Exit(1) from None
     except SlmforgeError as exc:
         console.print(f"[red]slmforge: {exc}[/red]", markup=True)
         raise typer.Exit(1) from None
-    print_summary(summary)
+    print_summary(summary, sort_by)
 
 
-def print_summary(summary: dict) -> None:
+def print_summary(summary: dict, sort_by: str | None = None) -> None:
     columns = ("format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean",
                "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
     table = Table(title=f"slmforge results ({summary['source']}, tier {summary['tier']})")
     for column in columns:
         table.add_column(column, justify="left" if column in ("format", "quant", "gate") else "right")
-    for row in summary["rows"]:
+    rows = summary["rows"]
+    if sort_by:
+        # Rows without the metric (failed variants, or a metric a format lacks) go last.
+        rows = sorted(rows, key=lambda r: (r.get(sort_by) is None, r.get(sort_by) or 0))
+    for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)
     for name, folder in summary["packages"].items():

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from tasks.evaluate import EvalConfig, default_threads, run_worker
 from tasks.onnx.config import OnnxTargets
 from tasks.onnx.export import export_onnx
-from tasks.package import _link_or_copy as link_or_copy
+from tasks.package import link_or_copy
 from tasks.package.card import model_card
 from tasks.store import stored_step
 from tasks.versions import subset, tool_versions

@@ -63,7 +63,7 @@ def package_gguf_variant(
                 "config": config.model_dump(mode="json")}
 
     def build(tmp: Path) -> None:
-        _link_or_copy(gguf_path, tmp / gguf_path.name)
+        link_or_copy(gguf_path, tmp / gguf_path.name)
         (tmp / "Modelfile").write_text(modelfile_text(gguf_path.name, hf_dir, config))
         usage = f"```\nollama create {tag} -f Modelfile\nollama run {tag}\n```\n"
         (tmp / "README.md").write_text(model_card(
@@ -75,7 +75,7 @@ def package_gguf_variant(
     return PackagedVariant(folder=stored.path, ollama_tag=tag, key=stored.key, reused=stored.reused)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     """Hard link when on the same filesystem: a multi-GB GGUF is not duplicated."""
     try:
         os.link(source, target)
