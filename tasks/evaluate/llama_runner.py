@@ -13,10 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.evaluate.metrics import (
-    DivergenceAccumulator, PerplexityAccumulator, chunk_token_ranges, log_softmax, mean_sd,
-    scored_positions,
-)
+from tasks.evaluate.metrics import log_softmax, mean_sd, score_chunks, scored_positions
 
 
 def open_model(path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int, logits_all: bool):
@@ -65,22 +62,11 @@ def measure_quality(
     reference = None if base is None else open_model(
         base, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, logits_all=True
     )
-    ranges = chunk_token_ranges(len(tokens), n_ctx, max_chunks)
-    if not ranges:
-        raise ValueError(f"evaluation text has {len(tokens)} tokens, fewer than one chunk of {n_ctx}")
-    ppl, divergence = PerplexityAccumulator(), DivergenceAccumulator()
-    for start, end in ranges:
-        # scored position j predicts token j+1: targets are the chunk's tokens first+1 .. end-1
-        targets = np.asarray(tokens[start + (end - start) // 2 + 1 : end], dtype=np.int64)
-        variant_lp = chunk_logprobs(llm, tokens, start, end)
-        ppl.add(variant_lp, targets)
-        if reference is not None:
-            divergence.add(chunk_logprobs(reference, tokens, start, end), variant_lp, targets)
-    value, stderr = ppl.result()
-    result = {"perplexity": value, "perplexity_se": stderr, "chunks": len(ranges), "n_ctx": n_ctx}
-    if reference is not None:
-        result.update(divergence.result())
-    return result
+    return score_chunks(
+        tokens, n_ctx=n_ctx, max_chunks=max_chunks,
+        variant=lambda start, end: chunk_logprobs(llm, tokens, start, end),
+        base=None if reference is None else (lambda start, end: chunk_logprobs(reference, tokens, start, end)),
+    )
 
 
 def measure_speed(

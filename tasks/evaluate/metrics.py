@@ -12,6 +12,7 @@ floating-point rounding, far below the ±uncertainty reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,6 +91,36 @@ class DivergenceAccumulator:
             "delta_p_mean": float(dp.mean()),
             "scored_tokens": n,
         }
+
+
+ChunkLogprobs = Callable[[int, int], np.ndarray]  # (start, end) -> log-probs of the scored half
+
+
+def score_chunks(
+    tokens: list[int], *, n_ctx: int, max_chunks: int | None,
+    variant: ChunkLogprobs, base: ChunkLogprobs | None = None,
+) -> dict[str, float]:
+    """Perplexity of `variant` over the chunks, and its divergence from `base` when given.
+
+    Any runtime plugs in through the two callables, so GGUF and ONNX variants are scored by
+    this one loop on the same positions.
+    """
+    ranges = chunk_token_ranges(len(tokens), n_ctx, max_chunks)
+    if not ranges:
+        raise ValueError(f"evaluation text has {len(tokens)} tokens, fewer than one chunk of {n_ctx}")
+    ppl, divergence = PerplexityAccumulator(), DivergenceAccumulator()
+    for start, end in ranges:
+        # scored position j predicts token j+1: targets are the chunk's tokens first+1 .. end-1
+        targets = np.asarray(tokens[start + (end - start) // 2 + 1 : end], dtype=np.int64)
+        variant_lp = variant(start, end)
+        ppl.add(variant_lp, targets)
+        if base is not None:
+            divergence.add(base(start, end), variant_lp, targets)
+    value, stderr = ppl.result()
+    result = {"perplexity": value, "perplexity_se": stderr, "chunks": len(ranges), "n_ctx": n_ctx}
+    if base is not None:
+        result.update(divergence.result())
+    return result
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:

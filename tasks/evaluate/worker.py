@@ -48,12 +48,13 @@ def run_request(request: dict) -> dict:
     raise ValueError(f"unknown mode {request['mode']!r}")
 
 
-def main(request_path: Path, result_path: Path) -> None:
-    result = run_request(json.loads(request_path.read_text()))
+def serve(handler, request_path: Path, result_path: Path) -> None:
+    """Answer one request file with `handler`; the result file appears only when complete."""
+    result = handler(json.loads(request_path.read_text()))
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, result_path)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    serve(run_request, Path(sys.argv[1]), Path(sys.argv[2]))

@@ -13,7 +13,6 @@ Modes:
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 from pathlib import Path
@@ -21,10 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from tasks.evaluate import llama_runner
-from tasks.evaluate.metrics import (
-    DivergenceAccumulator, PerplexityAccumulator, chunk_token_ranges, log_softmax, mean_sd,
-    scored_positions,
-)
+from tasks.evaluate.worker import serve
+from tasks.evaluate.metrics import log_softmax, mean_sd, score_chunks, scored_positions
 from tasks.onnx import runtime
 
 
@@ -48,20 +45,15 @@ def measure_quality(folder: Path, base_gguf: Path, tokens: list[int], *, n_ctx: 
     if model.vocab_size != base.n_vocab():
         raise ValueError(f"ONNX vocabulary {model.vocab_size} != base GGUF vocabulary {base.n_vocab()}: "
                          "the two were not made from the same checkpoint")
-    ranges = chunk_token_ranges(len(tokens), n_ctx, max_chunks)
-    if not ranges:
-        raise ValueError(f"evaluation text has {len(tokens)} tokens, fewer than one chunk of {n_ctx}")
-    ppl, divergence = PerplexityAccumulator(), DivergenceAccumulator()
-    for start, end in ranges:
-        targets = np.asarray(tokens[start + (end - start) // 2 + 1 : end], dtype=np.int64)
-        base_lp = llama_runner.chunk_logprobs(base, tokens, start, end)
+
+    def onnx_logprobs(start: int, end: int) -> np.ndarray:
         logits = runtime.logits_for_tokens(model, _chunk_ids(base, tokens, start, end))
-        variant_lp = log_softmax(logits[scored_positions(end - start)])
-        ppl.add(variant_lp, targets)
-        divergence.add(base_lp, variant_lp, targets)
-    value, stderr = ppl.result()
-    return {"perplexity": value, "perplexity_se": stderr, "chunks": len(ranges), "n_ctx": n_ctx,
-            **divergence.result()}
+        return log_softmax(logits[scored_positions(end - start)])
+
+    return score_chunks(
+        tokens, n_ctx=n_ctx, max_chunks=max_chunks, variant=onnx_logprobs,
+        base=lambda start, end: llama_runner.chunk_logprobs(base, tokens, start, end),
+    )
 
 
 def _repeat(run, repetitions: int) -> tuple[float, float]:
@@ -122,12 +114,5 @@ def run_request(request: dict) -> dict:
     raise ValueError(f"unknown mode {request['mode']!r}")
 
 
-def main(request_path: Path, result_path: Path) -> None:
-    result = run_request(json.loads(request_path.read_text()))
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, result_path)
-
-
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    serve(run_request, Path(sys.argv[1]), Path(sys.argv[2]))
