@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -10,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, help="Small language models to measured, deployable artefacts.")
-console = Console()
+# Piped output (CI logs, `tee`) has no terminal width; a wide fixed width keeps the table whole.
+console = Console() if sys.stdout.isatty() else Console(width=220)
 CONFIG_ARG = typer.Argument(..., help="Pipeline config YAML, e.g. configs/default.yaml.")
 
 

@@ -107,6 +107,7 @@ def evaluate_gguf(
         "protocol": config.model_dump(mode="json"), "threads": threads, "hardware_id": hardware_id,
         "versions": subset(tool_versions(), "llama-cpp-python"),
         "attention": "flash",  # llama_runner.open_model turned flash attention on: older figures differ
+        "rss": "VmHWM",  # peak RSS from the worker's own address space (ru_maxrss inherits the parent's)
         "prompt_suite": sha256_file(suite) if (suite := prompt_suite_file(config)) else None,
     }
 

@@ -38,14 +38,27 @@ def run_request(request: dict) -> dict:
             repetitions=request["repetitions"], depths=request.get("depths", []),
             ttft_prompt=request["ttft_prompt"],
         )
-        # ru_maxrss is in KiB on Linux: the high-water mark of this process alone.
-        result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        result["peak_rss_bytes"] = peak_rss_bytes()
         return result
     if request["mode"] == "prompts":  # greedy answers to a prompt suite, see prompt_suite.py
         from tasks.evaluate.prompt_suite import run_prompts_request
 
         return run_prompts_request(model, request, threads=threads, n_gpu_layers=n_gpu_layers)
     raise ValueError(f"unknown mode {request['mode']!r}")
+
+
+def peak_rss_bytes() -> int:
+    """High-water resident memory of this process's own address space.
+
+    Not ru_maxrss: Linux carries it over fork+exec, so a worker started by a 900 MB flow process
+    would report at least 900 MB. VmHWM belongs to the address space exec created.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # other OSes: best available
 
 
 def serve(handler, request_path: Path, result_path: Path) -> None:

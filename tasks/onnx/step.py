@@ -85,6 +85,7 @@ def evaluate_onnx(
     """All figures of one ONNX variant, like `evaluate_gguf`: (metrics, reused)."""
     threads = config.threads or default_threads()
     material = {
+        "rss": "VmHWM",  # peak RSS from the worker's own address space
         "variant_key": variant_key, "base_key": base_key, "tokens": tokens_file.parent.name,
         "protocol": config.model_dump(mode="json"), "threads": threads, "hardware_id": hardware_id,
         "versions": subset(tool_versions(EVAL_TOOLS), *EVAL_TOOLS),

@@ -13,14 +13,13 @@ Modes:
 from __future__ import annotations
 
 import json
-import resource
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from tasks.evaluate import llama_runner
-from tasks.evaluate.worker import serve
+from tasks.evaluate.worker import peak_rss_bytes, serve
 from tasks.evaluate.metrics import log_softmax, mean_sd, score_chunks, scored_positions
 from tasks.onnx import runtime
 
@@ -106,8 +105,7 @@ def run_request(request: dict) -> dict:
         result = measure_speed(folder, threads=threads, prefill_tokens=request["prefill_tokens"],
                                decode_tokens=request["decode_tokens"], repetitions=request["repetitions"],
                                depths=request.get("depths", []), ttft_prompt=request["ttft_prompt"])
-        # ru_maxrss is in KiB on Linux: the high-water mark of this process alone.
-        result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        result["peak_rss_bytes"] = peak_rss_bytes()
         return result
     if request["mode"] == "smoke":
         return smoke_answer(folder, request["prompt"], max_new_tokens=request["max_new_tokens"], threads=threads)
