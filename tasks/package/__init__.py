@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.hashing import sha256_file
 from tasks.naming import ollama_tag
 from tasks.package.card import model_card
 from tasks.package.chat_template import extract_parts, stop_sequences, to_go_template
@@ -67,7 +68,8 @@ def package_gguf_variant(
         (tmp / "Modelfile").write_text(modelfile_text(gguf_path.name, hf_dir, config))
         usage = f"```\nollama create {tag} -f Modelfile\nollama run {tag}\n```\n"
         (tmp / "README.md").write_text(model_card(
-            title=f"{model_name} {quant} (GGUF)", variant={"format": "gguf", "quant": quant, "file": gguf_path.name},
+            title=f"{model_name} {quant} (GGUF)",
+            variant={"format": "gguf", "quant": quant, "file": gguf_path.name, "sha256": sha256_file(gguf_path)},
             provenance=provenance, metrics=metrics, usage=usage,
         ))
 
