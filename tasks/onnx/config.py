@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.onnx.export import ACCURACY_LEVELS, BUILDER_BLOCK_SIZES, OnnxExportConfig
+from tasks.onnx.export import AccuracyLevel, BlockSize, OnnxExportConfig
 
 OnnxPrecision = Literal["int4", "int8", "fp32", "fp16"]
 
@@ -23,10 +23,10 @@ class OnnxTargets(BaseModel):
     execution_provider: Literal["cpu", "cuda"] = Field(
         "cpu", description="ONNX Runtime EP the graphs are built for; measurements always run on CPU.",
     )
-    int4_block_size: int = Field(
+    int4_block_size: BlockSize = Field(
         32, description="Quantization block size of int4 and int8 (16, 32, 64, 128 or 256).",
     )
-    int4_accuracy_level: int = Field(
+    int4_accuracy_level: AccuracyLevel = Field(
         4, description="MatMulNBits compute type of int4 and int8: 1=fp32 2=fp16 3=bf16 4=int8 (fastest on CPU).",
     )
     export_timeout_s: int = Field(3600, ge=10, description="An export still running after this is stopped.")
@@ -41,20 +41,6 @@ class OnnxTargets(BaseModel):
     def _unique(cls, value: list[str]) -> list[str]:
         if duplicates := sorted({p for p in value if value.count(p) > 1}):
             raise ValueError(f"precisions lists {duplicates} more than once")
-        return value
-
-    @field_validator("int4_block_size")
-    @classmethod
-    def _block_size(cls, value: int) -> int:
-        if value not in BUILDER_BLOCK_SIZES:
-            raise ValueError(f"int4_block_size {value} is not one of {BUILDER_BLOCK_SIZES}")
-        return value
-
-    @field_validator("int4_accuracy_level")
-    @classmethod
-    def _accuracy(cls, value: int) -> int:
-        if value not in ACCURACY_LEVELS:
-            raise ValueError(f"int4_accuracy_level {value} must be 1..4 (1=fp32 2=fp16 3=bf16 4=int8)")
         return value
 
     @model_validator(mode="after")

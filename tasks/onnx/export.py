@@ -18,10 +18,10 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 from packaging.version import Version
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from tasks.errors import SlmforgeError, UnsupportedModelError
 
@@ -36,6 +36,23 @@ RECOMMENDED_PINS = (
 # The model builder's own message for an architecture it has no class for.
 _UNSUPPORTED_RE = re.compile(r"NotImplementedError: (The .* model is not currently supported\.)")
 _RESULT_TAG = "SLMFORGE_ONNX_RESULT "
+
+
+def _check_block_size(value: int) -> int:
+    if value not in BUILDER_BLOCK_SIZES:
+        raise ValueError(f"int4_block_size {value} is not one of {BUILDER_BLOCK_SIZES}")
+    return value
+
+
+def _check_accuracy_level(value: int) -> int:
+    if value not in ACCURACY_LEVELS:
+        raise ValueError(f"int4_accuracy_level {value} must be 1..4 (1=fp32 2=fp16 3=bf16 4=int8)")
+    return value
+
+
+# Shared by the export config and the pipeline's `onnx:` section, so both reject the same values.
+BlockSize = Annotated[int, AfterValidator(_check_block_size)]
+AccuracyLevel = Annotated[int, AfterValidator(_check_accuracy_level)]
 
 
 class OnnxExportError(SlmforgeError):
@@ -57,27 +74,13 @@ class OnnxExportConfig(BaseModel):
     execution_provider: Literal["cpu", "cuda"] = Field(
         "cpu", description="ONNX Runtime EP the graph is built for (changes fused ops and IO dtypes)."
     )
-    int4_block_size: int = Field(
+    int4_block_size: BlockSize = Field(
         32, description=f"Quantization block size, one of {BUILDER_BLOCK_SIZES}; also used for int8."
     )
-    int4_accuracy_level: int = Field(
+    int4_accuracy_level: AccuracyLevel = Field(
         4, description="MatMulNBits compute type, 1=fp32 2=fp16 3=bf16 4=int8 (fastest on CPU); "
         "also used for int8.",
     )
-
-    @field_validator("int4_block_size")
-    @classmethod
-    def _block_size(cls, v: int) -> int:
-        if v not in BUILDER_BLOCK_SIZES:
-            raise ValueError(f"int4_block_size {v} is not one of {BUILDER_BLOCK_SIZES}")
-        return v
-
-    @field_validator("int4_accuracy_level")
-    @classmethod
-    def _accuracy(cls, v: int) -> int:
-        if v not in ACCURACY_LEVELS:
-            raise ValueError(f"int4_accuracy_level {v} must be 1..4 (1=fp32 2=fp16 3=bf16 4=int8)")
-        return v
 
     @model_validator(mode="after")
     def _fp16_needs_cuda(self) -> OnnxExportConfig:
