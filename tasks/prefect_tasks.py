@@ -39,6 +39,13 @@ def _report(what: str, reused: bool, path: Path) -> None:
     get_run_logger().info("%s: %s %s", what, "reused (hashes verified)" if reused else "built", path)
 
 
+def _report_metrics(variant_name: str, metrics: dict, reused: bool) -> None:
+    get_run_logger().info(
+        "evaluate %s: %s ppl=%.3f kld=%.4g decode=%.1f tok/s", variant_name, "reused" if reused else "measured",
+        metrics.get("perplexity", float("nan")), metrics.get("kld_mean", float("nan")), metrics.get("decode_tps", 0.0),
+    )
+
+
 @step(name="acquire")
 def acquire_task(source, config: AcquireConfig, store_root: Path) -> AcquiredModel:
     model = acquire_model(source, config, store_root=store_root)
@@ -92,10 +99,7 @@ def evaluate_task(variant_name: str, variant_path: Path, variant_key: str, base:
         base_key=base.key if base else None, tokens_file=tokens_file, config=config,
         hardware_id=hardware_id, store_root=store_root,
     )
-    get_run_logger().info(
-        "evaluate %s: %s ppl=%.3f decode=%.1f tok/s", variant_name,
-        "reused" if reused else "measured", metrics.get("perplexity", float("nan")), metrics.get("decode_tps", 0.0),
-    )
+    _report_metrics(variant_name, metrics, reused)
     return metrics, reused
 
 
@@ -128,10 +132,7 @@ def onnx_evaluate_task(variant_name: str, folder: Path, variant_key: str, base: 
         folder, variant_key=variant_key, base_gguf=base.gguf_path, base_key=base.key, tokens_file=tokens_file,
         config=config, hardware_id=hardware_id, store_root=store_root,
     )
-    get_run_logger().info(
-        "evaluate %s: %s ppl=%.3f kld=%.4g decode=%.1f tok/s", variant_name, "reused" if reused else "measured",
-        metrics.get("perplexity", float("nan")), metrics.get("kld_mean", float("nan")), metrics.get("decode_tps", 0.0),
-    )
+    _report_metrics(variant_name, metrics, reused)
     return metrics, reused
 
 

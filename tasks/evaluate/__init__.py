@@ -93,6 +93,20 @@ def prepare_tokens(base_gguf: Path, *, base_key: str, config: EvalConfig, store_
     return stored_step(store_root, "tokens", material, build).path / "tokens.json"
 
 
+def measurement_material(
+    *, variant_key: str, base_key: str | None, tokens_file: Path, config: EvalConfig, threads: int,
+    hardware_id: str, tools: tuple[str, ...],
+) -> dict:
+    """What a stored measurement depends on (GGUF and ONNX alike): change any of it, measure again."""
+    return {
+        "variant_key": variant_key, "base_key": base_key, "tokens": tokens_file.parent.name,
+        "protocol": config.model_dump(mode="json"), "threads": threads, "hardware_id": hardware_id,
+        "versions": subset(tool_versions(tools), *tools),
+        "attention": "flash",  # llama_runner.open_model turned flash attention on: older figures differ
+        "rss": "VmHWM",  # peak RSS from the worker's own address space (ru_maxrss inherits the parent's)
+    }
+
+
 def evaluate_gguf(
     variant_gguf: Path, *, variant_key: str, base_gguf: Path | None, base_key: str | None,
     tokens_file: Path, config: EvalConfig, hardware_id: str, store_root: Path,
@@ -102,14 +116,11 @@ def evaluate_gguf(
     Returns (metrics, reused). `base_gguf` is None for the base itself (no divergence to measure).
     """
     threads = config.threads or default_threads()
-    material = {
-        "variant_key": variant_key, "base_key": base_key, "tokens": tokens_file.parent.name,
-        "protocol": config.model_dump(mode="json"), "threads": threads, "hardware_id": hardware_id,
-        "versions": subset(tool_versions(), "llama-cpp-python"),
-        "attention": "flash",  # llama_runner.open_model turned flash attention on: older figures differ
-        "rss": "VmHWM",  # peak RSS from the worker's own address space (ru_maxrss inherits the parent's)
-        "prompt_suite": sha256_file(suite) if (suite := prompt_suite_file(config)) else None,
-    }
+    material = measurement_material(
+        variant_key=variant_key, base_key=base_key, tokens_file=tokens_file, config=config,
+        threads=threads, hardware_id=hardware_id, tools=("llama-cpp-python",),
+    )
+    material["prompt_suite"] = sha256_file(suite) if (suite := prompt_suite_file(config)) else None
 
     def build(tmp: Path) -> None:
         metrics = measure_gguf(variant_gguf, base_gguf, tokens_file, config, threads)

