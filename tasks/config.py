@@ -6,22 +6,20 @@ are merged first, the including file's values win. Every problem is reported at 
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
+from tasks import formats as format_registry
 from tasks.acquire import AcquireConfig
 from tasks.acquire.sources import ModelSource
-from tasks.convert import ConvertConfig
+from tasks.config_errors import describe
 from tasks.errors import ConfigError
 from tasks.evaluate import EvalConfig
+from tasks.formats.gguf.convert import ConvertConfig
 from tasks.gates import GateConfig
-from tasks.onnx.config import OnnxTargets
-from tasks.package import PackageConfig
-from tasks.quantize import QuantizeConfig
 
 
 class TrackingConfig(BaseModel):
@@ -43,22 +41,44 @@ class PipelineConfig(BaseModel):
     model_name: str = Field(description="Human name of the model, used in file names.")
     source: ModelSource
     acquire: AcquireConfig = Field(default_factory=AcquireConfig)
-    convert: ConvertConfig = Field(default_factory=ConvertConfig)
-    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    convert: ConvertConfig = Field(default_factory=ConvertConfig, description="The f16 base (the reference).")
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     gates: GateConfig = Field(default_factory=GateConfig)
-    package: PackageConfig = Field(default_factory=PackageConfig)
-    formats: list[Literal["gguf", "onnx"]] = Field(
-        default_factory=lambda: ["gguf", "onnx"], min_length=1,
-        description="Variant formats to build. The f16 GGUF is always built: it is the reference "
-        "every variant is scored against; without 'gguf' only its quants are skipped.",
+    formats: dict[str, SerializeAsAny[BaseModel]] = Field(
+        default_factory=lambda: {"gguf": {}, "onnx": {}}, min_length=1,
+        description="Variant formats to build, each with its own section (e.g. `gguf: {types: [Q8_0]}`); "
+        "a list of names takes each one's defaults. The f16 GGUF base is always built and measured: "
+        "it is the reference every variant is scored against.",
     )
-    onnx: OnnxTargets = Field(default_factory=OnnxTargets, description="ONNX Runtime GenAI variants.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     store_dir: Path = Field(Path(".slmforge/store"), description="Content-addressed artefact store.")
 
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _format_sections(cls, value: Any) -> dict[str, BaseModel]:
+        """Each section validated by its format's own config model (from the format registry)."""
+        if isinstance(value, list):
+            value = {name: {} for name in value}
+        if not isinstance(value, dict):
+            raise ValueError("give a mapping of format name to its settings, e.g. {gguf: {types: [Q8_0]}}")
+        sections, problems = {}, []
+        for name, section in value.items():
+            if section is None and name in value and len(value) > 1:
+                continue  # `name: null` switches off a format an included file turned on
+            try:
+                model = format_registry.config_model(name)
+                sections[name] = section if isinstance(section, model) else model.model_validate(section or {})
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+            except ValidationError as exc:
+                problems.extend(f"{name}." + describe(error, model) for error in exc.errors())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return sections
+
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file with its `include:` files composed in order, the including file last."""
     if not path.is_file():
         raise ConfigError(str(path), [f"file not found: {path}"])
     if path.resolve() in seen:
@@ -69,16 +89,35 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), [f"top level must be a mapping, got {type(data).__name__}"])
+    includes = data.pop("include", None) or []
+    # A lone string is one file; iterating it would try to include each of its characters.
+    includes = [includes] if isinstance(includes, str) else includes
+    if not isinstance(includes, list) or not all(isinstance(item, str) for item in includes):
+        raise ConfigError(str(path), [
+            f"include: must be a file name or a list of file names, got {includes!r}; "
+            "write e.g. `include: [quant/default.yaml]`"
+        ])
     merged: dict = {}
-    for include in data.pop("include", []) or []:
+    for include in includes:
         merged = _deep_merge(merged, _read_yaml(path.parent / include, seen + (path.resolve(),)))
     return _deep_merge(merged, data)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
+    """`override` laid over `base`, mapping by mapping, at any depth.
+
+    A mapping that names its `kind` (source, evaluate.corpus: discriminated sections) is a whole
+    choice, so it replaces the mapping beneath instead of merging into it: the fields of one kind
+    mean nothing to another (a `gguf` source given by `path` must not inherit the `package` and
+    `file` of the included one). To change one field of an included section, leave `kind` out.
+    """
     out = dict(base)
     for key, value in override.items():
-        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        below = out.get(key)
+        if isinstance(value, dict) and isinstance(below, dict) and "kind" not in value:
+            out[key] = _deep_merge(below, value)
+        else:
+            out[key] = value
     return out
 
 
@@ -88,26 +127,4 @@ def load_config(path: Path) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(str(path), [_describe(error) for error in exc.errors()]) from None
-
-
-def _describe(error: dict) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    shown = repr(error["input"])
-    shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(error["loc"][-1]), _known_keys(error["loc"][:-1]), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "remove it or check its spelling"
-        return f"{where}: unknown key (value {shown}); {hint}"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message} (got {shown})"
-
-
-def _known_keys(loc: tuple) -> list[str]:
-    """Field names of the config section at `loc` (for spelling suggestions)."""
-    model: type[BaseModel] | None = PipelineConfig
-    for part in loc:
-        field = model.model_fields.get(str(part)) if model else None
-        annotation = getattr(field, "annotation", None)
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    return list(model.model_fields) if model else []
+        raise ConfigError(str(path), [describe(error, PipelineConfig) for error in exc.errors()]) from None

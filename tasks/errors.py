@@ -7,11 +7,12 @@
     │   ├── SourceError           model source missing, malformed, unsafe or too large
     │   ├── HubAccessError        repo missing, gated or revision unknown
     │   ├── UnsupportedModelError the converter/exporter cannot handle this architecture
-    │   └── CorruptArtifactError  a GGUF or stored artefact is truncated or altered
-    └── TransientError            worth a retry: network hiccup, worker killed
-        └── WorkerCrashedError    an evaluation subprocess died without a result
+    │   ├── CorruptArtifactError  a GGUF or stored artefact is truncated or altered
+    │   └── MeasurementError      a measurement worker failed, was killed (out of memory) or timed out
+    └── TransientError            worth a retry: network hiccup
 
-The Prefect wrappers retry only `TransientError` (see `tasks.retry_policy`).
+The Prefect wrappers retry only `TransientError` (see `tasks.prefect_tasks.retry_only_transient`):
+a worker killed for memory would be killed again, so it is a MeasurementError, not transient.
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ class CorruptArtifactError(UserError):
     """A file is truncated, corrupt or does not match its recorded hash."""
 
 
+class MeasurementError(UserError):
+    """A measurement subprocess failed, was killed or ran out of time; fails its variant only."""
+
+
 class TransientError(SlmforgeError):
-    """A failure that may pass on retry (network, resource pressure)."""
-
-
-class WorkerCrashedError(TransientError):
-    """A measurement subprocess exited without writing its result."""
+    """A failure that may pass on retry (network)."""

@@ -19,13 +19,24 @@ class GateConfig(GateThresholds):
     """Default thresholds plus overrides per quant type or family prefix (e.g. 'Q4' or 'Q4_K_M')."""
 
     per_quant: dict[str, GateThresholds] = Field(
-        default_factory=dict, description="Thresholds for quants whose name starts with the key."
+        default_factory=dict,
+        description="Changes to the defaults for quants whose name starts with the key; unset limits inherit.",
     )
 
     def for_quant(self, quant: str) -> GateThresholds:
-        """Most specific override (longest matching prefix), else the defaults."""
+        """The defaults, changed by every matching override from the shortest prefix to the longest.
+
+        Only the limits an override sets take part: `Q4: {max_ppl_ratio: 1.3}` relaxes the
+        perplexity limit of Q4 quants and keeps every other default, so adding an override never
+        silently drops a check. To turn a default check off for some quants, set it to null there
+        (an explicit null is a set field). A longer prefix's set limits win over a shorter one's.
+        """
+        limits = {name: getattr(self, name) for name in GateThresholds.model_fields}
         matches = sorted((k for k in self.per_quant if quant.upper().startswith(k.upper())), key=len)
-        return self.per_quant[matches[-1]] if matches else self
+        for key in matches:
+            override = self.per_quant[key]
+            limits.update({name: getattr(override, name) for name in override.model_fields_set})
+        return GateThresholds(**limits)
 
 
 def check_gates(metrics: dict[str, float], base_perplexity: float, limits: GateThresholds) -> list[str]:

@@ -1,7 +1,8 @@
 """Thin Prefect wrappers around the pure step cores: naming, retries, logging. No logic here.
 
 The artefact store is the cache (keys from content, hashes verified on reuse), so Prefect's
-own result cache is off: a cached Prefect result could point at a file deleted since.
+own result cache is off: a cached Prefect result could point at a file deleted since. No wrapper
+names a format: formats are looked up in the registry by name.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import convert, evaluate, package, quantize
 from tasks.acquire import AcquireConfig, AcquiredModel, acquire_model
 from tasks.errors import TransientError
-from tasks.onnx import step as onnx_step
-from tasks.onnx.config import OnnxTargets
+from tasks.evaluate import EvalConfig, default_threads
+from tasks.evaluate import measure
+from tasks.formats import REFERENCE_FORMAT, get_format
+from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
+from tasks.formats.gguf.convert import ConvertConfig
+from tasks.progress import StepProgress
 
 
 def retry_only_transient(task_obj, task_run, state) -> bool:
-    """Retry network hiccups and killed workers; user errors fail fast with their message."""
+    """Retry network hiccups; user errors, failed or killed measurements fail fast with their message."""
     try:
         state.result()
     except TransientError:
@@ -39,13 +43,6 @@ def _report(what: str, reused: bool, path: Path) -> None:
     get_run_logger().info("%s: %s %s", what, "reused (hashes verified)" if reused else "built", path)
 
 
-def _report_metrics(variant_name: str, metrics: dict, reused: bool) -> None:
-    get_run_logger().info(
-        "evaluate %s: %s ppl=%.3f kld=%.4g decode=%.1f tok/s", variant_name, "reused" if reused else "measured",
-        metrics.get("perplexity", float("nan")), metrics.get("kld_mean", float("nan")), metrics.get("decode_tps", 0.0),
-    )
-
-
 @step(name="acquire")
 def acquire_task(source, config: AcquireConfig, store_root: Path) -> AcquiredModel:
     model = acquire_model(source, config, store_root=store_root)
@@ -54,24 +51,17 @@ def acquire_task(source, config: AcquireConfig, store_root: Path) -> AcquiredMod
 
 
 @step(name="convert")
-def convert_task(model: AcquiredModel, model_name: str, config: convert.ConvertConfig,
-                 store_root: Path) -> convert.ConvertedModel:
-    result = convert.convert_to_gguf(
-        model.hf_dir, architecture=model.architecture, identity=model.identity,
-        model_name=model_name, config=config, store_root=store_root,
-    )
-    _report(f"convert to {config.outtype}", result.reused, result.gguf_path)
-    return result
+def base_task(model: AcquiredModel, model_name: str, config: ConvertConfig, store_root: Path) -> BaseArtifact:
+    base = get_format(REFERENCE_FORMAT).build_base(model, model_name=model_name, config=config, store_root=store_root)
+    _report(f"convert to {config.outtype} (the reference)", base.reused, base.path)
+    return base
 
 
-@step(name="quantize", task_run_name="quantize-{quant}")
-def quantize_task(base: convert.ConvertedModel, quant: str, model_name: str, threads: int | None,
-                  store_root: Path) -> quantize.QuantizedModel:
-    result = quantize.quantize_gguf(
-        base.gguf_path, quant, base_key=base.key, model_name=model_name, threads=threads, store_root=store_root,
-    )
-    _report(f"quantize {quant}", result.reused, result.gguf_path)
-    return result
+@step(name="build", task_run_name="build-{format_name}-{quant}")
+def build_task(format_name: str, quant: str, inputs: BuildInputs, config) -> Built:
+    built = get_format(format_name).build(quant, inputs, config)
+    _report(f"build {format_name} {quant}", built.reused, built.path)
+    return built
 
 
 @step(name="memory-bandwidth")
@@ -79,65 +69,45 @@ def bandwidth_task(store_root: Path, hardware_id: str, threads: int | None) -> f
     """Read bandwidth of this host, probed once per host and thread count (cached in the store)."""
     from tasks.evaluate.bandwidth import cached_read_bandwidth
 
-    threads = threads or evaluate.default_threads()
+    threads = threads or default_threads()
     bandwidth = cached_read_bandwidth(store_root / "bandwidth.json", hardware_id, threads)
     get_run_logger().info("memory read bandwidth: %.1f GB/s (%d threads)", bandwidth / 1e9, threads)
     return bandwidth
 
 
 @step(name="tokenize-eval-text")
-def tokens_task(base: convert.ConvertedModel, config: evaluate.EvalConfig, store_root: Path) -> Path:
-    return evaluate.prepare_tokens(base.gguf_path, base_key=base.key, config=config, store_root=store_root)
+def tokens_task(base: BaseArtifact, config: EvalConfig, store_root: Path) -> Path:
+    return measure.prepare_tokens(base, config, store_root=store_root)
 
 
-@step(name="evaluate", task_run_name="evaluate-{variant_name}")
-def evaluate_task(variant_name: str, variant_path: Path, variant_key: str, base: convert.ConvertedModel | None,
-                  tokens_file: Path, config: evaluate.EvalConfig, hardware_id: str,
-                  store_root: Path) -> tuple[dict, bool]:
-    metrics, reused = evaluate.evaluate_gguf(
-        variant_path, variant_key=variant_key, base_gguf=base.gguf_path if base else None,
-        base_key=base.key if base else None, tokens_file=tokens_file, config=config,
-        hardware_id=hardware_id, store_root=store_root,
+@step(name="reference-pass")
+def reference_task(base: BaseArtifact, tokens_file: Path, config: EvalConfig, store_root: Path) -> measure.Reference:
+    ref = measure.compute_reference(base, tokens_file, config, store_root=store_root,
+                                    on_progress=StepProgress(f"reference {base.quant}"))
+    figures = ref.figures
+    get_run_logger().info("reference pass %s: %d chunks, %.1f MB stored (%.0f bytes per scored token)",
+                          "reused" if ref.reused else "computed", figures["chunks"], figures["stored_bytes"] / 1e6,
+                          figures["bytes_per_scored_token"])
+    return ref
+
+
+@step(name="measure", task_run_name="measure-{variant_name}")
+def measure_task(variant_name: str, built: Built, *, base: BaseArtifact, reference: measure.Reference,
+                 tokens_file: Path, config: EvalConfig, hardware_id: str, store_root: Path,
+                 is_base: bool) -> tuple[dict, bool]:
+    metrics, reused = measure.measure_variant(
+        built, base=base, reference=reference, tokens_file=tokens_file, config=config, hardware_id=hardware_id,
+        store_root=store_root, is_base=is_base, on_progress=StepProgress(variant_name),
     )
-    _report_metrics(variant_name, metrics, reused)
+    get_run_logger().info(
+        "measure %s: %s ppl=%.3f kld=%.4g decode=%.1f tok/s", variant_name, "reused" if reused else "measured",
+        metrics.get("perplexity", float("nan")), metrics.get("kld_mean", float("nan")), metrics.get("decode_tps", 0.0),
+    )
     return metrics, reused
 
 
-@step(name="package", task_run_name="package-{quant}")
-def package_task(gguf_path: Path, quant: str, **kwargs) -> package.PackagedVariant:
-    result = package.package_gguf_variant(gguf_path, quant=quant, **kwargs)
-    _report(f"package {quant} as {result.ollama_tag}", result.reused, result.folder)
-    return result
-
-
-# --- ONNX path (tasks.onnx.step) ---
-
-
-@step(name="onnx-export", task_run_name="onnx-export-{precision}")
-def onnx_export_task(model: AcquiredModel, precision: str, model_name: str, targets: OnnxTargets,
-                     store_root: Path) -> onnx_step.OnnxVariantExport:
-    result = onnx_step.export_onnx_variant(
-        model.hf_dir, identity=model.identity, model_name=model_name, precision=precision,
-        targets=targets, store_root=store_root,
-    )
-    _report(f"onnx export {precision} ({result.wall_s:.1f} s)", result.reused, result.folder)
-    return result
-
-
-@step(name="onnx-evaluate", task_run_name="evaluate-{variant_name}")
-def onnx_evaluate_task(variant_name: str, folder: Path, variant_key: str, base: convert.ConvertedModel,
-                       tokens_file: Path, config: evaluate.EvalConfig, hardware_id: str,
-                       store_root: Path) -> tuple[dict, bool]:
-    metrics, reused = onnx_step.evaluate_onnx(
-        folder, variant_key=variant_key, base_gguf=base.gguf_path, base_key=base.key, tokens_file=tokens_file,
-        config=config, hardware_id=hardware_id, store_root=store_root,
-    )
-    _report_metrics(variant_name, metrics, reused)
-    return metrics, reused
-
-
-@step(name="onnx-package", task_run_name="package-onnx-{precision}")
-def onnx_package_task(folder: Path, precision: str, **kwargs) -> onnx_step.PackagedOnnxVariant:
-    result = onnx_step.package_onnx_variant(folder, precision=precision, **kwargs)
-    _report(f"package onnx {precision} (smoke answer {result.smoke_answer[:60]!r})", result.reused, result.folder)
-    return result
+@step(name="package", task_run_name="package-{variant_name}")
+def package_task(variant_name: str, built: Built, inputs: PackageInputs, config) -> Packaged:
+    packaged = get_format(built.format).package(built, inputs, config)
+    _report(f"package {variant_name} ({packaged.label})", packaged.reused, packaged.folder)
+    return packaged

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -24,6 +27,26 @@ class RunContext:
     experiment_id: str
     parent_run_id: str
     config_file: Path
+    open_runs: set[str] = field(default_factory=set)  # child runs not yet terminated
+
+
+@contextmanager
+def tracked_run(config, *, config_yaml: str, flow_run_id: str, hardware: dict, versions: dict) -> Iterator[RunContext]:
+    """The parent run of one flow run, never left RUNNING: whatever ends the block (an error, a
+    kill signal Python sees, a keyboard interrupt) terminates it and every open child as FAILED
+    (KILLED for an interrupt), and the run's temporary folder is removed."""
+    ctx = open_parent_run(config, config_yaml=config_yaml, flow_run_id=flow_run_id, hardware=hardware,
+                          versions=versions)
+    try:
+        yield ctx
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        tracking.log_values(ctx.client, ctx.parent_run_id, tags={"slmforge.error": f"{type(exc).__name__}: {exc}"[:5000]})
+        for run_id in [*ctx.open_runs, ctx.parent_run_id]:
+            ctx.client.set_terminated(run_id, status)
+        raise
+    finally:
+        shutil.rmtree(ctx.config_file.parent, ignore_errors=True)
 
 
 def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dict, versions: dict) -> RunContext:
@@ -41,7 +64,7 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
     config_file = Path(tempfile.mkdtemp(prefix="slmforge-config-")) / "resolved_config.yaml"
     config_file.write_text(config_yaml)
     tracking.log_files(client, run_id, [config_file])
-    return RunContext(client, uri, experiment_id, run_id, config_file)
+    return RunContext(client, uri, experiment_id, run_id, config_file, {run_id})
 
 
 def log_model_facts(ctx: RunContext, model: AcquiredModel) -> None:
@@ -52,22 +75,32 @@ def log_model_facts(ctx: RunContext, model: AcquiredModel) -> None:
     }, tags={"slmforge.tier": model.tier})
 
 
-def log_variant(ctx: RunContext, outcome: VariantOutcome, *, model: AcquiredModel, hardware_id: str,
-                versions: dict, gguf_artifacts: str) -> str:
-    """A child run for one variant: params, tags, metrics and its files."""
+def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: AcquiredModel, hardware_id: str,
+                     versions: dict) -> str:
+    """The child run of one variant, logged as soon as it is measured (or failed): params and figures."""
     v = outcome.variant
     run_id = tracking.start_run(ctx.client, ctx.experiment_id, name=v.name, parent_run_id=ctx.parent_run_id, tags={
-        "slmforge.tier": model.tier, "slmforge.hardware_id": hardware_id, "slmforge.gate": outcome.gate,
-        "slmforge.gate_reasons": "; ".join(outcome.gate_reasons) or "-",
+        "slmforge.tier": model.tier, "slmforge.hardware_id": hardware_id,
         "slmforge.artifact_path": str(v.path), "slmforge.artifact_key": v.key,
-        **({"slmforge.error": outcome.error} if outcome.error else {}),
     })
+    ctx.open_runs.add(run_id)
     params = {"format": v.format, "quant": v.quant, "source": model.source,
               "source_revision": model.source_revision, **{f"version.{k}": x for k, x in versions.items()}}
     for name in ("threads", "n_gpu_layers", "n_ctx", "chunks"):
         if name in outcome.metrics:
             params[name] = outcome.metrics[name]
     tracking.log_values(ctx.client, run_id, params=params, metrics=outcome.metrics)
+    outcome.mlflow_run_id = run_id
+    return run_id
+
+
+def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, gguf_artifacts: str) -> None:
+    """Derived figures, gate and package files, then the run's end state (FAILED on an error)."""
+    v, run_id = outcome.variant, outcome.mlflow_run_id
+    tracking.log_values(ctx.client, run_id, metrics=outcome.metrics, tags={
+        "slmforge.gate": outcome.gate, "slmforge.gate_reasons": "; ".join(outcome.gate_reasons) or "-",
+        **({"slmforge.error": outcome.error} if outcome.error else {}),
+    })
     files = [ctx.config_file]
     if outcome.metrics.get("prompts"):  # the greedy answers behind task_score / golden_agreement
         answers = ctx.config_file.parent / v.name / "prompt_answers.json"
@@ -75,12 +108,12 @@ def log_variant(ctx: RunContext, outcome: VariantOutcome, *, model: AcquiredMode
         answers.write_text(json.dumps(outcome.metrics["prompts"], indent=2))
         files.append(answers)
     if outcome.package_dir is not None:
-        files += [outcome.package_dir / n for n in ("README.md", "Modelfile", "slmforge-manifest.json")]
+        files += [outcome.package_dir / name for name in outcome.package_files]
         if gguf_artifacts == "copy" and v.path.is_file():
             files.append(v.path)
     tracking.log_files(ctx.client, run_id, [f for f in files if f.exists()])
     ctx.client.set_terminated(run_id, "FAILED" if outcome.error else "FINISHED")
-    return run_id
+    ctx.open_runs.discard(run_id)
 
 
 def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome]) -> None:
@@ -90,6 +123,7 @@ def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome]) -> None:
     tracking.log_files(ctx.client, ctx.parent_run_id, [table])
     failed = any(o.error for o in outcomes)
     ctx.client.set_terminated(ctx.parent_run_id, "FAILED" if failed else "FINISHED")
+    ctx.open_runs.discard(ctx.parent_run_id)
 
 
 def publish_prefect_artifacts(ctx: RunContext, outcomes: list[VariantOutcome]) -> None:

@@ -91,3 +91,11 @@ def clean_stale_temporaries(root: Path, *, older_than_s: float = 24 * 3600) -> i
             shutil.rmtree(tmp, ignore_errors=True)
             removed += 1
     return removed
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard link when on the same filesystem: a multi-GB file is not duplicated."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -10,9 +10,12 @@ import math
 import os
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Experiment, LifecycleStage, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 
+from tasks.errors import UserError
 from tasks.secrets import redact
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
@@ -28,16 +31,44 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 
 def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
-    """Experiment id for `name`, created with artefacts under mlruns/ for the default store."""
+    """Experiment id for `name`, created with artefacts under mlruns/ for the default store.
+
+    Safe when several runs start at once: looking up then creating is a race (both see no
+    experiment, both create, one fails), so a create refused with RESOURCE_ALREADY_EXISTS means
+    another run won it, and the experiment it made is used.
+    """
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = None
+    if found is None:
+        try:
+            return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri, name))
+        except MlflowException as exc:
+            found = _created_meanwhile(client, name, exc)
+    if found.lifecycle_stage == LifecycleStage.DELETED:
+        # A deleted experiment keeps its name: runs cannot be created in it, nor can a new one be.
+        raise UserError(
+            f"MLflow experiment {name!r} (id {found.experiment_id}) was deleted; restore it with "
+            f"`mlflow experiments restore --experiment-id {found.experiment_id}` (with "
+            f"MLFLOW_TRACKING_URI={redact(tracking_uri)}), or set tracking.experiment to another name."
+        )
+    return found.experiment_id
+
+
+def _created_meanwhile(client: MlflowClient, name: str, error: MlflowException) -> Experiment:
+    """The experiment another caller created between our lookup and our create, else `error`."""
+    found = None
+    if error.error_code == ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+        found = client.get_experiment_by_name(name)
+    if found is None:  # another failure, or "exists" yet not found: MLflow's own error says more
+        raise error
+    return found
+
+
+def _artifact_location(tracking_uri: str, name: str) -> str | None:
     if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
         # Relative sqlite store: keep its artefacts beside it rather than in ./mlartifacts.
         db_dir = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent
-        location = (db_dir / "artifacts" / name).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+        return (db_dir / "artifacts" / name).as_uri()
+    return None
 
 
 def start_run(client: MlflowClient, experiment_id: str, *, name: str, tags: dict[str, str],

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
+
+from tasks.formats.base import Built
 
 
 class Variant(BaseModel):
@@ -22,13 +25,15 @@ class VariantOutcome(BaseModel):
     """Everything known about a variant at the end of a run."""
 
     variant: Variant
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
     gate: str = "not-checked"  # pass / fail / not-checked
     gate_reasons: list[str] = Field(default_factory=list)
     package_dir: Path | None = None
+    package_files: list[str] = Field(default_factory=list, description="Files of the package logged to MLflow.")
     error: str | None = None
     reused: bool = False
     mlflow_run_id: str | None = None
+    built: Built | None = Field(None, description="The built artefact (None when its build failed).")
 
 
 SUMMARY_COLUMNS = (

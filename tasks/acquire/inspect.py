@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import yaml
 from safetensors import safe_open
 
 from tasks.errors import SourceError
@@ -105,16 +107,101 @@ def check_remote_code(config: dict, *, trust_remote_code: bool) -> None:
         )
 
 
-def find_license(folder: Path, readme_meta: dict | None = None) -> str | None:
-    """The licence named in the model card metadata or a LICENSE file, if any."""
-    if readme_meta and readme_meta.get("license"):
-        return str(readme_meta["license"])
+# Hub card values that say "look elsewhere" rather than name a licence.
+UNNAMED_LICENSES = ("other", "unknown")
+LICENSE_FILE_STEMS = ("LICENSE", "LICENCE", "COPYING")
+LICENSE_HEAD_CHARS = 3000  # BSD-3's "Neither the name" clause ends before ~1,500 characters
+# (pattern, name) in order: the first whose pattern is found in the text names it. More specific
+# texts come first: LGPL and AGPL texts contain "GNU GENERAL PUBLIC LICENSE" too, and BSD-3 is
+# BSD-2 plus the "Neither the name" clause.
+LICENSE_TEXTS: tuple[tuple[str, str], ...] = (
+    (r"Apache License,?\s+Version 2\.0", "Apache-2.0"),
+    (r"Permission is hereby granted, free of charge", "MIT"),
+    (r"Redistribution and use in source and binary forms(?s:.*)Neither the name", "BSD-3-Clause"),
+    (r"Redistribution and use in source and binary forms", "BSD-2-Clause"),
+    (r"GNU LESSER GENERAL PUBLIC LICENSE\s+Version 3", "LGPL-3.0"),
+    (r"GNU AFFERO GENERAL PUBLIC LICENSE\s+Version 3", "AGPL-3.0"),
+    (r"GNU GENERAL PUBLIC LICENSE\s+Version 3", "GPL-3.0"),
+    (r"GNU GENERAL PUBLIC LICENSE\s+Version 2", "GPL-2.0"),
+    (r"Gemma Terms of Use", "Gemma Terms of Use"),
+    (r"Creative Commons Attribution[- ]NonCommercial 4\.0", "CC-BY-NC-4.0"),
+    (r"Creative Commons Attribution 4\.0", "CC-BY-4.0"),
+)
+# "LLAMA 2 COMMUNITY LICENSE AGREEMENT", "Llama 3.1 Community License Agreement", ...: the version
+# matters (their terms differ), so it is kept in the name.
+LLAMA_HEADING = re.compile(r"\bLlama\s*(\d+(?:\.\d+)?)\s+Community\s+License", re.IGNORECASE)
+
+
+def find_license(folder: Path) -> str | None:
+    """The model's licence: an identifier or readable name, never a file name; None if no trace.
+
+    Looked for where a maintainer states it, most explicit first: the model card's front matter
+    (`license:` in README.md, as Hugging Face cards have), then config.json, then the text of a
+    LICENSE / COPYING file, recognised by its wording. A licence file that is none of the
+    well-known texts is reported as "custom (see <file>)", so that the card says where to look.
+    """
+    card = _card_license(folder)
+    if card and card.lower() not in UNNAMED_LICENSES:
+        return card
+    named = _config_license(folder) or _license_file_license(folder)
+    if named:
+        return named
+    return f"{card} (see the model card)" if card else None
+
+
+def _card_license(folder: Path) -> str | None:
+    """`license` from README.md's YAML front matter (`license_name` when it is `other`)."""
     readme = folder / "README.md"
-    if readme.is_file():
-        for line in readme.read_text(errors="replace").splitlines()[:40]:
-            if line.strip().startswith("license:"):
-                return line.split(":", 1)[1].strip()
-    for name in ("LICENSE", "LICENSE.txt", "LICENSE.md"):
-        if (folder / name).is_file():
+    if not readme.is_file():
+        return None
+    lines = readme.read_text(errors="replace").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), None)
+    try:
+        meta = yaml.safe_load("\n".join(lines[1:end])) if end else None
+    except yaml.YAMLError:
+        return None  # a broken card header is the card's problem; the other sources still count
+    if not isinstance(meta, dict) or not meta.get("license"):
+        return None
+    value = meta["license"]
+    value = " OR ".join(map(str, value)) if isinstance(value, list) else str(value)
+    if value.lower() == "other" and meta.get("license_name"):
+        return str(meta["license_name"])
+    return value
+
+
+def _config_license(folder: Path) -> str | None:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # read_model_config reports a missing or broken config.json
+    value = config.get("license") if isinstance(config, dict) else None
+    return str(value) if value and str(value).lower() not in UNNAMED_LICENSES else None
+
+
+def _license_file_license(folder: Path) -> str | None:
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.upper().startswith(LICENSE_FILE_STEMS))
+    for path in files:
+        name = identify_license_text(path.read_text(errors="replace"))
+        if name:
+            return name
+    return f"custom (see {files[0].name})" if files else None
+
+
+def identify_license_text(text: str) -> str | None:
+    """The licence a licence file's text is (SPDX id or the licence's own title), else None.
+
+    Only the head is read: the well-known texts name themselves in their first lines, while a
+    custom licence may cite another further down ("portions under the Apache License 2.0").
+    """
+    text = text[:LICENSE_HEAD_CHARS]
+    llama = LLAMA_HEADING.search(text)
+    if llama:
+        return f"Llama {llama.group(1)} Community License"
+    for pattern, name in LICENSE_TEXTS:
+        if re.search(pattern, text, re.IGNORECASE):
             return name
     return None

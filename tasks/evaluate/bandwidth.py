@@ -7,10 +7,16 @@ the ceiling itself comes from a short probe, measured once per machine and threa
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
 import os
+import platform
+import shutil
+import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +25,83 @@ import numpy as np
 MIN_BUFFER_BYTES = 512 * 2**20  # well past the LLC of common desktop and server CPUs
 LLC_MULTIPLE = 8  # a buffer 8x the LLC leaves at most ~12 % of reads served by cache
 REPETITIONS = 7
+# Bumped whenever the probe changes what it can reach: cached figures of an older probe are
+# measured again, not reused. 2: compiled C kernel and several thread counts (1: numpy only,
+# which read a third less than llama.cpp itself on some hosts, so efficiencies came out > 1).
+PROBE_VERSION = 2
+
+# A plain streaming read: each thread sums its own slice of 64-bit words. Four accumulators
+# let -O3 -march=native vectorise the loop, so it reads as fast as the cores can issue loads,
+# as llama.cpp's SIMD dot products do. The sum goes to a volatile so no read is optimised away.
+C_KERNEL = r"""
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+typedef struct { const uint64_t *start; size_t words; uint64_t sum; } slice_t;
+volatile uint64_t slmforge_sink;
+
+static void *read_slice(void *arg) {
+    slice_t *s = (slice_t *)arg;
+    const uint64_t *p = s->start;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = 0;
+    for (; i + 4 <= s->words; i += 4) { a += p[i]; b += p[i + 1]; c += p[i + 2]; d += p[i + 3]; }
+    for (; i < s->words; i++) a += p[i];
+    s->sum = a + b + c + d;
+    return NULL;
+}
+
+/* Seconds for `threads` threads to read `words` words once; -1 if a thread cannot start. */
+double slmforge_read_pass(const uint64_t *buffer, size_t words, int threads) {
+    pthread_t ids[256];
+    slice_t slices[256];
+    int started = 0, failed = 0;
+    if (threads < 1) threads = 1;
+    if (threads > 256) threads = 256;
+    size_t per = words / (size_t)threads;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int t = 0; t < threads; t++) {
+        slices[t].start = buffer + (size_t)t * per;
+        slices[t].words = (t == threads - 1) ? words - (size_t)t * per : per;
+        if (pthread_create(&ids[t], NULL, read_slice, &slices[t]) != 0) { failed = 1; break; }
+        started++;
+    }
+    uint64_t total = 0;
+    for (int t = 0; t < started; t++) { pthread_join(ids[t], NULL); total += slices[t].sum; }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    slmforge_sink = total;
+    return failed ? -1.0 : (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+}
+"""
+# -march=native first: the widest loads this CPU has; plain -O3 where the compiler refuses it.
+COMPILE_FLAGS = (("-O3", "-march=native"), ("-O3",))
+
+
+class ReadBandwidth(float):
+    """A read bandwidth in bytes/s (use it as the float it is) that says how it was reached.
+
+    `kernel` is the kernel and thread count that read fastest, `kernels` the best figure of every
+    one tried, `note` why a kernel could not run (no C compiler, say), else "".
+    """
+
+    kernel: str
+    kernels: dict[str, float]
+    note: str
+
+    def __new__(cls, kernels: dict[str, float], note: str = "") -> ReadBandwidth:
+        kernel = max(kernels, key=kernels.__getitem__)
+        self = super().__new__(cls, kernels[kernel])
+        self.kernel, self.kernels, self.note = kernel, dict(kernels), note
+        return self
+
+    def __getnewargs__(self) -> tuple[dict[str, float], str]:  # pickling rebuilds from these
+        return self.kernels, self.note
+
+    def record(self) -> dict:
+        return {"bytes_per_s": float(self), "kernel": self.kernel, "kernels": self.kernels, "note": self.note}
 
 
 def _last_level_cache_bytes() -> int:
@@ -38,19 +121,82 @@ def probe_buffer_bytes() -> int:
     return max(MIN_BUFFER_BYTES, LLC_MULTIPLE * _last_level_cache_bytes())
 
 
-def measure_read_bandwidth(threads: int, *, buffer_bytes: int | None = None,
-                           repetitions: int = REPETITIONS) -> float:
-    """Read bandwidth in bytes/s: `threads` threads each sum their own slice of one large buffer.
+def kernel_cache_dir() -> Path:
+    """Where compiled kernels are kept: the user's cache folder (never a shared temp folder,
+    whose files another user could plant)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "slmforge" / "kernels"
 
-    numpy releases the GIL inside reductions, so the threads stream memory in parallel, as the
-    weight reads of a multi-threaded llama.cpp decode do. The best of `repetitions` runs is
-    returned, as STREAM reports: interference (other processes, page-cache activity) only ever
-    lowers a run's figure, so the fastest run is the least disturbed estimate of what the
-    hardware can deliver, which is what a ceiling should be. One untimed pass first maps and
-    touches every page so that page faults are not timed.
+
+def _cpu_signature() -> str:
+    """CPU model and flags: a -march=native library is only valid on the CPU it was built for
+    (a cache folder in a network home is shared by machines of other CPUs)."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text(errors="replace").splitlines() if info.is_file() else []
+    wanted = [line for line in lines if line.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return platform.machine() + "|" + platform.processor() + "|" + "|".join(dict.fromkeys(wanted))
+
+
+def compile_read_kernel(cache_dir: Path | None = None) -> tuple[ctypes.CDLL | None, str]:
+    """The C kernel, compiled once per source, compiler and CPU; (None, why) if it cannot be."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not compiler:
+        return None, "no C compiler (cc, gcc or clang) found: numpy kernel only"
+    folder = cache_dir or kernel_cache_dir()
+    errors = []
+    for flags in COMPILE_FLAGS:
+        key = hashlib.sha256("\0".join((C_KERNEL, compiler, *flags, _cpu_signature())).encode()).hexdigest()
+        library = folder / f"read_kernel-{key[:16]}.so"
+        if not library.is_file():
+            try:
+                error = _compile(compiler, flags, library)
+            except OSError as exc:  # cache folder not writable, compiler not runnable
+                error = str(exc)
+            if error:
+                errors.append(f"{compiler} {' '.join(flags)}: {error}")
+                continue
+        try:
+            lib = ctypes.CDLL(str(library))
+        except OSError as exc:
+            errors.append(f"loading {library}: {exc}")
+            continue
+        lib.slmforge_read_pass.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        lib.slmforge_read_pass.restype = ctypes.c_double
+        return lib, ""
+    return None, "C kernel unavailable (" + "; ".join(errors) + "): numpy kernel only"
+
+
+def _compile(compiler: str, flags: tuple[str, ...], library: Path) -> str:
+    """Build `library` under a temp name, then rename it (probes may run at once); error or ""."""
+    library.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=library.parent) as work:
+        source, built = Path(work) / "read_kernel.c", Path(work) / library.name
+        source.write_text(C_KERNEL)
+        command = [compiler, *flags, "-shared", "-fPIC", "-pthread", "-o", str(built), str(source)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired as exc:
+            return str(exc)
+        if done.returncode != 0:
+            return (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        os.replace(built, library)
+    return ""
+
+
+def _best_rate(one_pass: Callable[[], float], n_bytes: int, repetitions: int) -> float:
+    """Bytes/s of the fastest of `repetitions` passes after one untimed warm-up pass.
+
+    The fastest, as STREAM reports: interference (other processes, page-cache activity) only
+    ever lowers a pass's figure, so the fastest is the least disturbed estimate of what the
+    hardware delivers, which is what a ceiling should be. The warm-up keeps thread start-up and
+    first touches out of the figure.
     """
-    n_bytes = buffer_bytes or probe_buffer_bytes()
-    buffer = np.ones(n_bytes // 8, dtype=np.float64)  # np.ones writes every page: all resident
+    one_pass()
+    return n_bytes / min(one_pass() for _ in range(repetitions))
+
+
+def _numpy_rate(buffer: np.ndarray, threads: int, repetitions: int) -> float:
+    # numpy releases the GIL inside reductions, so the threads stream memory in parallel.
     slices = np.array_split(buffer, threads)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         def one_pass() -> float:
@@ -58,9 +204,44 @@ def measure_read_bandwidth(threads: int, *, buffer_bytes: int | None = None,
             list(pool.map(np.sum, slices))
             return time.perf_counter() - started
 
-        one_pass()  # warm-up: thread start-up and first touch are not steady state
-        best = min(one_pass() for _ in range(repetitions))
-    return buffer.nbytes / best
+        return _best_rate(one_pass, buffer.nbytes, repetitions)
+
+
+def _c_rate(lib: ctypes.CDLL, buffer: np.ndarray, threads: int, repetitions: int) -> float:
+    address, words = buffer.ctypes.data, buffer.size
+
+    def one_pass() -> float:
+        seconds = lib.slmforge_read_pass(address, words, threads)
+        if seconds <= 0:
+            raise OSError(f"the C read kernel could not start {threads} threads")
+        return seconds
+
+    return _best_rate(one_pass, buffer.nbytes, repetitions)
+
+
+def measure_read_bandwidth(threads: int, *, buffer_bytes: int | None = None,
+                           repetitions: int = REPETITIONS, kernel_dir: Path | None = None) -> ReadBandwidth:
+    """The best read bandwidth this host reaches, in bytes/s, and the kernel that reached it.
+
+    The figure is a ceiling for decode speed, so a probe that reads slower than llama.cpp
+    would report efficiencies above 1. Each kernel is therefore tried and the fastest kept:
+    the compiled C streaming read (what SIMD code reaches) and numpy's sum, each with 1,
+    `threads` and all logical cores (one core alone cannot saturate memory on most servers,
+    and on some desktops fewer threads read faster).
+    """
+    n_bytes = buffer_bytes or probe_buffer_bytes()
+    buffer = np.ones(n_bytes // 8, dtype=np.float64)  # np.ones writes every page: all resident
+    counts = sorted({1, max(1, threads), os.cpu_count() or 1})
+    lib, note = compile_read_kernel(kernel_dir)
+    kernels: dict[str, float] = {}
+    for count in counts:
+        kernels[f"numpy x{count}"] = _numpy_rate(buffer, count, repetitions)
+        if lib is not None:
+            try:
+                kernels[f"c x{count}"] = _c_rate(lib, buffer, count, repetitions)
+            except OSError as exc:
+                note = f"{note}; {exc}" if note else str(exc)
+    return ReadBandwidth(kernels, note)
 
 
 def _cache_key(hardware_id: str, threads: int) -> str:
@@ -93,56 +274,51 @@ def cached_read_bandwidth(cache_file: Path, hardware_id: str, threads: int) -> f
     """Read bandwidth for this machine and thread count, probed once and then read from `cache_file`.
 
     Keyed by hardware id and threads: the same machine with other threads, or another machine
-    sharing the file (a network home), gets its own probe.
+    sharing the file (a network home), gets its own probe. An entry of another probe version
+    (an older, weaker probe) is measured again and replaced.
     """
     data = _read_cache(cache_file)
     entry = data.get(_cache_key(hardware_id, threads))
-    if isinstance(entry, dict) and entry.get("bytes_per_s", 0) > 0:
+    if isinstance(entry, dict) and entry.get("probe_version") == PROBE_VERSION and entry.get("bytes_per_s", 0) > 0:
         return float(entry["bytes_per_s"])
-    bandwidth = measure_read_bandwidth(threads)
+    measured = measure_read_bandwidth(threads)
+    how = measured.record() if isinstance(measured, ReadBandwidth) else {"bytes_per_s": float(measured)}
     data = _read_cache(cache_file)  # re-read: another process may have added entries meanwhile
     data[_cache_key(hardware_id, threads)] = {
-        "bytes_per_s": bandwidth, "threads": threads, "hardware_id": hardware_id,
+        **how, "probe_version": PROBE_VERSION, "threads": threads, "hardware_id": hardware_id,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     _write_atomically(cache_file, data)
-    return bandwidth
+    return float(measured)
 
 
-def decode_efficiency(decode_tps: float, bytes_per_token: float, bandwidth: float) -> float:
-    """Share of the memory bandwidth a decode uses: decode_tps x bytes_per_token / bandwidth.
+def decode_efficiency(decode_tps: float, bytes_per_token: float, bandwidth: float) -> float | None:
+    """Share of the memory read limit a decode uses: decode_tps x bytes_per_token / bandwidth.
 
     bytes_per_token is the GGUF's tensor bytes (`weight_bytes_per_token`): decoding one token
     reads every weight once. KV-cache reads are neglected, which holds at short depth (tg128 from
     an empty cache: the cache is a few MB against the weights' hundreds); at long depth they add
     to the real traffic, so the figure understates efficiency there. 1.0 means memory-bound at
-    the probe's bandwidth; above 1.0 means the weights partly fit in cache (tiny models).
+    the probe's bandwidth, the best this host was measured to read.
+
+    None where the figure would exceed 1.0: no decode reads DRAM faster than the host can, so
+    bytes were served from cache (a tiny model's weights fit in the LLC) or the weights were
+    not all read; the ratio is then not an efficiency and must not be reported as one
+    (`derived_metrics` records the read rate and an over-limit flag instead).
     """
     if decode_tps < 0 or bytes_per_token <= 0 or bandwidth <= 0:
         raise ValueError(
             f"decode_efficiency needs decode_tps >= 0 and positive bytes and bandwidth, got "
             f"{decode_tps}, {bytes_per_token}, {bandwidth}"
         )
-    return decode_tps * bytes_per_token / bandwidth
-
-
-def weight_bytes_per_token(gguf_path: Path) -> int:
-    """Bytes of weights read to decode one token: the sum of the GGUF's tensor bytes.
-
-    One refinement: with untied embeddings (an `output.weight` tensor is present) the token
-    embedding table is only looked up, one row per token, so it is left out; with tied
-    embeddings (SmolLM2) the same table is the output projection and is read in full.
-    """
-    from gguf import GGUFReader
-
-    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(gguf_path)).tensors}
-    total = sum(tensors.values())
-    if "output.weight" in tensors:
-        total -= tensors.get("token_embd.weight", 0)
-    return total
+    share = decode_tps * bytes_per_token / bandwidth
+    return share if share <= 1.0 else None
 
 
 if __name__ == "__main__":
-    for n in sorted({1, os.cpu_count() or 1}):
-        print(f"threads={n}: {measure_read_bandwidth(n) / 1e9:.1f} GB/s "
-              f"(buffer {probe_buffer_bytes() / 2**20:.0f} MiB)")
+    threads = os.cpu_count() or 1
+    probe = measure_read_bandwidth(threads)
+    print(f"buffer {probe_buffer_bytes() / 2**20:.0f} MiB, probe version {PROBE_VERSION}")
+    for kernel, rate in sorted(probe.kernels.items()):
+        print(f"  {kernel:>10}: {rate / 1e9:6.1f} GB/s")
+    print(f"best: {probe / 1e9:.1f} GB/s ({probe.kernel}){'; ' + probe.note if probe.note else ''}")

@@ -4,24 +4,18 @@ Perplexity: the text is tokenized once, cut into chunks of n_ctx tokens; each ch
 from an empty cache and only its second half is scored (every scored token has at least n_ctx/2
 tokens of context), exactly as `llama-perplexity` does, so figures compare with its tables.
 
-KL divergence: the base and the variant are run on the same chunks and compared position by
-position while both logit matrices are in memory; nothing vocabulary-sized is written to disk.
-The result is exact (float64 accumulation), not a top-k approximation: the only error is
-floating-point rounding, far below the ±uncertainty reported.
+KL divergence, top-token agreement and Δp: each variant's logits are compared with the stored f16
+reference (tasks.evaluate.reference, llama-perplexity's own encoding) term by term as llama.cpp's
+`kl_divergence` does, in row blocks so that no float64 copy of a whole chunk is ever held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64 (rows = positions)."""
-    shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+from tasks.evaluate.reference import LOGIT_RANGE
 
 
 def scored_positions(n_ctx: int) -> slice:
@@ -37,6 +31,26 @@ def chunk_token_ranges(n_tokens: int, n_ctx: int, max_chunks: int | None) -> lis
     return [(i * n_ctx, (i + 1) * n_ctx) for i in range(n_chunks)]
 
 
+def chunk_targets(tokens: list[int], start: int, end: int) -> np.ndarray:
+    """Scored position j predicts token j+1: the chunk's tokens first+1 .. end-1."""
+    return np.asarray(tokens[start + (end - start) // 2 + 1 : end], dtype=np.int64)
+
+
+def chunk_ids(tokens: list[int], start: int, end: int, bos: int | None) -> list[int]:
+    """The ids a chunk is run on: llama-perplexity puts BOS first in every chunk (if the vocab has one)."""
+    ids = [int(t) for t in tokens[start:end]]
+    if bos is not None:
+        ids[0] = bos
+    return ids
+
+
+def token_nll(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(negative log-likelihood of each target, log-sum-exp of each row), float64."""
+    top = logits.max(axis=1, keepdims=True)
+    log_sum_exp = top[:, 0].astype(np.float64) + np.log(np.exp(logits - top).sum(axis=1, dtype=np.float64))
+    return log_sum_exp - logits[np.arange(len(targets)), targets], log_sum_exp
+
+
 @dataclass
 class PerplexityAccumulator:
     """Running negative log-likelihood over scored tokens."""
@@ -45,11 +59,10 @@ class PerplexityAccumulator:
     nll2: float = 0.0
     count: int = 0
 
-    def add(self, logprobs: np.ndarray, targets: np.ndarray) -> None:
-        token_nll = -logprobs[np.arange(len(targets)), targets]
+    def add(self, token_nll: np.ndarray) -> None:
         self.nll += float(token_nll.sum())
         self.nll2 += float((token_nll**2).sum())
-        self.count += len(targets)
+        self.count += len(token_nll)
 
     def result(self) -> tuple[float, float]:
         """(perplexity, its standard error), as llama-perplexity's 'Final estimate'."""
@@ -62,18 +75,22 @@ class PerplexityAccumulator:
 
 @dataclass
 class DivergenceAccumulator:
-    """Per-token KL divergence, top-token agreement and Δp of a variant against the base."""
+    """Per-token KL divergence, top-token agreement and Δp of a variant against the reference."""
 
     kld: list[np.ndarray] = field(default_factory=list)
     same_top: list[np.ndarray] = field(default_factory=list)
     delta_p: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, base_logprobs: np.ndarray, variant_logprobs: np.ndarray, targets: np.ndarray) -> None:
-        base_p = np.exp(base_logprobs)
-        self.kld.append((base_p * (base_logprobs - variant_logprobs)).sum(axis=-1))
-        self.same_top.append(base_logprobs.argmax(axis=-1) == variant_logprobs.argmax(axis=-1))
-        rows = np.arange(len(targets))
-        self.delta_p.append(np.exp(variant_logprobs[rows, targets]) - base_p[rows, targets])
+    def add(self, logits: np.ndarray, nll: np.ndarray, log_sum_exp: np.ndarray, base_logprobs: np.ndarray,
+            targets: np.ndarray) -> None:
+        """One block of rows: the variant's logits with their nll and log-sum-exp, the base's log-probs."""
+        kept = base_logprobs > np.float32(-LOGIT_RANGE)  # llama.cpp drops terms below -16 nats
+        base_p = np.where(kept, np.exp(base_logprobs), np.float32(0.0))
+        variant_lp = logits - log_sum_exp[:, None].astype(np.float32)
+        terms = base_p * np.where(kept, base_logprobs - variant_lp, np.float32(0.0))
+        self.kld.append(terms.sum(axis=1, dtype=np.float64))
+        self.same_top.append(logits.argmax(axis=1) == base_logprobs.argmax(axis=1))
+        self.delta_p.append(np.exp(-nll) - np.exp(base_logprobs[np.arange(len(targets)), targets].astype(np.float64)))
 
     def result(self) -> dict[str, float]:
         kld = np.concatenate(self.kld)
@@ -91,36 +108,6 @@ class DivergenceAccumulator:
             "delta_p_mean": float(dp.mean()),
             "scored_tokens": n,
         }
-
-
-ChunkLogprobs = Callable[[int, int], np.ndarray]  # (start, end) -> log-probs of the scored half
-
-
-def score_chunks(
-    tokens: list[int], *, n_ctx: int, max_chunks: int | None,
-    variant: ChunkLogprobs, base: ChunkLogprobs | None = None,
-) -> dict[str, float]:
-    """Perplexity of `variant` over the chunks, and its divergence from `base` when given.
-
-    Any runtime plugs in through the two callables, so GGUF and ONNX variants are scored by
-    this one loop on the same positions.
-    """
-    ranges = chunk_token_ranges(len(tokens), n_ctx, max_chunks)
-    if not ranges:
-        raise ValueError(f"evaluation text has {len(tokens)} tokens, fewer than one chunk of {n_ctx}")
-    ppl, divergence = PerplexityAccumulator(), DivergenceAccumulator()
-    for start, end in ranges:
-        # scored position j predicts token j+1: targets are the chunk's tokens first+1 .. end-1
-        targets = np.asarray(tokens[start + (end - start) // 2 + 1 : end], dtype=np.int64)
-        variant_lp = variant(start, end)
-        ppl.add(variant_lp, targets)
-        if base is not None:
-            divergence.add(base(start, end), variant_lp, targets)
-    value, stderr = ppl.result()
-    result = {"perplexity": value, "perplexity_se": stderr, "chunks": len(ranges), "n_ctx": n_ctx}
-    if base is not None:
-        result.update(divergence.result())
-    return result
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:

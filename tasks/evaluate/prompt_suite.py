@@ -2,8 +2,8 @@
 
 Perplexity and KLD say how far a quant's distributions moved; this says whether it still answers,
 and how much of the f16 base's greedy output it reproduces (golden agreement). The scoring core
-(`score_answer`, `golden_agreement`) is pure; `run_prompt_suite` needs a llama_cpp.Llama and runs
-inside an evaluation worker.
+(`score_answer`, `golden_agreement`) is pure; `run_prompt_suite` runs
+inside a measurement worker on any format's loaded model (tasks.formats.base.LoadedModel).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tasks.config_errors import describe
 from tasks.errors import ConfigError
 
 DEFAULT_SUITE = Path(__file__).resolve().parents[2] / "configs" / "prompts" / "default.yaml"
@@ -70,8 +71,6 @@ class PromptSuite(BaseModel):
 
 def load_prompt_suite(path: Path = DEFAULT_SUITE) -> PromptSuite:
     """Read and validate a prompt suite; ConfigError lists every problem at once."""
-    from tasks.config import _describe  # the pipeline config's wording for validation problems
-
     if not path.is_file():
         raise ConfigError(str(path), [f"file not found: {path}"])
     try:
@@ -81,7 +80,7 @@ def load_prompt_suite(path: Path = DEFAULT_SUITE) -> PromptSuite:
     try:
         return PromptSuite.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(str(path), [_describe(error) for error in exc.errors()]) from None
+        raise ConfigError(str(path), [describe(error, PromptSuite) for error in exc.errors()]) from None
 
 
 _TRIM = " \t\r\n\"'`."
@@ -114,65 +113,19 @@ def golden_agreement(variant_tokens: list[int], base_tokens: list[int]) -> float
     return same / len(base_tokens)
 
 
-def chat_prompt_tokens(llm, user_message: str) -> list[int]:
-    """The model's own chat template applied to one user turn, with the generation prompt.
+def run_prompt_suite(model, prompts: list[Prompt], max_tokens: int) -> list[dict]:
+    """One row per prompt: id, kind, output text, generated token ids (end token kept), correct."""
+    from tasks.evaluate.process import report_progress
 
-    Rendered as create_chat_completion does (Jinja2ChatFormatter on the GGUF's template, special
-    tokens parsed, BOS only where the template writes it). A GGUF without a template gets the
-    bare message, tokenized like any prompt.
-    """
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
-        return llm.tokenize(user_message.encode("utf-8"), add_bos=True, special=False)
-
-    def token_text(token: int) -> str:
-        return llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
-
-    formatter = Jinja2ChatFormatter(template, token_text(llm.token_eos()), token_text(llm.token_bos()))
-    rendered = formatter(messages=[{"role": "user", "content": user_message}])
-    return llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
-
-
-def greedy_generate(llm, prompt_tokens: list[int], max_tokens: int) -> list[int]:
-    """Argmax decoding from an empty cache; the end-of-generation token is kept when reached.
-
-    Argmax on the raw logits rather than a sampler chain: nothing (penalties, min-p) can make
-    two runs differ except the model's own numbers.
-    """
-    import llama_cpp
-    import numpy as np
-
-    vocab = llama_cpp.llama_model_get_vocab(llm.model)
-    n_vocab = llm.n_vocab()
-    llm.reset()
-    llm.eval(prompt_tokens)
-    generated: list[int] = []
-    for _ in range(max_tokens):
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
-        token = int(np.argmax(logits))
-        generated.append(token)
-        if llama_cpp.llama_vocab_is_eog(vocab, token) or len(prompt_tokens) + len(generated) >= llm.n_ctx():
-            break
-        llm.eval([token])
-    return generated
-
-
-def run_prompt_suite(llm, prompts: list[Prompt], max_tokens: int) -> list[dict]:
-    """One row per prompt: id, kind, output text, generated token ids, correct."""
-    import llama_cpp
-
-    vocab = llama_cpp.llama_model_get_vocab(llm.model)
     rows = []
-    for prompt in prompts:
-        tokens = greedy_generate(llm, chat_prompt_tokens(llm, prompt.prompt), max_tokens)
-        text_tokens = [t for t in tokens if not llama_cpp.llama_vocab_is_eog(vocab, t)]
-        output = llm.detokenize(text_tokens).decode("utf-8", errors="replace")
+    for done, prompt in enumerate(prompts, start=1):
+        tokens = model.greedy(model.chat_tokens(prompt.prompt), max_tokens)
+        output = model.detokenize([t for t in tokens if not model.is_end(t)])
         rows.append({
             "id": prompt.id, "kind": prompt.kind, "output": output, "tokens": tokens,
             "correct": score_answer(output, prompt.expect),
         })
+        report_progress("prompts", done, len(prompts))
     return rows
 
 
@@ -190,18 +143,10 @@ def mean_golden_agreement(rows: list[dict], base_rows: list[dict]) -> float:
     return sum(golden_agreement(row["tokens"], base[row["id"]]) for row in shared) / len(shared)
 
 
-def run_prompts_request(model: Path, request: dict, *, threads: int, n_gpu_layers: int) -> dict:
-    """The worker's "prompts" mode: answers, token ids, task_score (and golden_agreement when the
-    base's rows are given as `base_rows`). Request keys: prompts_file, max_tokens, n_ctx."""
-    from tasks.evaluate.llama_runner import open_model
-
+def run_prompts_request(model, request: dict) -> dict:
+    """The worker's "prompts" mode: answers, token ids and task_score (golden_agreement is derived at
+    the flow's edge, once the base's answers are known). Request keys: prompts_file, max_tokens."""
     suite = load_prompt_suite(Path(request.get("prompts_file") or DEFAULT_SUITE))
     max_tokens = request.get("max_tokens") or suite.max_tokens
-    llm = open_model(model, n_ctx=request.get("n_ctx", 512), threads=threads,
-                     n_gpu_layers=n_gpu_layers, logits_all=False)
-    rows = run_prompt_suite(llm, suite.prompts, max_tokens)
-    result: dict = {"prompts": rows, "task_score": task_score(rows), "n_prompts": len(rows),
-                    "max_tokens": max_tokens}
-    if request.get("base_rows"):
-        result["golden_agreement"] = mean_golden_agreement(rows, request["base_rows"])
-    return result
+    rows = run_prompt_suite(model, suite.prompts, max_tokens)
+    return {"prompts": rows, "task_score": task_score(rows), "n_prompts": len(rows), "max_tokens": max_tokens}

@@ -1,50 +1,67 @@
-"""Evaluation worker: `python -m tasks.evaluate.worker REQUEST.json RESULT.json`.
+"""Measurement worker: `python -m tasks.evaluate.worker REQUEST.json RESULT.json`.
 
-Runs in a fresh process per measurement so that peak memory is the model's own and a crash in
-native code fails one variant, not the flow. The result file is written atomically at the end.
+One fresh process per measurement, for any format: the request names the format's runtime
+module (`tasks.formats.base.LoadedModel` via its `load()`), so peak memory is that variant's own
+and a crash in native code fails one variant, not the flow. Modes:
+
+  tokenize   the evaluation text -> token ids with the reference's tokenizer
+  reference  the f16 base over the chunks, stored encoded (tasks.evaluate.reference)
+  quality    a variant over the same chunks, scored against the stored reference
+  speed      llama-bench-style timings, then the prompt suite; peak RSS of this process
+  smoke      one greedy chat answer from a packaged folder
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import resource
 import sys
 from pathlib import Path
 
-from tasks.evaluate import llama_runner
-
 
 def run_request(request: dict) -> dict:
-    model = Path(request["model"])
-    threads = request.get("threads", 1)
-    n_gpu_layers = request.get("n_gpu_layers", 0)
-    if request["mode"] == "tokenize":
-        from llama_cpp import Llama
+    runtime = importlib.import_module(request["runtime"])
+    model_path, mode, threads = Path(request["model"]), request["mode"], request.get("threads", 1)
+    if mode == "tokenize":
+        return runtime.tokenize_text(model_path, Path(request["text_file"]).read_text(encoding="utf-8"))
+    tokens = json.loads(Path(request["tokens_file"]).read_text()) if request.get("tokens_file") else None
+    common = {"threads": threads, "n_gpu_layers": request.get("n_gpu_layers", 0)}
+    if mode in ("reference", "quality"):
+        from tasks.evaluate import quality
 
-        vocab = Llama(model_path=str(model), vocab_only=True, verbose=False)
-        return {"tokens": llama_runner.tokenize_text(vocab, Path(request["text_file"]).read_text(encoding="utf-8"))}
-    if request["mode"] == "quality":
-        tokens = json.loads(Path(request["tokens_file"]).read_text())["tokens"]
-        base = Path(request["base"]) if request.get("base") else None
-        return llama_runner.measure_quality(
-            model, base, tokens, n_ctx=request["n_ctx"], max_chunks=request.get("max_chunks"),
-            threads=threads, n_gpu_layers=n_gpu_layers,
-        )
-    if request["mode"] == "speed":
-        result = llama_runner.measure_speed(
-            model, threads=threads, n_gpu_layers=n_gpu_layers,
-            prefill_tokens=request["prefill_tokens"], decode_tokens=request["decode_tokens"],
-            repetitions=request["repetitions"], depths=request.get("depths", []),
-            ttft_prompt=request["ttft_prompt"],
-        )
-        result["peak_rss_bytes"] = peak_rss_bytes()
-        return result
-    if request["mode"] == "prompts":  # greedy answers to a prompt suite, see prompt_suite.py
+        model = runtime.load(model_path, n_ctx=request["n_ctx"], all_logits=True, **common)
+        if mode == "reference":
+            return quality.reference_pass(model, tokens, n_ctx=request["n_ctx"], max_chunks=request.get("max_chunks"),
+                                          out_dir=Path(request["out_dir"]))
+        return quality.score_against_reference(model, tokens, Path(request["reference_dir"]))
+    if mode == "speed":
+        return _speed_and_prompts(runtime, model_path, request, tokens, common)
+    if mode == "smoke":
+        model = runtime.load(model_path, n_ctx=1024, **common)
+        answer = model.greedy(model.chat_tokens(request["prompt"]), request["max_new_tokens"])
+        text_tokens = [t for t in answer if not model.is_end(t)]
+        return {"prompt": request["prompt"], "answer": model.detokenize(text_tokens), "answer_tokens": len(text_tokens)}
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+def _speed_and_prompts(runtime, model_path: Path, request: dict, tokens: dict, common: dict) -> dict:
+    from tasks.evaluate.speed import measure_speed
+
+    ttft_prompt = tokens["tokens"][: request["ttft_prompt_tokens"]]
+    n_ctx = max([request["prefill_tokens"], len(ttft_prompt) + 1, 1024]
+                + [d + request["decode_tokens"] + 2 for d in request["depths"]]) + 8
+    model = runtime.load(model_path, n_ctx=n_ctx, **common)
+    result = measure_speed(model, prefill_tokens=request["prefill_tokens"], decode_tokens=request["decode_tokens"],
+                           repetitions=request["repetitions"], depths=request["depths"], ttft_prompt=ttft_prompt)
+    result.update(threads=common["threads"], n_gpu_layers=common["n_gpu_layers"])
+    if request.get("prompts_file"):  # greedy answers: task_score now, golden_agreement at the flow's edge
         from tasks.evaluate.prompt_suite import run_prompts_request
 
-        return run_prompts_request(model, request, threads=threads, n_gpu_layers=n_gpu_layers)
-    raise ValueError(f"unknown mode {request['mode']!r}")
+        result.update(run_prompts_request(model, request))
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    return result
 
 
 def peak_rss_bytes() -> int:
@@ -61,13 +78,15 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # other OSes: best available
 
 
-def serve(handler, request_path: Path, result_path: Path) -> None:
-    """Answer one request file with `handler`; the result file appears only when complete."""
-    result = handler(json.loads(request_path.read_text()))
+def serve(request_path: Path, result_path: Path) -> None:
+    """Answer one request file; the result file appears only when complete."""
+    result = run_request(json.loads(request_path.read_text()))
+    if isinstance(result, dict) and "peak_rss_bytes" not in result:
+        result["worker_peak_rss_bytes"] = peak_rss_bytes()
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, result_path)
 
 
 if __name__ == "__main__":
-    serve(run_request, Path(sys.argv[1]), Path(sys.argv[2]))
+    serve(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -15,9 +15,9 @@ SECRET = "hf_" + "fake0token" * 3  # assembled: no credential-shaped literal in 
 def config_for(tmp_path, tiny_model_dir, tracking_uri):
     def make(types, **extra):
         return write_config(tmp_path / f"c-{'-'.join(types)}.yaml", {
-            "name": "tiny-flow", "model_name": "Tiny-Llama", "formats": ["gguf"],  # ONNX: test_onnx_path.py
+            "name": "tiny-flow", "model_name": "Tiny-Llama", # ONNX: test_onnx_path.py
             "source": {"kind": "local", "path": str(tiny_model_dir)},
-            "quantize": {"types": types}, "evaluate": QUICK_EVAL,
+            "formats": {"gguf": {"types": types}}, "evaluate": QUICK_EVAL,
             "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"), **extra,
         })
     return make

@@ -1,27 +1,18 @@
-"""Step 5, package: an Ollama-ready folder per variant, with model card and sha256 manifest."""
+"""GGUF packaging: an Ollama-ready folder per variant, with model card and sha256 manifest."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from tasks.hashing import sha256_file
 from tasks.naming import ollama_tag
-from tasks.package.card import model_card
-from tasks.package.chat_template import extract_parts, stop_sequences, to_go_template
-from tasks.store import stored_step
-
-
-class PackageConfig(BaseModel):
-    """What goes into each variant's deployable folder."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    num_ctx: int | None = Field(None, ge=256, description="Ollama context size (default: the model's).")
-    ollama_template: str | None = Field(None, description="Ollama TEMPLATE to use instead of translating.")
+from tasks.card import model_card
+from tasks.formats.gguf.config import PackageConfig
+from tasks.formats.gguf.chat_template import extract_parts, stop_sequences, to_go_template
+from tasks.store import link_or_copy, stored_step
 
 
 class PackagedVariant(BaseModel):
@@ -75,11 +66,3 @@ def package_gguf_variant(
 
     stored = stored_step(store_root, "package", material, build)
     return PackagedVariant(folder=stored.path, ollama_tag=tag, key=stored.key, reused=stored.reused)
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Hard link when on the same filesystem: a multi-GB GGUF is not duplicated."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

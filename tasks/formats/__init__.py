@@ -1,0 +1,45 @@
+"""The format registry: name -> the module whose `FORMAT` implements `tasks.formats.base.Format`.
+
+Built-in formats are imported lazily, so parsing a config never loads a runtime. A plug-in format
+(or a test-only one) registers its module path with `register_format`; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+from tasks.errors import ConfigError
+
+# The f16 GGUF is the reference every variant is scored against; it comes from this format.
+REFERENCE_FORMAT = "gguf"
+
+_MODULES: dict[str, str] = {
+    "gguf": "tasks.formats.gguf",
+    "onnx": "tasks.formats.onnx",
+}
+
+
+def register_format(name: str, module: str) -> None:
+    """Make `formats: {name: ...}` resolve to `module.FORMAT` (module path, importable)."""
+    _MODULES[name] = module
+
+
+def known_formats() -> list[str]:
+    return sorted(_MODULES)
+
+
+def get_format(name: str):
+    """The `FORMAT` object of a registered format; unknown names suggest near matches."""
+    if name not in _MODULES:
+        close = difflib.get_close_matches(name, known_formats(), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known_formats())}"
+        raise ConfigError("formats", [f"formats: unknown format {name!r}; {hint}"])
+    return importlib.import_module(_MODULES[name]).FORMAT
+
+
+def config_model(name: str):
+    """The pydantic model of a format's config section, imported without its runtime."""
+    if name not in _MODULES:
+        get_format(name)  # raises with a suggestion
+    return importlib.import_module(_MODULES[name] + ".config").CONFIG

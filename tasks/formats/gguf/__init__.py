@@ -1,0 +1,53 @@
+"""GGUF through llama.cpp: quantize the f16 base per type, measure with llama-cpp-python, package
+for Ollama / llama.cpp servers. The f16 base itself (convert.py) is the reference of every format."""
+
+from __future__ import annotations
+
+from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
+from tasks.formats.gguf.config import GgufConfig
+
+
+class GgufFormat:
+    name = "gguf"
+    config_model = GgufConfig
+    runtime_module = "tasks.formats.gguf.runtime"
+    measure_tools = ("llama-cpp-python",)
+
+    def build_base(self, model, *, model_name: str, config, store_root) -> BaseArtifact:
+        """The f16 base GGUF (llama.cpp's converter): the quants' source and every format's reference."""
+        from tasks.formats.gguf.convert import convert_to_gguf
+        from tasks.formats.gguf.facts import gguf_size_facts
+
+        result = convert_to_gguf(model.hf_dir, architecture=model.architecture, identity=model.identity,
+                                 model_name=model_name, config=config, store_root=store_root)
+        return BaseArtifact(path=result.gguf_path, key=result.key, quant=config.outtype.upper(), reused=result.reused,
+                            n_weights=int(gguf_size_facts(result.gguf_path)["n_weights"]))
+
+    def variants(self, config: GgufConfig) -> list[str]:
+        return list(config.types)
+
+    def build(self, quant: str, inputs: BuildInputs, config: GgufConfig) -> Built:
+        from tasks.formats.gguf.quantize import quantize_gguf
+
+        result = quantize_gguf(inputs.base.path, quant, base_key=inputs.base.key, model_name=inputs.model_name,
+                               threads=config.threads, store_root=inputs.store_root)
+        return Built(format=self.name, quant=quant, path=result.gguf_path, key=result.key, reused=result.reused)
+
+    def size_facts(self, built: Built, base: BaseArtifact) -> dict[str, float]:
+        from tasks.formats.gguf.facts import gguf_size_facts
+
+        return gguf_size_facts(built.path)
+
+    def package(self, built: Built, inputs: PackageInputs, config: GgufConfig) -> Packaged:
+        from tasks.formats.gguf.package import package_gguf_variant
+
+        result = package_gguf_variant(
+            built.path, hf_dir=inputs.hf_dir, model_name=inputs.model_name, quant=built.quant,
+            variant_key=built.key, metrics=inputs.metrics, provenance=inputs.provenance,
+            config=config.package, store_root=inputs.store_root,
+        )
+        return Packaged(folder=result.folder, key=result.key, reused=result.reused, label=result.ollama_tag,
+                        files_to_track=["README.md", "Modelfile", "slmforge-manifest.json"])
+
+
+FORMAT = GgufFormat()

@@ -1,0 +1,59 @@
+"""The `formats.gguf` section: which llama.cpp quant types to make from the f16 base.
+
+Parsing it loads no runtime: the type names are a static table here, checked against the
+installed llama-cpp-python by `slmforge validate` and by a unit test.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")
+# llama.cpp's LLAMA_FTYPE_MOSTLY_* names (llama-cpp-python 0.3.36).
+QUANT_TYPES = (
+    "BF16", "F16", "IQ1_M", "IQ1_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ3_M", "IQ3_S", "IQ3_XS",
+    "IQ3_XXS", "IQ4_NL", "IQ4_XS", "MXFP4_MOE", "NVFP4", "Q1_0", "Q2_0", "Q2_K", "Q2_K_S", "Q3_K_L",
+    "Q3_K_M", "Q3_K_S", "Q4_0", "Q4_1", "Q4_K_M", "Q4_K_S", "Q5_0", "Q5_1", "Q5_K_M", "Q5_K_S", "Q6_K",
+    "Q8_0", "TQ1_0", "TQ2_0",
+)
+# llama-quantize refuses these without an importance matrix (llama-quant.cpp: "Missing importance
+# matrix for tensor ... in a very low-bit quantization"); slmforge has no imatrix step yet.
+NEEDS_IMATRIX = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "Q2_K_S")
+
+
+class PackageConfig(BaseModel):
+    """What goes into each variant's deployable folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    num_ctx: int | None = Field(None, ge=256, description="Ollama context size (default: the model's).")
+    ollama_template: str | None = Field(None, description="Ollama TEMPLATE to use instead of translating.")
+
+
+class GgufConfig(BaseModel):
+    """GGUF variants: one per llama.cpp quant type, quantized from the f16 base."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TYPES),
+        description="llama.cpp types, e.g. Q4_K_M; the base (f16) is always evaluated too.",
+    )
+    threads: int | None = Field(None, ge=1, description="Quantization threads (default: all cores).")
+    package: PackageConfig = Field(default_factory=PackageConfig, description="The Ollama folder of each variant.")
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, types: list[str]) -> list[str]:
+        upper = [t.upper() for t in types]
+        if unknown := [t for t, u in zip(types, upper) if u not in QUANT_TYPES]:
+            raise ValueError(f"unknown llama.cpp quant type(s) {unknown}; valid: {', '.join(QUANT_TYPES)}")
+        if need := [t for t in upper if t in NEEDS_IMATRIX]:
+            raise ValueError(
+                f"quant type(s) {need} need an importance matrix, which slmforge does not compute yet; "
+                f"use a type that works without one, e.g. IQ3_XXS, Q2_K or Q3_K_S"
+            )
+        if len(set(upper)) != len(upper):
+            raise ValueError(f"quant types repeat: {types}")
+        return upper
+
+
+CONFIG = GgufConfig

@@ -1,0 +1,123 @@
+"""A GGUF variant inside a measurement worker, through llama-cpp-python.
+
+Implements `tasks.formats.base.LoadedModel`. Speed follows llama-bench: prefill = one batch from an
+empty cache with only the last logits computed; decode = single-token steps from an empty cache
+(or after untimed context, as `llama-bench -d`); the shared protocol (tasks.evaluate.speed) adds
+the warm-up and repetitions.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def open_llama(path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int, logits_all: bool):
+    """A llama.cpp model with one context; the batch holds a whole chunk, as llama-perplexity."""
+    from llama_cpp import Llama
+
+    return Llama(
+        model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=min(n_ctx, 512),
+        n_threads=threads, n_threads_batch=threads, n_gpu_layers=n_gpu_layers,
+        logits_all=logits_all, verbose=False,
+        # llama-perplexity and llama-bench default to flash_attn=auto, which resolves to on for
+        # the CPU; llama-cpp-python's Llama defaults to off. Measured on SmolLM2-135M Q8_0, 1
+        # thread: off costs 15 % of pp512 and 5 % of tg128, so the tools' setting is matched.
+        flash_attn=True,
+    )
+
+
+class GgufModel:
+    """One loaded GGUF (see LoadedModel for the contract of each method)."""
+
+    def __init__(self, path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int, all_logits: bool) -> None:
+        started = time.perf_counter()
+        self.llm = open_llama(path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, logits_all=all_logits)
+        self.load_s = time.perf_counter() - started
+        self.n_vocab = self.llm.n_vocab()
+
+    def chunk_logits(self, token_ids: list[int], first: int) -> np.ndarray:
+        self.llm.reset()
+        self.llm.eval(token_ids)
+        return self.llm.scores[first : len(token_ids) - 1]  # a view: the caller consumes it at once
+
+    def time_prefill(self, token_ids: list[int]) -> float:
+        self.llm.reset()
+        started = time.perf_counter()
+        self.llm.eval(token_ids)
+        return time.perf_counter() - started
+
+    def time_decode(self, n_tokens: int, context: list[int], token_ids: list[int]) -> float:
+        self.llm.reset()
+        if context:
+            self.llm.eval(context)
+        started = time.perf_counter()
+        for token in token_ids[:n_tokens]:
+            self.llm.eval([token])
+        return time.perf_counter() - started
+
+    def time_first_token(self, token_ids: list[int]) -> float:
+        self.llm.reset()
+        started = time.perf_counter()
+        self.llm.eval(token_ids)
+        self.llm.sample(temp=0.0)  # the first token exists once it is sampled
+        return time.perf_counter() - started
+
+    def chat_tokens(self, message: str) -> list[int]:
+        """Rendered as create_chat_completion does (Jinja2ChatFormatter on the GGUF's template,
+        special tokens parsed, BOS only where the template writes it)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return self.llm.tokenize(message.encode("utf-8"), add_bos=True, special=False)
+        formatter = Jinja2ChatFormatter(template, self._text(self.llm.token_eos()), self._text(self.llm.token_bos()))
+        rendered = formatter(messages=[{"role": "user", "content": message}])
+        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+
+    def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
+        # Argmax on the raw logits rather than a sampler chain: nothing (penalties, min-p) can make
+        # two runs differ except the model's own numbers.
+        import llama_cpp
+
+        self.llm.reset()
+        self.llm.eval(prompt_ids)
+        generated: list[int] = []
+        for _ in range(max_tokens):
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.n_vocab,))
+            token = int(np.argmax(logits))
+            generated.append(token)
+            if self.is_end(token) or len(prompt_ids) + len(generated) >= self.llm.n_ctx():
+                break
+            self.llm.eval([token])
+        return generated
+
+    def is_end(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(self.llm.model), token))
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        return self.llm.detokenize(token_ids).decode("utf-8", errors="replace")
+
+    def _text(self, token: int) -> str:
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
+
+
+def load(path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int = 0, all_logits: bool = False) -> GgufModel:
+    return GgufModel(Path(path), n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, all_logits=all_logits)
+
+
+def tokenize_text(path: Path, text: str) -> dict:
+    """Tokens as llama-perplexity makes them (add_special=true: BOS only if the vocab wants it),
+    and the BOS id to put first in every chunk (None when the vocab adds none)."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    adds_bos = llama_cpp.llama_vocab_get_add_bos(llama_cpp.llama_model_get_vocab(vocab.model))
+    bos = vocab.token_bos() if adds_bos and vocab.token_bos() >= 0 else None
+    return {"tokens": vocab.tokenize(text.encode("utf-8"), add_bos=True, special=False), "bos": bos,
+            "n_vocab": vocab.n_vocab()}
