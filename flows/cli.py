@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION) -> None:
         raise typer.Exit(1)
     from flows.pipeline import pipeline
 
+    # A polite stop (systemd, a scheduler, kill) unwinds like Ctrl-C: runs are closed as KILLED.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         summary = pipeline(str(config))
     except VariantsFailedError as exc:

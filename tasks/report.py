@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,8 +54,9 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
     uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = tracking.ensure_experiment(client, config.tracking.experiment or config.name, uri)
+    reap_dead_runs(client, experiment_id)
     run_id = tracking.start_run(client, experiment_id, name=f"{config.name}-{flow_run_id[:8]}", tags={
-        "prefect.flow_run_id": flow_run_id, "slmforge.hardware_id": hardware["hardware_id"],
+        "prefect.flow_run_id": flow_run_id, "slmforge.hardware_id": hardware["hardware_id"], OWNER_TAG: owner(),
     })
     from tasks.hardware import llama_system_info
 
@@ -65,6 +67,45 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
     config_file.write_text(config_yaml)
     tracking.log_files(client, run_id, [config_file])
     return RunContext(client, uri, experiment_id, run_id, config_file, {run_id})
+
+
+OWNER_TAG = "slmforge.owner"
+
+
+def owner(pid: int | None = None) -> str:
+    """host:pid:start-time of a process: who must close a run (a reused pid has another start time)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    return f"{socket.gethostname()}:{process.pid}:{process.create_time():.2f}"
+
+
+def reap_dead_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of this host left RUNNING by a flow process that no longer exists
+    (SIGKILL, power loss: nothing in the process could close them). Other hosts' runs are left."""
+    host = socket.gethostname()
+    reaped = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tag = run.data.tags.get(OWNER_TAG, "")
+        run_host, _, rest = tag.partition(":")
+        pid, _, started = rest.partition(":")
+        if run_host != host or not pid.isdigit() or _alive(int(pid), started):
+            continue
+        tracking.log_values(client, run.info.run_id, tags={
+            "slmforge.error": f"the flow process {pid} on {host} ended without closing this run (killed); "
+                              "marked KILLED by a later run"})
+        client.set_terminated(run.info.run_id, "KILLED")
+        reaped.append(run.info.run_id)
+    return reaped
+
+
+def _alive(pid: int, started: str) -> bool:
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}" == started
+    except psutil.NoSuchProcess:
+        return False
 
 
 def log_model_facts(ctx: RunContext, model: AcquiredModel) -> None:
@@ -81,7 +122,7 @@ def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: Acquire
     v = outcome.variant
     run_id = tracking.start_run(ctx.client, ctx.experiment_id, name=v.name, parent_run_id=ctx.parent_run_id, tags={
         "slmforge.tier": model.tier, "slmforge.hardware_id": hardware_id,
-        "slmforge.artifact_path": str(v.path), "slmforge.artifact_key": v.key,
+        "slmforge.artifact_path": str(v.path), "slmforge.artifact_key": v.key, OWNER_TAG: owner(),
     })
     ctx.open_runs.add(run_id)
     params = {"format": v.format, "quant": v.quant, "source": model.source,

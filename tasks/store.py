@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from tasks.errors import CorruptArtifactError
 from tasks.hashing import build_manifest, sha256_json, verify_manifest
 
@@ -47,12 +49,20 @@ def stored_step(
     """
     key = step_key(step, material)
     final = root / step / key[:24]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # One builder per key across processes: a second run at the same time waits, then reuses.
+    with FileLock(final.parent / f".lock-{key[:24]}"):
+        return _build_or_reuse(final, key, material, build)
+
+
+def _build_or_reuse(final: Path, key: str, material: dict, build: Callable[[Path], None]) -> StoredArtifact:
+    step_dir = final.parent
     reused = _load_verified(final)
     if reused is not None:
         return StoredArtifact(final, key, True, reused)
     if final.exists():
         shutil.rmtree(final)  # altered or incomplete: rebuild rather than trust it
-    tmp = root / step / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
+    tmp = step_dir / f".tmp-{key[:12]}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         build(tmp)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.acquire import gguf_source, hub, inspect
 from tasks.acquire.sources import GgufSource, HubSource, LocalSource, ModelSource
+from tasks.codeid import code_identity
 from tasks.hashing import build_manifest, sha256_file, sha256_json
 from tasks.store import stored_step
 from tasks.versions import subset, tool_versions
@@ -62,6 +63,7 @@ def _acquire_gguf(source: GgufSource, config: AcquireConfig, store_root: Path) -
         "gguf_sha256": file_sha,
         "dtype": config.dequantize_dtype,
         "versions": subset(tool_versions(), "transformers", "torch", "gguf"),
+        "code": code_identity("tasks.acquire.dequantize", "tasks.acquire.gguf_source"),
     }
     stored = stored_step(
         store_root, "acquire", material,

@@ -2,11 +2,13 @@
 
     .venv/bin/python tests/benchmarks/compare_with_llama_cpp.py [GGUF ...] [--chunks 16] [--threads N]
 
-Default files: the f16 base and its Q4_K_M and Q8_0 from the store of a run of the default
-config. Quality: slmforge's quality worker vs llama-perplexity (and --kl-divergence for the
-quants), n_ctx and chunks equal. Speed: slmforge's speed worker vs llama-bench (pp512, tg128),
-back to back per file, same threads and repetitions. Before any number, the token streams are
-checked to be the same ids: llama-perplexity tokenizes the text itself, and the token ids it
+Default files: the f16 base and its five default quants from the store of a run of the default
+config. The same work both ways, each timed: slmforge computes its stored f16 reference once
+(reference worker), then scores each quant against it (quality worker); llama-perplexity writes
+its --kl-divergence-base file once, then runs --kl-divergence per quant. Speed: slmforge's speed
+worker vs llama-bench (pp512, tg128), back to back per file, same threads and repetitions. The
+total wall time of each side is printed with their ratio. Before any number, the token streams
+are checked to be the same ids: llama-perplexity tokenizes the text itself, and the token ids it
 scored are read back from the header of its --kl-divergence-base file.
 """
 
@@ -18,17 +20,19 @@ import os
 import struct
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(Path(__file__).parent)]  # run as a plain script from anywhere
 
 # The private helpers too: the base run below needs its logits file kept, which run_llama_kld deletes.
-from llama_tools import (  # noqa: E402
-    _NUM, _grab, _ppl_args, _run, find_tools, run_llama_bench, run_llama_kld,
-)
+from llama_tools import _NUM, _grab, _ppl_args, _run, find_tools, run_llama_bench  # noqa: E402
 
-from tasks.evaluate import default_threads, run_worker  # noqa: E402
+from tasks.evaluate import default_threads  # noqa: E402
+from tasks.evaluate.process import run_worker  # noqa: E402
+
+RUNTIME = "tasks.formats.gguf.runtime"
 
 STORE = REPO / ".slmforge" / "store"
 LOAD_WARNING = 1.5
@@ -46,7 +50,8 @@ ROWS = [
 
 def default_files() -> list[Path]:
     found = []
-    for pattern in ("convert/*/*-F16.gguf", "quantize/*/*-Q4_K_M.gguf", "quantize/*/*-Q8_0.gguf"):
+    patterns = ["convert/*/*-F16.gguf"] + [f"quantize/*/*-{q}.gguf" for q in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")]
+    for pattern in patterns:
         matches = sorted(STORE.glob(pattern))
         if not matches:
             sys.exit(f"no {pattern} under {STORE}: run the pipeline on configs/default.yaml first")
@@ -75,15 +80,27 @@ def read_logits_header_tokens(path: Path) -> tuple[int, int, list[int]]:
         return n_ctx, n_chunk, list(struct.unpack(f"<{count}i", handle.read(4 * count)))
 
 
-def llama_base_run(tools: dict, base: Path, text: Path, args, workdir: Path) -> tuple[float, list[int]]:
-    """llama-perplexity on the base, saving its logits: its PPL and the token ids it scored."""
-    logits = workdir / "base.kld"
+def llama_base_run(tools: dict, base: Path, text: Path, args, logits: Path) -> tuple[float, list[int]]:
+    """llama-perplexity on the base, saving its logits for every quant: its PPL and the ids it scored."""
     out = _run(tools["llama-perplexity"], [*_ppl_args(base, text, args.n_ctx, args.chunks, args.threads),
                                            "--kl-divergence-base", str(logits)], merge=True)
     ppl = _grab(tools["llama-perplexity"], "Final estimate: PPL = <x>", rf"Final estimate: PPL = {_NUM}", out)[0]
     _, _, tokens = read_logits_header_tokens(logits)
-    logits.unlink()  # ~50 MB per chunk: not kept
     return ppl, tokens
+
+
+def llama_kld(tools: dict, path: Path, text: Path, args, logits: Path) -> dict:
+    """llama-perplexity --kl-divergence of one quant against the saved base logits."""
+    binary = tools["llama-perplexity"]
+    out = _run(binary, [*_ppl_args(path, text, args.n_ctx, args.chunks, args.threads),
+                        "--kl-divergence-base", str(logits), "--kl-divergence"], merge=True)
+    return {
+        "ppl": _grab(binary, "Mean PPL(Q)  : <x>", rf"Mean PPL\(Q\)\s*:\s*{_NUM}", out)[0],
+        "kld_mean": _grab(binary, "Mean    KLD: <x>", rf"Mean\s+KLD:\s*{_NUM}", out)[0],
+        "kld_p99": _grab(binary, "99.0%   KLD: <x>", rf"99\.0%\s+KLD:\s*{_NUM}", out)[0],
+        "same_top_p": _grab(binary, "Same top p: <x> %", rf"Same top p:\s*{_NUM}", out)[0] / 100.0,
+        "rms_delta_p": _grab(binary, "RMS Δp    : <x> %", rf"RMS Δp\s*:\s*{_NUM}", out)[0] / 100.0,
+    }
 
 
 def check_token_streams(slm_tokens: list[int], llama_tokens: list[int]) -> bool:
@@ -100,24 +117,37 @@ def check_token_streams(slm_tokens: list[int], llama_tokens: list[int]) -> bool:
     return same
 
 
-def slmforge_quality(path: Path, base: Path, tokens_file: Path, args) -> dict:
-    return run_worker({
-        "mode": "quality", "model": str(path), "base": None if path == base else str(base),
-        "tokens_file": str(tokens_file), "n_ctx": args.n_ctx, "max_chunks": args.chunks,
-        "threads": args.threads, "n_gpu_layers": 0,
-    }, timeout_s=3600)
+def slmforge_reference(base: Path, tokens_file: Path, args, out_dir: Path) -> dict:
+    return run_worker({"mode": "reference", "runtime": RUNTIME, "model": str(base), "tokens_file": str(tokens_file),
+                       "n_ctx": args.n_ctx, "max_chunks": args.chunks, "out_dir": str(out_dir),
+                       "threads": args.threads, "n_gpu_layers": 0}, timeout_s=3600)
 
 
-def speed_pair(tools: dict, path: Path, tokens: list[int], args) -> tuple[dict, dict]:
-    """slmforge's speed worker, then llama-bench right after, same threads and repetitions."""
-    warn_if_loaded(f"before timing {path.name}")
-    ours = run_worker({
-        "mode": "speed", "model": str(path), "threads": args.threads, "n_gpu_layers": 0,
-        "prefill_tokens": 512, "decode_tokens": 128, "repetitions": args.reps, "depths": [],
-        "ttft_prompt": tokens[:64],
-    }, timeout_s=3600)
-    theirs = run_llama_bench(tools["llama-bench"], path, threads=args.threads, reps=args.reps)
-    return ours, vars(theirs)
+def slmforge_quality(path: Path, tokens_file: Path, args, reference_dir: Path) -> dict:
+    return run_worker({"mode": "quality", "runtime": RUNTIME, "model": str(path), "tokens_file": str(tokens_file),
+                       "reference_dir": str(reference_dir), "n_ctx": args.n_ctx, "threads": args.threads,
+                       "n_gpu_layers": 0}, timeout_s=3600)
+
+
+def slmforge_speed(path: Path, tokens_file: Path, args) -> dict:
+    return run_worker({"mode": "speed", "runtime": RUNTIME, "model": str(path), "tokens_file": str(tokens_file),
+                       "threads": args.threads, "n_gpu_layers": 0, "prefill_tokens": 512, "decode_tokens": 128,
+                       "repetitions": args.reps, "depths": [], "ttft_prompt_tokens": 64, "prompts_file": None},
+                      timeout_s=3600)
+
+
+class Clock:
+    """Wall time spent per side, summed over the calls it timed."""
+
+    def __init__(self) -> None:
+        self.spent = {"slmforge": 0.0, "llama.cpp": 0.0}
+
+    def time(self, side: str, call, *args):
+        started = time.perf_counter()
+        try:
+            return call(*args)
+        finally:
+            self.spent[side] += time.perf_counter() - started
 
 
 def judge(how: str, tolerance: float | None, ours: float, theirs: float) -> tuple[str, str]:
@@ -151,7 +181,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chunks", type=int, default=16)
     parser.add_argument("--n-ctx", type=int, default=512)
     parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions (llama-bench's default 5)")
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions (the issue's r=3)")
     parser.add_argument("--tools", type=Path, default=REPO, help="where llama.cpp's tools were built")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
@@ -174,26 +204,43 @@ def main() -> None:
           f"tools={tools['llama-perplexity'].parent}")
     warn_if_loaded("at start")
     results: dict = {}
+    clock = Clock()
     with tempfile.TemporaryDirectory(prefix="slmforge-compare-") as tmp:
         workdir = Path(tmp)
-        tokens = run_worker({"mode": "tokenize", "model": str(base), "text_file": str(args.text)},
-                            timeout_s=600)["tokens"]
+        tokenized = run_worker({"mode": "tokenize", "runtime": RUNTIME, "model": str(base),
+                                "text_file": str(args.text)}, timeout_s=600)
         tokens_file = workdir / "tokens.json"
-        tokens_file.write_text(json.dumps({"tokens": tokens}))  # the quality worker's input format
-        base_ppl, llama_tokens = llama_base_run(tools, base, args.text, args, workdir)
-        same_tokens = check_token_streams(tokens, llama_tokens)
+        tokens_file.write_text(json.dumps(tokenized))  # the quality worker's input format
+        logits, reference_dir = workdir / "base.kld", workdir / "reference"
+        reference_dir.mkdir()
+        base_ppl, llama_tokens = clock.time("llama.cpp", llama_base_run, tools, base, args.text, args, logits)
+        same_tokens = check_token_streams(tokenized["tokens"], llama_tokens)
+        reference = clock.time("slmforge", slmforge_reference, base, tokens_file, args, reference_dir)
+        print(f"slmforge reference: {reference['stored_bytes'] / 1e6:.1f} MB stored, "
+              f"{reference['bytes_per_scored_token']:.0f} bytes per scored token; llama.cpp's base file: "
+              f"{logits.stat().st_size / 1e6:.1f} MB")
         for path in args.gguf:
-            ours = slmforge_quality(path, base, tokens_file, args)
-            theirs = {"ppl": base_ppl} if path == base else vars(run_llama_kld(
-                tools["llama-perplexity"], base, path, args.text, n_ctx=args.n_ctx,
-                chunks=args.chunks, threads=args.threads, workdir=workdir))
-            speed_ours, speed_theirs = speed_pair(tools, path, tokens, args)
+            if path == base:
+                ours, theirs = {k: reference[k] for k in ("perplexity", "perplexity_se")}, {"ppl": base_ppl}
+            else:
+                ours = clock.time("slmforge", slmforge_quality, path, tokens_file, args, reference_dir)
+                theirs = clock.time("llama.cpp", llama_kld, tools, path, args.text, args, logits)
+            warn_if_loaded(f"before timing {path.name}")
+            speed_ours = clock.time("slmforge", slmforge_speed, path, tokens_file, args)
+            speed_theirs = vars(clock.time("llama.cpp", run_llama_bench, tools["llama-bench"], path,
+                                           threads=args.threads, reps=args.reps))
             results[path.name] = {"slmforge": {**ours, **speed_ours}, "llama.cpp": {**theirs, **speed_theirs}}
+            print(f"  {path.name}: done (slmforge {clock.spent['slmforge']:.0f} s, "
+                  f"llama.cpp {clock.spent['llama.cpp']:.0f} s so far)")
     for name, pair in results.items():
         print_table(name, pair["slmforge"], pair["llama.cpp"])
+    ratio = clock.spent["slmforge"] / clock.spent["llama.cpp"]
+    print(f"\nsame work, wall time: slmforge {clock.spent['slmforge']:.1f} s, llama.cpp's tools "
+          f"{clock.spent['llama.cpp']:.1f} s, ratio x{ratio:.2f} (target <= 1.5: {'PASS' if ratio <= 1.5 else 'FAIL'})")
     warn_if_loaded("at end")
     if args.json:
-        args.json.write_text(json.dumps({"same_tokens": same_tokens, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"same_tokens": same_tokens, "results": results, "seconds": clock.spent},
+                                        indent=2))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from tasks.hashing import sha256_file
 from tasks.naming import ollama_tag
 from tasks.card import model_card
+from tasks.codeid import code_identity
 from tasks.formats.gguf.config import PackageConfig
 from tasks.formats.gguf.chat_template import extract_parts, stop_sequences, to_go_template
 from tasks.store import link_or_copy, stored_step
@@ -52,6 +53,7 @@ def package_gguf_variant(
     """Build (or reuse) the folder: GGUF, Modelfile, README.md model card, manifest."""
     tag = ollama_tag(model_name, quant)
     material = {"variant_key": variant_key, "metrics": metrics, "provenance": provenance,
+                "code": code_identity("tasks.formats.gguf.package", "tasks.formats.gguf.chat_template", "tasks.card"),
                 "config": config.model_dump(mode="json")}
 
     def build(tmp: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tasks.card import model_card
+from tasks.codeid import code_identity
 from tasks.evaluate.process import run_worker
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.store import link_or_copy, stored_step
@@ -34,6 +35,7 @@ def package_onnx_variant(
     assembled folder itself, is recorded in the card and returned.
     """
     material = {"variant_key": variant_key, "metrics": metrics, "provenance": provenance,
+                "code": code_identity("tasks.formats.onnx.package", "tasks.formats.onnx.runtime", "tasks.card"),
                 "smoke": [targets.smoke_prompt, targets.smoke_max_new_tokens]}
 
     def build(tmp: Path) -> None:
