@@ -9,7 +9,7 @@ CARD_METRICS = (
     ("top1_agreement", "fraction", "top1_agreement_se"), ("delta_p_rms", "probability", None),
     ("prefill_tps", "tok/s", "prefill_tps_sd"), ("decode_tps", "tok/s", "decode_tps_sd"),
     ("ttft_ms", "ms", "ttft_ms_sd"), ("load_s", "s", None), ("peak_rss_bytes", "bytes", None),
-    ("decode_efficiency", "fraction", None), ("perplexity_ratio", "x base", None),
+    ("decode_efficiency", "fraction", None), ("decode_read_bytes_per_s", "bytes/s", None), ("perplexity_ratio", "x base", None),
     ("task_score", "fraction", None), ("golden_agreement", "fraction", None),
 )
 

@@ -71,7 +71,8 @@ def bandwidth_task(store_root: Path, hardware_id: str, threads: int | None) -> f
 
     threads = threads or default_threads()
     bandwidth = cached_read_bandwidth(store_root / "bandwidth.json", hardware_id, threads)
-    get_run_logger().info("memory read bandwidth: %.1f GB/s (%d threads)", bandwidth / 1e9, threads)
+    get_run_logger().info("memory read bandwidth: %.1f GB/s (%d threads, best kernel %s)", bandwidth / 1e9, threads,
+                          getattr(bandwidth, "kernel", "cached"))
     return bandwidth
 
 

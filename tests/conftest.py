@@ -18,7 +18,7 @@ def _offline_session(tmp_path_factory):
     os.environ.update({
         "HF_HUB_OFFLINE": "1", "HF_HOME": str(home / "hf"), "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_TELEMETRY": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_LOGGING_LEVEL": "WARNING", "XDG_CACHE_HOME": str(home / "cache"),
     })
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     yield

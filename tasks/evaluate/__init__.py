@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig
+from tasks.resources import config_dir
 
 
 class EvalConfig(BaseModel):
@@ -38,7 +39,7 @@ def prompt_suite_file(config: EvalConfig) -> Path | None:
         return None
     if "/" in config.prompt_suite or config.prompt_suite.endswith(".yaml"):
         return Path(config.prompt_suite)
-    return Path(__file__).resolve().parents[2] / "configs" / "prompts" / f"{config.prompt_suite}.yaml"
+    return config_dir() / "prompts" / f"{config.prompt_suite}.yaml"
 
 
 def default_threads() -> int:

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks.config_errors import describe
 from tasks.errors import ConfigError
+from tasks.resources import config_dir
 
-DEFAULT_SUITE = Path(__file__).resolve().parents[2] / "configs" / "prompts" / "default.yaml"
+DEFAULT_SUITE = config_dir() / "prompts" / "default.yaml"
 
 
 class Expect(BaseModel):

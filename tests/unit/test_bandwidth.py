@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tasks.evaluate import bandwidth
-from tasks.evaluate.bandwidth import cached_read_bandwidth, decode_efficiency, weight_bytes_per_token
+from tasks.evaluate.bandwidth import cached_read_bandwidth, decode_efficiency
+from tasks.formats.gguf.facts import weight_bytes_per_token
 
 
 @pytest.fixture
