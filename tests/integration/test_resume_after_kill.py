@@ -20,7 +20,7 @@ def _cli(config, env):
 def test_killed_run_resumes_without_reusing_partial_files(tiny_model_dir, tmp_path):
     store = tmp_path / "store"
     config = write_config(tmp_path / "c.yaml", {
-        "name": "kill-test", "model_name": "Tiny-Llama", 
+        "name": "kill-test", "model_name": "Tiny-Llama",
         "source": {"kind": "local", "path": str(tiny_model_dir)},
         "formats": {"gguf": {"types": ["Q8_0", "Q4_0"]}}, "evaluate": QUICK_EVAL,
         "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}, "store_dir": str(store),
@@ -41,5 +41,12 @@ def test_killed_run_resumes_without_reusing_partial_files(tiny_model_dir, tmp_pa
     assert "slmforge results" in output and "MLflow run:" in output
     for manifest_file in store.glob("*/*/slmforge-manifest.json"):
         verify_manifest(manifest_file.parent, json.loads(manifest_file.read_text())["files"])
-    evaluated = [p for p in store.glob("evaluate/*") if not p.name.startswith(".tmp-")]
+    evaluated = [p for p in store.glob("evaluate/*") if not p.name.startswith(".")]  # not .tmp-*, .lock-*
     assert len(evaluated) == 3 and all((p / "metrics.json").is_file() for p in evaluated)
+    # The killed run's MLflow records were closed by the rerun, not left RUNNING forever.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("kill-test").experiment_id])
+    statuses = [run.info.status for run in runs]
+    assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
