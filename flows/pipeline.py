@@ -127,6 +127,8 @@ def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: 
                                                                   "transformers", "torch")}}
     threads = config.evaluate.threads or default_threads()
     for outcome in outcomes:
+        if outcome.variant.format not in config.formats:
+            continue  # the f16 reference of an ONNX-only run: measured, not shipped
         if outcome.gate != "pass":
             if outcome.gate == "fail":
                 get_run_logger().warning("%s not packaged: gate failed (%s)", outcome.variant.name,
@@ -136,8 +138,7 @@ def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: 
         inputs = PackageInputs(hf_dir=model.hf_dir, model_name=config.model_name, metrics=outcome.metrics,
                                provenance=provenance, store_root=config.store_dir, threads=threads)
         try:
-            packaged = package_task(v.name, builds[v.name], inputs, config.formats.get(v.format)
-                                    or get_format(v.format).config_model())
+            packaged = package_task(v.name, builds[v.name], inputs, config.formats[v.format])
         except Exception as exc:  # noqa: BLE001 - isolate the variant
             outcome.error = f"packaging failed: {exc}"
             continue

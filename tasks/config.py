@@ -45,7 +45,7 @@ class PipelineConfig(BaseModel):
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     gates: GateConfig = Field(default_factory=GateConfig)
     formats: dict[str, SerializeAsAny[BaseModel]] = Field(
-        default_factory=lambda: {"gguf": {}, "onnx": {}}, min_length=1,
+        default_factory=lambda: {"gguf": {}, "onnx": {}}, validate_default=True,
         description="Variant formats to build, each with its own section (e.g. `gguf: {types: [Q8_0]}`); "
         "a list of names takes each one's defaults. The f16 GGUF base is always built and measured: "
         "it is the reference every variant is scored against.",
@@ -57,24 +57,34 @@ class PipelineConfig(BaseModel):
     @classmethod
     def _format_sections(cls, value: Any) -> dict[str, BaseModel]:
         """Each section validated by its format's own config model (from the format registry)."""
-        if isinstance(value, list):
-            value = {name: {} for name in value}
-        if not isinstance(value, dict):
-            raise ValueError("give a mapping of format name to its settings, e.g. {gguf: {types: [Q8_0]}}")
-        sections, problems = {}, []
-        for name, section in value.items():
-            if section is None and name in value and len(value) > 1:
-                continue  # `name: null` switches off a format an included file turned on
-            try:
-                model = format_registry.config_model(name)
-                sections[name] = section if isinstance(section, model) else model.model_validate(section or {})
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-            except ValidationError as exc:
-                problems.extend(f"{name}." + describe(error, model) for error in exc.errors())
+        sections, problems = format_sections(value)
         if problems:
             raise ValueError("; ".join(problems))
         return sections
+
+
+def format_sections(value: Any) -> tuple[dict[str, BaseModel], list[str]]:
+    """(validated sections, one line per problem). A list of names takes each one's defaults;
+    `name: null` switches a format off (e.g. one an included file turned on)."""
+    if isinstance(value, list):
+        value = {name: {} for name in value}
+    if not isinstance(value, dict):
+        return {}, [f"formats: give a mapping of format name to its settings, e.g. {{gguf: {{types: [Q8_0]}}}} "
+                    f"(got {value!r})"]
+    sections, problems = {}, []
+    for name, section in value.items():
+        if section is None:
+            continue
+        try:
+            model = format_registry.config_model(name)
+            sections[name] = section if isinstance(section, model) else model.model_validate(section)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        except ValidationError as exc:
+            problems.extend(f"formats.{name}." + describe(error, model) for error in exc.errors())
+    if not sections and not problems:
+        problems.append(f"formats: every format is switched off (got {value!r}); give at least one, e.g. gguf: {{}}")
+    return sections, problems
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -124,7 +134,14 @@ def _deep_merge(base: dict, override: dict) -> dict:
 def load_config(path: Path) -> PipelineConfig:
     """Read, compose and validate a config file; ConfigError lists every problem."""
     data = _read_yaml(path)
+    problems = []
+    if "formats" in data:  # validated apart, so that each problem of each section is its own line
+        data["formats"], problems = format_sections(data["formats"])
     try:
-        return PipelineConfig.model_validate(data)
+        config = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(str(path), [describe(error, PipelineConfig) for error in exc.errors()]) from None
+        problems += [describe(error, PipelineConfig) for error in exc.errors()
+                     if not (error["loc"][:1] == ("formats",) and problems)]
+    if problems:
+        raise ConfigError(str(path), problems)
+    return config

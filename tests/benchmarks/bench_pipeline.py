@@ -40,30 +40,54 @@ print("RESULT " + json.dumps({"wall": wall, "steps": steps, "reused": summary["r
 BY_HAND_SNIPPET = """
 import json, sys, time
 from pathlib import Path
-from tasks.config import load_config
 from tasks.acquire import acquire_model
-from tasks.convert import convert_to_gguf
-from tasks.quantize import quantize_gguf
-from tasks import evaluate
+from tasks.config import load_config
+from tasks.evaluate import default_threads
+from tasks.evaluate.measure import compute_reference, measure_variant, prepare_tokens
+from tasks.formats import get_format
+from tasks.formats.base import BaseArtifact, Built, BuildInputs, PackageInputs
+from tasks.formats.gguf.config import GgufConfig
+from tasks.formats.gguf.convert import convert_to_gguf
+from tasks.formats.gguf.facts import gguf_size_facts
+from tasks.formats.gguf.package import package_gguf_variant
+from tasks.formats.gguf.quantize import quantize_gguf
 from tasks.hardware import hardware_facts
-from tasks.package import package_gguf_variant
 config = load_config(Path(sys.argv[1])); store = config.store_dir; steps = {}
 def timed(name, fn):
     t = time.perf_counter(); out = fn(); steps[name] = time.perf_counter() - t; return out
 t0 = time.perf_counter()
 hw = hardware_facts()["hardware_id"]
 model = timed("acquire", lambda: acquire_model(config.source, config.acquire, store_root=store))
-base = timed("convert", lambda: convert_to_gguf(model.hf_dir, architecture=model.architecture, identity=model.identity,
-             model_name=config.model_name, config=config.convert, store_root=store))
-quants = [timed(f"quantize-{q}", lambda q=q: quantize_gguf(base.gguf_path, q, base_key=base.key,
-          model_name=config.model_name, threads=config.quantize.threads, store_root=store)) for q in config.quantize.types]
-tokens = timed("tokenize", lambda: evaluate.prepare_tokens(base.gguf_path, base_key=base.key, config=config.evaluate, store_root=store))
-variants = [(base.outtype, base.gguf_path, base.key, None, None)] + [(q.quant, q.gguf_path, q.key, base.gguf_path, base.key) for q in quants]
-for quant, path, key, ref, ref_key in variants:
-    metrics, _ = timed(f"evaluate-{quant}", lambda: evaluate.evaluate_gguf(path, variant_key=key, base_gguf=ref, base_key=ref_key,
-                       tokens_file=tokens, config=config.evaluate, hardware_id=hw, store_root=store))
-    timed(f"package-{quant}", lambda: package_gguf_variant(path, hf_dir=model.hf_dir, model_name=config.model_name, quant=quant,
-          variant_key=key, metrics=metrics, provenance={}, config=config.package, store_root=store))
+converted = timed("convert", lambda: convert_to_gguf(model.hf_dir, architecture=model.architecture,
+                  identity=model.identity, model_name=config.model_name, config=config.convert, store_root=store))
+base = BaseArtifact(path=converted.gguf_path, key=converted.key, quant=converted.outtype.upper(), reused=converted.reused,
+                    n_weights=int(gguf_size_facts(converted.gguf_path)["n_weights"]))
+gguf = config.formats.get("gguf") or GgufConfig(types=[])
+builds = [Built(format="gguf", quant=base.quant, path=base.path, key=base.key, reused=base.reused)]
+for q in gguf.types:
+    done = timed(f"quantize-{q}", lambda: quantize_gguf(base.path, q, base_key=base.key, model_name=config.model_name,
+                 threads=gguf.threads, store_root=store))
+    builds.append(Built(format="gguf", quant=q, path=done.gguf_path, key=done.key, reused=done.reused))
+inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
+                     model_name=config.model_name, base=base, store_root=store)
+for name, section in config.formats.items():  # other formats through their own interface
+    if name != "gguf":
+        builds += [timed(f"build-{name}-{q}", lambda: get_format(name).build(q, inputs, section))
+                   for q in get_format(name).variants(section)]
+tokens = timed("tokenize", lambda: prepare_tokens(base, config.evaluate, store_root=store))
+reference = timed("reference", lambda: compute_reference(base, tokens, config.evaluate, store_root=store))
+threads = config.evaluate.threads or default_threads()
+for b in builds:
+    metrics, _ = timed(f"evaluate-{b.format}-{b.quant}", lambda: measure_variant(b, base=base, reference=reference,
+                       tokens_file=tokens, config=config.evaluate, hardware_id=hw, store_root=store, is_base=b.key == base.key))
+    if b.format == "gguf":
+        timed(f"package-gguf-{b.quant}", lambda: package_gguf_variant(b.path, hf_dir=model.hf_dir,
+              model_name=config.model_name, quant=b.quant, variant_key=b.key, metrics=metrics, provenance={},
+              config=gguf.package, store_root=store))
+    else:
+        timed(f"package-{b.format}-{b.quant}", lambda: get_format(b.format).package(b, PackageInputs(
+              hf_dir=model.hf_dir, model_name=config.model_name, metrics=metrics, provenance={}, store_root=store,
+              threads=threads), config.formats[b.format]))
 print("RESULT " + json.dumps({"wall": time.perf_counter() - t0, "steps": steps}))
 """
 
@@ -88,8 +112,10 @@ def run_measured(snippet: str, config: Path, env: dict) -> dict:
 def write_config(tmp: Path, base_config: Path, name: str, gguf_only: bool) -> Path:
     data = {"include": [str(base_config.resolve())], "store_dir": str(tmp / name / "store"),
             "tracking": {"tracking_uri": f"sqlite:///{tmp / name / 'mlflow.db'}"}}
-    if gguf_only:
-        data["formats"] = ["gguf"]
+    if gguf_only:  # keep the included GGUF section, switch every other format off
+        from tasks.config import load_config
+
+        data["formats"] = {name: None for name in load_config(base_config).formats if name != "gguf"}
     path = tmp / f"{name}.yaml"
     path.write_text(json.dumps(data))
     return path

@@ -1,5 +1,5 @@
 """The ONNX path on tiny random models: real Olive export, real ONNX Runtime GenAI measurement
-against the real f16 GGUF, real packaging; then in the flow, beside GGUF variants.
+against the stored f16 GGUF reference, real packaging; then in the flow, beside the GGUF reference.
 
 The figures of a random 2-layer model say nothing about quality or speed; only their presence,
 finiteness and ranges are checked."""
@@ -14,52 +14,60 @@ from mlflow.tracking import MlflowClient
 from flows.pipeline import pipeline
 from tasks.acquire import AcquireConfig, acquire_model
 from tasks.acquire.sources import LocalSource
-from tasks.convert import ConvertConfig, convert_to_gguf
 from tasks.errors import SlmforgeError
-from tasks.evaluate import EvalConfig, prepare_tokens
+from tasks.evaluate import EvalConfig
+from tasks.evaluate.measure import compute_reference, measure_variant, prepare_tokens
+from tasks.formats import get_format
+from tasks.formats.base import Built, BuildInputs
+from tasks.formats.gguf.convert import ConvertConfig
+from tasks.formats.onnx import runtime
+from tasks.formats.onnx.build import export_onnx_variant
+from tasks.formats.onnx.config import OnnxTargets
+from tasks.formats.onnx.package import package_onnx_variant
 from tasks.hardware import hardware_facts
-from tasks.onnx import runtime
-from tasks.onnx.config import OnnxTargets
-from tasks.onnx.step import evaluate_onnx, export_onnx_variant, package_onnx_variant
 from tasks.tracking import CONTRACT_METRICS
 from tests.conftest import QUICK_EVAL, write_config
 
-MEASURED = set(CONTRACT_METRICS) - {"decode_efficiency"}
+MEASURED = set(CONTRACT_METRICS) - {"decode_efficiency"}  # derived at the flow's edge
 
 
 @pytest.fixture(scope="module")
 def onnx_store(tmp_path_factory):
-    # Shared by the core test and the flow test: the flow reuses the stored int4 export.
+    # Shared by the core test and the flow test: the flow reuses the stored int4 export and figures.
     return tmp_path_factory.mktemp("onnx-store")
 
 
 @pytest.fixture(scope="module")
 def reference(onnx_store, tiny_model_dir):
-    """The tiny Llama as the flow sees it, its f16 GGUF and the evaluation tokens."""
+    """The tiny Llama as the flow sees it, its f16 GGUF base, the evaluation tokens and the stored reference."""
     model = acquire_model(LocalSource(kind="local", path=tiny_model_dir), AcquireConfig(), store_root=onnx_store)
-    base = convert_to_gguf(model.hf_dir, architecture=model.architecture, identity=model.identity,
-                           model_name="Tiny-Llama", config=ConvertConfig(), store_root=onnx_store)
+    base = get_format("gguf").build_base(model, model_name="Tiny-Llama", config=ConvertConfig(), store_root=onnx_store)
     config = EvalConfig(**QUICK_EVAL)
-    tokens = prepare_tokens(base.gguf_path, base_key=base.key, config=config, store_root=onnx_store)
-    return model, base, tokens, config
+    tokens = prepare_tokens(base, config, store_root=onnx_store)
+    ref = compute_reference(base, tokens, config, store_root=onnx_store)
+    return model, base, tokens, ref, config
 
 
-def test_int4_export_is_measured_against_the_gguf_base_and_packaged(reference, onnx_store):
-    model, base, tokens, config = reference
+def test_int4_export_is_measured_against_the_gguf_reference_and_packaged(reference, onnx_store):
+    model, base, tokens, ref, config = reference
     targets = OnnxTargets(precisions=["int4"], smoke_max_new_tokens=8)
     export = export_onnx_variant(model.hf_dir, identity=model.identity, model_name="Tiny-Llama",
                                  precision="int4", targets=targets, store_root=onnx_store)
     assert not export.reused and export.wall_s > 0 and export.versions["onnxruntime-genai"] == "0.14.1"
     assert {"genai_config.json", "model.onnx", "tokenizer.json"} <= {p.name for p in export.folder.iterdir()}
 
-    evaluate = dict(variant_key=export.key, base_gguf=base.gguf_path, base_key=base.key, tokens_file=tokens,
-                    config=config, hardware_id=hardware_facts()["hardware_id"], store_root=onnx_store)
-    metrics, reused = evaluate_onnx(export.folder, **evaluate)
+    built = Built(format="onnx", quant="int4", path=export.folder, key=export.key, reused=export.reused,
+                  build_s=export.wall_s, versions=export.versions)
+    evaluate = dict(base=base, reference=ref, tokens_file=tokens, config=config,
+                    hardware_id=hardware_facts()["hardware_id"], store_root=onnx_store)
+    metrics, reused = measure_variant(built, **evaluate)
     assert not reused and MEASURED <= set(metrics), MEASURED - set(metrics)
     assert all(math.isfinite(metrics[name]) for name in MEASURED)
     assert metrics["kld_mean"] >= 0 and metrics["kld_p99"] >= 0 and 0 <= metrics["top1_agreement"] <= 1
     assert metrics["chunks"] == 2 and metrics["scored_tokens"] == 2 * 63  # same protocol as GGUF
     assert metrics["threads"] == 2 and metrics["prefill_tps_sd"] >= 0 and metrics["peak_rss_bytes"] > 0
+    assert 0 <= metrics["task_score"] <= 1 and metrics["prompts"]  # the suite ran in the speed worker
+    assert metrics["size_bytes"] > 0 and metrics["bits_per_weight"] > 0 and metrics["weight_bytes"] > 0
 
     packaged = package_onnx_variant(
         export.folder, hf_dir=model.hf_dir, model_name="Tiny-Llama", precision="int4", variant_key=export.key,
@@ -75,13 +83,18 @@ def test_int4_export_is_measured_against_the_gguf_base_and_packaged(reference, o
 
     # The packaged folder serves on its own, away from the store it was built in.
     moved = shutil.copytree(packaged.folder, onnx_store.parent / "shipped")
-    loaded = runtime.load_onnx_model(moved, threads=1)
-    assert len(runtime.greedy_generate(loaded, [1, 9690, 198], 4)) == 4
+    loaded = runtime.load(moved, n_ctx=64, threads=1)
+    answer = loaded.greedy([1, 9690, 198], 4)
+    assert 1 <= len(answer) <= 4 and (len(answer) == 4 or loaded.is_end(answer[-1]))
 
     again = export_onnx_variant(model.hf_dir, identity=model.identity, model_name="Tiny-Llama",
                                 precision="int4", targets=targets, store_root=onnx_store)
     assert again.reused and again.key == export.key and again.wall_s == export.wall_s
-    assert evaluate_onnx(again.folder, **evaluate) == (metrics, True)
+    # The format's own build wraps the same core: the same stored record.
+    inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
+                         model_name="Tiny-Llama", base=base, store_root=onnx_store)
+    assert get_format("onnx").build("int4", inputs, targets) == built.model_copy(update={"reused": True})
+    assert measure_variant(built.model_copy(update={"reused": True}), **evaluate) == (metrics, True)
 
 
 def _variant_runs(tracking_uri, experiment):
@@ -93,17 +106,17 @@ def _variant_runs(tracking_uri, experiment):
 def test_flow_tracks_onnx_variants_beside_the_gguf_reference(prefect_harness, reference, onnx_store, tiny_model_dir,
                                                               tmp_path, tracking_uri):
     config = write_config(tmp_path / "onnx-only.yaml", {
-        "name": "tiny-onnx", "model_name": "Tiny-Llama", "formats": ["onnx"], "onnx": {"precisions": ["int4"]},
-        "source": {"kind": "local", "path": str(tiny_model_dir)}, "quantize": {"types": ["Q8_0"]},
+        "name": "tiny-onnx", "model_name": "Tiny-Llama", "formats": {"onnx": {"precisions": ["int4"]}},
+        "source": {"kind": "local", "path": str(tiny_model_dir)},
         "evaluate": QUICK_EVAL, "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(onnx_store),
     })
     summary = pipeline(str(config))
     assert [(row["format"], row["quant"]) for row in summary["rows"]] == [("gguf", "F16"), ("onnx", "int4")]
     assert summary["reused"]["tiny-llama-onnx-int4"]  # measured by the test above, same store
-    assert list(summary["packages"]) == ["tiny-llama-onnx-int4"]  # no GGUF packages without "gguf"
+    assert "tiny-llama-onnx-int4" in summary["packages"]
     runs = _variant_runs(tracking_uri, "tiny-onnx")
     onnx = runs[("onnx", "int4")]
-    assert MEASURED <= set(onnx.data.metrics) and onnx.data.metrics["export_s"] > 0
+    assert MEASURED <= set(onnx.data.metrics) and onnx.data.metrics["build_s"] > 0
     assert onnx.data.tags["slmforge.gate"] == "pass" and onnx.info.status == "FINISHED"
     assert "version.onnxruntime-genai" in onnx.data.params
     assert "README.md" in {a.path for a in MlflowClient(tracking_uri).list_artifacts(onnx.info.run_id)}
@@ -128,8 +141,9 @@ def tiny_gpt2_dir(tmp_path_factory, embedded_tokenizer_dir):
 
 def test_unsupported_architecture_fails_only_its_onnx_variant(prefect_harness, tiny_gpt2_dir, tmp_path, tracking_uri):
     config = write_config(tmp_path / "gpt2.yaml", {
-        "name": "tiny-gpt2", "model_name": "Tiny-GPT2", "onnx": {"precisions": ["int4"]},
-        "source": {"kind": "local", "path": str(tiny_gpt2_dir)}, "quantize": {"types": ["Q8_0"]},
+        "name": "tiny-gpt2", "model_name": "Tiny-GPT2",
+        "formats": {"gguf": {"types": ["Q8_0"]}, "onnx": {"precisions": ["int4"]}},
+        "source": {"kind": "local", "path": str(tiny_gpt2_dir)},
         "evaluate": QUICK_EVAL, "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"),
     })
     with pytest.raises(SlmforgeError, match="tiny-gpt2-onnx-int4") as info:

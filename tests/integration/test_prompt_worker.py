@@ -1,16 +1,22 @@
-"""The "prompts" worker mode on a tiny random-weight GGUF: real conversion, a real fresh worker
-process, the real shipped suite. Random weights answer nothing, so only structure is checked,
-plus determinism: greedy decoding run twice agrees with itself token for token."""
+"""The worker's "speed" mode, which also runs the prompt suite, on a tiny random-weight GGUF: real
+conversion, a real fresh worker process, the real shipped suite. Random weights answer nothing,
+so only structure is checked, plus determinism: greedy decoding run twice agrees with itself
+token for token."""
+
+import json
 
 import pytest
+import yaml
 
 from tasks.acquire import AcquireConfig, acquire_model
 from tasks.acquire.sources import LocalSource
-from tasks.convert import ConvertConfig, convert_to_gguf
-from tasks.evaluate import run_worker
-from tasks.evaluate.prompt_suite import DEFAULT_SUITE, load_prompt_suite
+from tasks.evaluate.process import run_worker
+from tasks.evaluate.prompt_suite import DEFAULT_SUITE, load_prompt_suite, mean_golden_agreement
+from tasks.formats import get_format
+from tasks.formats.gguf.convert import ConvertConfig, convert_to_gguf
 
 MAX_TOKENS = 8  # structure only: a few tokens per prompt keep the test at a few seconds
+RUNTIME = get_format("gguf").runtime_module
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +27,32 @@ def tiny_gguf(tmp_path_factory, tiny_model_dir):
                            model_name="Tiny-Llama", config=ConvertConfig(), store_root=store).gguf_path
 
 
-def test_prompts_mode_returns_rows_score_and_self_agreement(tiny_gguf):
-    request = {"mode": "prompts", "model": str(tiny_gguf), "threads": 1, "max_tokens": MAX_TOKENS}
-    first = run_worker(request, timeout_s=300)
+@pytest.fixture(scope="module")
+def speed_request(tiny_gguf, tmp_path_factory):
+    """A speed request as measure.py builds it: tokens from the worker's own tokenize mode, and the
+    shipped suite with fewer tokens per answer."""
+    folder = tmp_path_factory.mktemp("prompt-request")
+    (folder / "text.txt").write_text("The quick brown fox jumps over the lazy dog. " * 8)
+    tokens = run_worker({"mode": "tokenize", "runtime": RUNTIME, "model": str(tiny_gguf),
+                         "text_file": str(folder / "text.txt")}, timeout_s=300)
+    assert set(tokens) >= {"tokens", "bos"} and len(tokens["tokens"]) > 16
+    (folder / "tokens.json").write_text(json.dumps({"tokens": tokens["tokens"], "bos": tokens["bos"]}))
+    suite = yaml.safe_load(DEFAULT_SUITE.read_text())
+    (folder / "suite.yaml").write_text(yaml.safe_dump({**suite, "max_tokens": MAX_TOKENS}))
+    return {
+        "mode": "speed", "runtime": RUNTIME, "model": str(tiny_gguf), "threads": 1, "n_gpu_layers": 0,
+        "tokens_file": str(folder / "tokens.json"), "prefill_tokens": 16, "decode_tokens": 4, "repetitions": 3,
+        "depths": [8], "ttft_prompt_tokens": 8, "prompts_file": str(folder / "suite.yaml"),
+    }
+
+
+def test_speed_mode_times_and_answers_the_suite_deterministically(speed_request):
+    first = run_worker(speed_request, timeout_s=300)
+
+    for name in ("prefill_tps", "decode_tps", "decode_tps_d8", "ttft_ms"):
+        assert first[name] > 0 and first[f"{name}_sd"] >= 0, name
+    assert first["load_s"] > 0 and first["peak_rss_bytes"] > 0
+    assert (first["threads"], first["n_gpu_layers"]) == (1, 0)
 
     suite = load_prompt_suite(DEFAULT_SUITE)
     assert [row["id"] for row in first["prompts"]] == [p.id for p in suite.prompts]
@@ -33,7 +62,12 @@ def test_prompts_mode_returns_rows_score_and_self_agreement(tiny_gguf):
         assert isinstance(row["output"], str) and isinstance(row["correct"], bool)
         assert 1 <= len(row["tokens"]) <= MAX_TOKENS and all(isinstance(t, int) for t in row["tokens"])
     assert 0.0 <= first["task_score"] <= 1.0
-    assert "golden_agreement" not in first  # no base given
+    assert "golden_agreement" not in first  # derived at the flow's edge, once the base's rows are known
 
-    again = run_worker({**request, "base_rows": first["prompts"]}, timeout_s=300)
-    assert again["golden_agreement"] == 1.0  # greedy on the same file: the same tokens
+    again = run_worker(speed_request, timeout_s=300)
+    assert mean_golden_agreement(again["prompts"], first["prompts"]) == 1.0  # greedy, same file: same tokens
+
+
+def test_speed_mode_without_a_suite_only_times(speed_request):
+    result = run_worker({**speed_request, "prompts_file": None, "depths": []}, timeout_s=300)
+    assert result["decode_tps"] > 0 and "prompts" not in result and "task_score" not in result

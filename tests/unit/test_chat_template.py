@@ -1,7 +1,7 @@
 import pytest
 
 from tasks.errors import UnsupportedModelError
-from tasks.package.chat_template import (
+from tasks.formats.gguf.chat_template import (
     _renderer, extract_parts, render_parts, stop_sequences, to_go_template,
 )
 

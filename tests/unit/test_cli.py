@@ -14,11 +14,12 @@ def test_validate_accepts_the_default_config():
 def test_validate_lists_every_problem_and_fails(tmp_path):
     config = write_config(tmp_path / "c.yaml", {
         "name": "x", "model_name": "X", "source": {"kind": "local", "path": str(tmp_path / "absent")},
-        "quantize": {"types": ["Q4_K_M", "Q3_XL"]}, "evaluate": {"repetitions": 1},
+        "formats": {"gguf": {"types": ["Q4_K_M", "Q3_XL"]}}, "evaluate": {"repetitions": 1},
     })
     result = runner.invoke(app, ["validate", str(config)])
     assert result.exit_code == 1
-    assert "Q3_XL" in result.output and "evaluate.repetitions" in result.output
+    assert "gguf.types" in result.output and "Q3_XL" in result.output
+    assert "evaluate.repetitions" in result.output
 
 
 def test_run_refuses_an_unknown_sort_column_before_any_work():

@@ -4,6 +4,8 @@ import pytest
 
 from tasks.config import load_config
 from tasks.errors import ConfigError
+from tasks.formats.gguf.config import DEFAULT_TYPES, GgufConfig
+from tasks.formats.onnx.config import OnnxTargets
 from tests.conftest import REPO, write_config
 
 BASE = {"name": "t", "model_name": "M", "source": {"kind": "local", "path": "/nowhere"}}
@@ -15,7 +17,7 @@ def test_every_shipped_config_validates():
 
 
 def test_all_problems_are_reported_at_once(tmp_path):
-    bad = {**BASE, "colour": "red", "quantize": {"types": ["Q4_K_M", "Q9_X"]}, "evaluate": {"n_ctx": "big"}}
+    bad = {**BASE, "colour": "red", "formats": {"gguf": {"types": ["Q4_K_M", "Q9_X"]}}, "evaluate": {"n_ctx": "big"}}
     with pytest.raises(ConfigError) as info:
         load_config(write_config(tmp_path / "c.yaml", bad))
     text = str(info.value)
@@ -25,12 +27,49 @@ def test_all_problems_are_reported_at_once(tmp_path):
     assert "evaluate.n_ctx" in text and "'big'" in text
 
 
+def test_each_format_section_problem_is_its_own_line_with_its_path(tmp_path):
+    bad = {**BASE, "formats": {"gguf": {"types": ["Q9_X"], "typse": 1}, "onnx": {"precisions": ["int3"]}}}
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path / "c.yaml", bad))
+    problems = info.value.problems
+    assert len(problems) == 3, problems
+    assert any(p.startswith("formats.gguf.types:") and "Q9_X" in p for p in problems)
+    assert any(p.startswith("formats.gguf.typse: unknown key") for p in problems)
+    assert any(p.startswith("formats.onnx.precisions.0:") and "'int3'" in p for p in problems)
+
+
+def test_formats_default_to_gguf_and_onnx_each_with_its_own_defaults(tmp_path):
+    config = load_config(write_config(tmp_path / "c.yaml", BASE))
+    assert list(config.formats) == ["gguf", "onnx"]
+    assert isinstance(config.formats["gguf"], GgufConfig) and config.formats["gguf"].types == list(DEFAULT_TYPES)
+    assert isinstance(config.formats["onnx"], OnnxTargets)
+
+
+def test_a_list_of_format_names_takes_each_ones_defaults(tmp_path):
+    config = load_config(write_config(tmp_path / "c.yaml", {**BASE, "formats": ["gguf"]}))
+    assert list(config.formats) == ["gguf"] and config.formats["gguf"] == GgufConfig()
+
+
+def test_quant_types_are_normalised_and_repeats_or_imatrix_types_refused(tmp_path):
+    config = load_config(write_config(tmp_path / "c.yaml", {**BASE, "formats": {"gguf": {"types": ["q4_k_m"]}}}))
+    assert config.formats["gguf"].types == ["Q4_K_M"]
+    for types, message in ((["Q8_0", "q8_0"], "repeat"), (["IQ2_XS"], "importance matrix")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(write_config(tmp_path / "c.yaml", {**BASE, "formats": {"gguf": {"types": types}}}))
+
+
 def test_include_merges_and_the_including_file_wins(tmp_path):
-    write_config(tmp_path / "q.yaml", {"quantize": {"types": ["Q8_0"], "threads": 1}})
+    write_config(tmp_path / "q.yaml", {"formats": {"gguf": {"types": ["Q8_0"], "threads": 1}}})
     config = load_config(write_config(tmp_path / "c.yaml", {
-        **BASE, "include": ["q.yaml"], "quantize": {"types": ["Q4_0"]},
+        **BASE, "include": ["q.yaml"], "formats": {"gguf": {"types": ["Q4_0"]}},
     }))
-    assert config.quantize.types == ["Q4_0"] and config.quantize.threads == 1
+    assert config.formats["gguf"].types == ["Q4_0"] and config.formats["gguf"].threads == 1
+
+
+def test_an_included_format_is_switched_off_with_null(tmp_path):
+    write_config(tmp_path / "q.yaml", {"formats": {"gguf": {"types": ["Q8_0"]}, "onnx": {"precisions": ["int4"]}}})
+    config = load_config(write_config(tmp_path / "c.yaml", {**BASE, "include": ["q.yaml"], "formats": {"onnx": None}}))
+    assert list(config.formats) == ["gguf"] and config.formats["gguf"].types == ["Q8_0"]
 
 
 def test_gguf_source_needs_one_location(tmp_path):
@@ -45,4 +84,10 @@ def test_missing_file_is_a_config_error():
 
 def test_misspelt_key_gets_a_suggestion(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'types'"):
-        load_config(write_config(tmp_path / "c.yaml", {**BASE, "quantize": {"typse": ["Q8_0"]}}))
+        load_config(write_config(tmp_path / "c.yaml", {**BASE, "formats": {"gguf": {"typse": ["Q8_0"]}}}))
+
+
+def test_the_old_top_level_sections_are_unknown_keys(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path / "c.yaml", {**BASE, "quantize": {"types": ["Q8_0"]}, "onnx": {}}))
+    assert {p.split(":")[0] for p in info.value.problems} == {"quantize", "onnx"}

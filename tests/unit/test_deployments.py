@@ -31,6 +31,6 @@ def test_console_script_points_at_the_cli():
 
 
 def test_converter_uses_its_own_gguf_module():
-    from tasks.convert import converter_gguf_problem
+    from tasks.formats.gguf.convert import converter_gguf_problem
 
     assert converter_gguf_problem() is None

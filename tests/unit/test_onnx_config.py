@@ -6,8 +6,9 @@ import pytest
 
 from tasks.config import load_config
 from tasks.errors import ConfigError
-from tasks.onnx import export
-from tasks.onnx.export import check_onnx_versions
+from tasks.formats.onnx import export
+from tasks.formats.onnx.config import OnnxTargets
+from tasks.formats.onnx.export import check_onnx_versions
 from tasks.validate import config_problems
 from tests.conftest import write_config
 
@@ -17,20 +18,26 @@ GOOD = {"olive-ai": "0.13.0", "onnxruntime-genai": "0.14.1", "onnxruntime": "1.3
 
 def test_defaults_build_gguf_and_three_onnx_precisions(tmp_path):
     config = load_config(write_config(tmp_path / "c.yaml", BASE))
-    assert config.formats == ["gguf", "onnx"]
-    assert config.onnx.precisions == ["int4", "int8", "fp32"]
-    int8 = config.onnx.export_config("int8")
+    assert list(config.formats) == ["gguf", "onnx"]
+    assert config.formats["onnx"].precisions == ["int4", "int8", "fp32"]
+
+
+def test_onnx_section_defaults_to_three_precisions_and_shares_the_knobs(tmp_path):
+    config = load_config(write_config(tmp_path / "c.yaml", {**BASE, "formats": ["gguf", "onnx"]}))
+    assert list(config.formats) == ["gguf", "onnx"]
+    assert config.formats["onnx"] == OnnxTargets() and config.formats["onnx"].precisions == ["int4", "int8", "fp32"]
+    int8 = config.formats["onnx"].export_config("int8")
     assert (int8.precision, int8.int4_block_size, int8.execution_provider) == ("int8", 32, "cpu")
 
 
 def test_onnx_problems_are_all_reported_at_once(tmp_path):
-    bad = {**BASE, "formats": ["gguf", "tflite"], "onnx": {
+    bad = {**BASE, "formats": {"gguf": {}, "tflite": {}, "onnx": {
         "precisions": ["int4", "int3", "int4"], "int4_block_size": 48, "int4_accuracy_level": 7, "colour": "red",
-    }}
+    }}}
     with pytest.raises(ConfigError) as info:
         load_config(write_config(tmp_path / "c.yaml", bad))
     text = str(info.value)
-    assert "formats.1" in text and "'tflite'" in text
+    assert "unknown format 'tflite'" in text
     assert "onnx.precisions.1" in text and "'int3'" in text
     assert "onnx.int4_block_size: int4_block_size 48 is not one of (16, 32, 64, 128, 256)" in text
     assert "onnx.int4_accuracy_level" in text and "onnx.colour: unknown key" in text
@@ -43,15 +50,15 @@ def test_onnx_problems_are_all_reported_at_once(tmp_path):
 ])
 def test_onnx_targets_reject_what_cannot_be_built(tmp_path, onnx, message):
     with pytest.raises(ConfigError, match="onnx") as info:
-        load_config(write_config(tmp_path / "c.yaml", {**BASE, "onnx": onnx}))
+        load_config(write_config(tmp_path / "c.yaml", {**BASE, "formats": {"onnx": onnx}}))
     assert message in str(info.value)
 
 
 def test_fp16_is_accepted_for_cuda(tmp_path):
     config = load_config(write_config(tmp_path / "c.yaml", {
-        **BASE, "onnx": {"precisions": ["fp16"], "execution_provider": "cuda"},
+        **BASE, "formats": {"onnx": {"precisions": ["fp16"], "execution_provider": "cuda"}},
     }))
-    assert config.onnx.export_config("fp16").execution_provider == "cuda"
+    assert config.formats["onnx"].export_config("fp16").execution_provider == "cuda"
 
 
 def test_version_check_names_the_incompatible_versions():
@@ -79,7 +86,8 @@ def test_validate_reports_incompatible_onnx_versions_only_when_onnx_is_built(tmp
     broken = {**GOOD, "onnxruntime-genai": "0.18.0"}
     monkeypatch.setattr(export, "_installed", broken.get)
     source = {"kind": "local", "path": str(model_folder)}
-    _, problems = config_problems(write_config(tmp_path / "both.yaml", {**BASE, "source": source}))
+    both = {**BASE, "source": source, "formats": ["gguf", "onnx"]}
+    _, problems = config_problems(write_config(tmp_path / "both.yaml", both))
     onnx_problems = [p for p in problems if p.startswith("formats: 'onnx'")]
     assert len(onnx_problems) == 1
     assert "olive-ai 0.13.0" in onnx_problems[0] and "onnxruntime-genai 0.18.0" in onnx_problems[0]

@@ -2,7 +2,8 @@ import pytest
 
 from tasks.errors import ConfigError
 from tasks.evaluate.prompt_suite import (
-    DEFAULT_SUITE, Expect, golden_agreement, load_prompt_suite, mean_golden_agreement, score_answer, task_score,
+    DEFAULT_SUITE, Expect, golden_agreement, load_prompt_suite, mean_golden_agreement, run_prompts_request,
+    score_answer, task_score,
 )
 from tests.conftest import write_config
 
@@ -73,3 +74,32 @@ def test_scores_over_rows():
     assert mean_golden_agreement(rows, base) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="same suite"):
         mean_golden_agreement(rows, [{"id": "z", "tokens": [1]}])
+
+
+class _EchoModel:
+    """A LoadedModel edge fake: answers "4" then the end token to every prompt."""
+
+    END = 0
+
+    def chat_tokens(self, message: str) -> list[int]:
+        return [ord(c) for c in message]
+
+    def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
+        return [ord("4"), self.END][:max_tokens]
+
+    def is_end(self, token: int) -> bool:
+        return token == self.END
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        return "".join(chr(t) for t in token_ids)
+
+
+def test_prompts_request_runs_the_suite_on_any_loaded_model(tmp_path):
+    suite = write_config(tmp_path / "p.yaml", {"max_tokens": 5, "prompts": [
+        GOOD, {**GOOD, "id": "five", "expect": {"exact": "5"}},
+    ]})
+    result = run_prompts_request(_EchoModel(), {"prompts_file": str(suite)})
+    assert (result["n_prompts"], result["max_tokens"], result["task_score"]) == (2, 5, 0.5)
+    first = result["prompts"][0]
+    assert first == {"id": "add", "kind": "arithmetic", "output": "4", "tokens": [ord("4"), 0], "correct": True}
+    assert run_prompts_request(_EchoModel(), {"prompts_file": str(suite), "max_tokens": 1})["prompts"][0]["tokens"] == [52]

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tasks.store import MANIFEST_NAME, stored_step
+from tasks.store import MANIFEST_NAME, link_or_copy, stored_step
 
 
 def _writer(calls):
@@ -44,7 +44,8 @@ def test_killed_build_leaves_nothing_under_the_final_name(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         stored_step(tmp_path, "step", {"a": 1}, crash)
-    assert not [p for p in (tmp_path / "step").iterdir()]
+    # Only the per-key lock file may stay beside the final name: no final folder, no temporary.
+    assert not [p for p in (tmp_path / "step").iterdir() if not p.name.startswith(".lock-")]
     calls = []
     resumed = stored_step(tmp_path, "step", {"a": 1}, _writer(calls))
     assert not resumed.reused and len(calls) == 1
@@ -71,3 +72,25 @@ def test_only_old_temporaries_are_cleaned(tmp_path):
     os.utime(old, (two_days_ago, two_days_ago))
     assert clean_stale_temporaries(tmp_path) == 1
     assert not old.exists() and young.exists()
+
+
+def test_link_or_copy_links_on_the_same_filesystem(tmp_path):
+    source = tmp_path / "big.gguf"
+    source.write_bytes(b"weights")
+    link_or_copy(source, tmp_path / "linked.gguf")
+    assert (tmp_path / "linked.gguf").read_bytes() == b"weights"
+    assert (tmp_path / "linked.gguf").stat().st_ino == source.stat().st_ino  # not duplicated
+
+
+def test_link_or_copy_copies_where_a_link_is_refused(tmp_path, monkeypatch):
+    import os
+
+    def refuse(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    source = tmp_path / "big.gguf"
+    source.write_bytes(b"weights")
+    monkeypatch.setattr(os, "link", refuse)
+    link_or_copy(source, tmp_path / "copied.gguf")
+    assert (tmp_path / "copied.gguf").read_bytes() == b"weights"
+    assert (tmp_path / "copied.gguf").stat().st_ino != source.stat().st_ino
