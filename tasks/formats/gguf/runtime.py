@@ -34,14 +34,29 @@ class GgufModel:
 
     def __init__(self, path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int, all_logits: bool) -> None:
         started = time.perf_counter()
-        self.llm = open_llama(path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, logits_all=all_logits)
+        # logits_all stays off even for quality passes: chunk_logits asks llama.cpp for the rows it needs.
+        self.llm = open_llama(path, n_ctx=n_ctx, threads=threads, n_gpu_layers=n_gpu_layers, logits_all=False)
         self.load_s = time.perf_counter() - started
         self.n_vocab = self.llm.n_vocab()
 
     def chunk_logits(self, token_ids: list[int], first: int) -> np.ndarray:
-        self.llm.reset()
-        self.llm.eval(token_ids)
-        return self.llm.scores[first : len(token_ids) - 1]  # a view: the caller consumes it at once
+        """One decode of the whole chunk with outputs requested only for the scored positions, as
+        llama-perplexity does: the lm_head runs on half the chunk, and no n_ctx x n_vocab copy is made
+        (Llama.eval with logits_all would copy every row into `scores`). Returns a view of
+        llama.cpp's output buffer, valid until the next decode: the caller consumes it at once."""
+        llm, n = self.llm, len(token_ids)
+        if n > llm.n_batch:
+            raise ValueError(f"a chunk of {n} tokens exceeds the batch of {llm.n_batch}")
+        llm._ctx.kv_cache_clear()  # noqa: SLF001 - llama-cpp-python is pinned (0.3.36)
+        batch = llm._batch.batch  # noqa: SLF001
+        batch.n_tokens = n
+        for i, token in enumerate(token_ids):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = first <= i < n - 1
+        llm._ctx.decode(llm._batch)  # noqa: SLF001
+        llm.n_tokens = 0  # the high-level API's view of the cache: empty again
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n - 1 - first, self.n_vocab))  # noqa: SLF001
 
     def time_prefill(self, token_ids: list[int]) -> float:
         self.llm.reset()
