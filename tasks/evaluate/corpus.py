@@ -71,6 +71,32 @@ def _load_hub_dataset(corpus: HubCorpus) -> str:
     return "\n".join(rows[corpus.column])
 
 
+# Enough text to hold one chunk at any n_ctx up to this many bytes per token (far above real tokenizers).
+PREFIX_BYTES_PER_TOKEN = 64
+
+
+def short_text_problem(path: Path, n_ctx: int, tokenizer_file: Path | None = None) -> str | None:
+    """Why the text file cannot fill one chunk of `n_ctx` tokens (no chunk, no perplexity), else None.
+
+    Cheap: a token covers at least one byte, so a file shorter than n_ctx bytes is too short for any
+    tokenizer; with the model's `tokenizer.json` the count is exact (the BOS token counted too).
+    """
+    size = path.stat().st_size
+    if size + 1 < n_ctx:
+        return (f"{path} has {size} bytes, fewer than the {n_ctx} tokens of one chunk (evaluate.n_ctx); "
+                "use a longer text or a smaller evaluate.n_ctx")
+    if tokenizer_file is None or not tokenizer_file.is_file() or size > n_ctx * PREFIX_BYTES_PER_TOKEN:
+        return None
+    from tokenizers import Tokenizer
+
+    count = len(Tokenizer.from_file(str(tokenizer_file)).encode(path.read_text(encoding="utf-8", errors="replace"),
+                                                                 add_special_tokens=False).ids) + 1
+    if count < n_ctx:
+        return (f"{path} has {count} tokens, fewer than one chunk of evaluate.n_ctx={n_ctx}; use a longer text "
+                "or a smaller evaluate.n_ctx")
+    return None
+
+
 def corpus_identity(text: str) -> str:
     """Hash of the text itself, so a changed corpus invalidates cached quality figures."""
     return sha256_json(text)

@@ -116,6 +116,7 @@ def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_f
     metrics: dict = {}
     if is_base:
         metrics.update({k: reference.figures[k] for k in ("perplexity", "perplexity_se", "chunks", "n_ctx")})
+        metrics["quality_peak_rss_bytes"] = reference.figures.get("worker_peak_rss_bytes")  # its quality worker
     else:
         quality = run_worker({**common, "mode": "quality", "reference_dir": str(reference.folder),
                               "n_ctx": reference.figures["n_ctx"]},
