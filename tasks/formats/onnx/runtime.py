@@ -90,20 +90,6 @@ def logits_for_tokens(model: OnnxModel, token_ids: list[int]) -> np.ndarray:
     return logits[0].copy()
 
 
-def greedy_generate(model: OnnxModel, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-    """Greedy continuation of `prompt_ids`; stops at EOS (not included) or `max_new_tokens`."""
-    gen = _generator(model, len(prompt_ids) + max_new_tokens)
-    gen.append_tokens(_ids(prompt_ids))
-    out: list[int] = []
-    while not gen.is_done() and len(out) < max_new_tokens:
-        gen.generate_next_token()
-        token = int(gen.get_next_tokens()[0])
-        if token in model.eos_token_ids:
-            break
-        out.append(token)
-    return out
-
-
 class GenaiModel:
     """One loaded GenAI folder as a `tasks.formats.base.LoadedModel`."""
 
