@@ -142,10 +142,10 @@ class Clock:
     def __init__(self) -> None:
         self.spent = {"slmforge": 0.0, "llama.cpp": 0.0}
 
-    def time(self, side: str, call, *args):
+    def time(self, side: str, call, *args, **kwargs):
         started = time.perf_counter()
         try:
-            return call(*args)
+            return call(*args, **kwargs)
         finally:
             self.spent[side] += time.perf_counter() - started
 
