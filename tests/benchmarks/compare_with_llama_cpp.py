@@ -184,6 +184,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions (the issue's r=3)")
     parser.add_argument("--tools", type=Path, default=REPO, help="where llama.cpp's tools were built")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--no-speed", action="store_true", help="quality only (no llama-bench, no speed worker)")
     args = parser.parse_args()
     args.gguf = args.gguf or default_files()
     if args.text is None:
@@ -225,13 +226,17 @@ def main() -> None:
             else:
                 ours = clock.time("slmforge", slmforge_quality, path, tokens_file, args, reference_dir)
                 theirs = clock.time("llama.cpp", llama_kld, tools, path, args.text, args, logits)
-            warn_if_loaded(f"before timing {path.name}")
-            speed_ours = clock.time("slmforge", slmforge_speed, path, tokens_file, args)
-            speed_theirs = vars(clock.time("llama.cpp", run_llama_bench, tools["llama-bench"], path,
-                                           threads=args.threads, reps=args.reps))
+            speed_ours, speed_theirs = {}, {}
+            if not args.no_speed:
+                warn_if_loaded(f"before timing {path.name}")
+                speed_ours = clock.time("slmforge", slmforge_speed, path, tokens_file, args)
+                speed_theirs = vars(clock.time("llama.cpp", run_llama_bench, tools["llama-bench"], path,
+                                               threads=args.threads, reps=args.reps))
             results[path.name] = {"slmforge": {**ours, **speed_ours}, "llama.cpp": {**theirs, **speed_theirs}}
             print(f"  {path.name}: done (slmforge {clock.spent['slmforge']:.0f} s, "
                   f"llama.cpp {clock.spent['llama.cpp']:.0f} s so far)")
+            if args.json:  # written as it goes: an interrupted comparison keeps what it measured
+                args.json.write_text(json.dumps({"same_tokens": same_tokens, "results": results}, indent=2))
     for name, pair in results.items():
         print_table(name, pair["slmforge"], pair["llama.cpp"])
     ratio = clock.spent["slmforge"] / clock.spent["llama.cpp"]
