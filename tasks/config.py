@@ -90,9 +90,12 @@ def format_sections(value: Any) -> tuple[dict[str, BaseModel], list[str]]:
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """A config file with its `include:` files composed in order, the including file last."""
     if not path.is_file():
-        raise ConfigError(str(path), [f"file not found: {path}"])
+        where = (f"included from {seen[-1]}; include paths are relative to the including file's folder"
+                 if seen else "check the path of the config file")
+        raise ConfigError(str(path), [f"file not found: {path} ({where})"])
     if path.resolve() in seen:
-        raise ConfigError(str(path), [f"include cycle: {' -> '.join(map(str, seen + (path,)))}"])
+        chain = " -> ".join(map(str, seen + (path,)))
+        raise ConfigError(str(path), [f"include cycle: {chain}; remove one of these includes"])
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
