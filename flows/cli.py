@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -24,14 +28,20 @@ def _quiet_defaults() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 
 
+DEBUG_OPTION = typer.Option(False, "--debug", help="Show the Python traceback of a failure (for a bug report).")
+
+
 @app.command()
-def validate(config: Path = CONFIG_ARG) -> None:
+def validate(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION) -> None:
     """Check a config without heavy work; every problem is reported at once."""
     from tasks.validate import config_problems
 
-    _, problems = config_problems(config)
+    try:
+        _, problems = config_problems(config)
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
     if problems:
-        console.print(f"[red]{config}: {len(problems)} problem(s)[/red]")
+        console.print(f"{config}: {len(problems)} problem(s)", style="red", markup=False)
         for problem in problems:
             console.print(f"  - {problem}", markup=False)
         raise typer.Exit(1)
@@ -42,23 +52,29 @@ SORT_OPTION = typer.Option(None, "--sort-by", help="Order the results table by t
 
 
 @app.command()
-def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION) -> None:
+def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: bool = DEBUG_OPTION) -> None:
     """Run acquire -> convert -> quantize -> evaluate -> package and print the results."""
     _quiet_defaults()
-    from tasks.errors import SlmforgeError, VariantsFailedError
+    from tasks.errors import VariantsFailedError
     from tasks.validate import config_problems
 
     from tasks.variants import SUMMARY_COLUMNS
 
-    _, problems = config_problems(config)
+    try:
+        loaded, problems = config_problems(config)
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
     if sort_by and sort_by not in SUMMARY_COLUMNS:
         problems.append(f"--sort-by {sort_by!r} is not a results column; use one of {', '.join(SUMMARY_COLUMNS)}")
     if problems:
+        console.print(f"{config}: {len(problems)} problem(s)", style="red", markup=False)
         for problem in problems:
             console.print(f"  - {problem}", markup=False)
         raise typer.Exit(1)
     from flows.pipeline import pipeline
 
+    if not debug:
+        _hide_tracebacks_on_console()
     # A polite stop (systemd, a scheduler, kill) unwinds like Ctrl-C: runs are closed as KILLED.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -66,12 +82,106 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION) -> None:
     except VariantsFailedError as exc:
         if exc.summary:
             print_summary(exc.summary, sort_by)  # the variants that finished are still worth showing
-        console.print(f"[red]slmforge: {exc}[/red]", markup=True)
-        raise typer.Exit(1) from None
-    except SlmforgeError as exc:
-        console.print(f"[red]slmforge: {exc}[/red]", markup=True)
-        raise typer.Exit(1) from None
+        _fail(exc, debug=debug, config=loaded)
+    except Exception as exc:  # noqa: BLE001 - one paragraph saying what to do; --debug re-raises
+        _fail(exc, debug=debug, config=loaded)
     print_summary(summary, sort_by)
+
+
+def _fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
+    """Print one paragraph for `exc` and exit 1; with --debug, re-raise it so its traceback shows."""
+    if debug:
+        raise exc
+    console.print(f"slmforge: {error_message(exc, config)}", style="red", markup=False)
+    raise typer.Exit(1) from None
+
+
+def error_message(exc: Exception, config=None) -> str:
+    """Our errors say what to do already; a disk, a tracking server or a bug get their own advice.
+    `config` (the loaded PipelineConfig, when there is one) names the store and the tracking URI."""
+    from tasks.errors import SlmforgeError
+    from tasks.secrets import redact
+    from tasks.tracking import resolve_tracking_uri
+
+    store = f" (store_dir is {config.store_dir})" if config is not None else ""
+    if isinstance(exc, SlmforgeError):
+        return redact(_without_traceback(str(exc), store))
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" at {exc.filename}" if exc.filename else ""
+        advice = OS_ERROR_ADVICE.get(exc.errno, "check that path and its disk, then run again")
+        return redact(f"{exc.strerror}{where} (errno {exc.errno}); {advice}{store}.")
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    if type(exc).__module__.startswith("mlflow") and config is not None:
+        uri = _without_credentials(resolve_tracking_uri(config.tracking.tracking_uri))
+        return redact(f"MLflow tracking at {uri} failed: {first_line}; check that the server is up and "
+                      "reachable, or set tracking.tracking_uri to another store.")
+    return redact(f"unexpected {type(exc).__name__}: {first_line}. This is a bug in slmforge: run again "
+                  "with --debug for the traceback, and report it.")
+
+
+_FRAME = re.compile(r'^\s*File "[^"]*", line \d+')
+_TRACEBACK_NOISE = re.compile(r"^(Traceback \(most recent call last\):|During handling of the above exception|"
+                              r"The above exception was the direct cause|\s*[~^]+\s*$)")
+
+
+def _without_traceback(message: str, store: str = "") -> str:
+    """A failed subprocess's tail (worker, converter) often ends in a traceback: keep its last line,
+    the exception, and say what to do when it is a full or read-only disk. --debug shows it whole."""
+    lines = message.splitlines()
+    if not any(_FRAME.match(line) for line in lines):
+        return message
+    # Frames, the source lines under them (a tail may start with one cut from its frame), carets.
+    text = "\n".join(line for line in lines
+                     if not (_FRAME.match(line) or line.startswith("    ") or _TRACEBACK_NOISE.match(line)))
+    for code, advice in OS_ERROR_ADVICE.items():
+        if f"[Errno {code}]" in text:
+            return f"{text}\n{advice[0].upper()}{advice[1:]}{store}."
+    return text
+
+
+OS_ERROR_ADVICE = {
+    errno.ENOSPC: "free space on that disk, or point store_dir at a disk with room",
+    errno.EDQUOT: "free space within your quota, or point store_dir at a disk with room",
+    errno.EROFS: "the file system is read-only: point store_dir at a writable folder",
+    errno.EACCES: "make the folder writable for this user, or point store_dir at a writable folder",
+    errno.EPERM: "make the folder writable for this user, or point store_dir at a writable folder",
+}
+
+
+def _without_credentials(uri: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
+        if parts.hostname and "@" in parts.netloc else uri
+
+
+class _MessageOnly(logging.Formatter):
+    """A console formatter without tracebacks: the log line keeps the error's message."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _hide_tracebacks_on_console() -> None:
+    """Prefect logs a failed flow's traceback on the console; a user error needs only its message.
+    Prefect's own database (API log handler) still gets the full record."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for name in (None, *logging.root.manager.loggerDict):
+        logger = logging.getLogger(name)
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _MessageOnly):
+                handler.setFormatter(_MessageOnly(handler.formatter or logging.Formatter()))
 
 
 def print_summary(summary: dict, sort_by: str | None = None) -> None:

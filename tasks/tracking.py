@@ -64,8 +64,9 @@ def _created_meanwhile(client: MlflowClient, name: str, error: MlflowException) 
 
 
 def _artifact_location(tracking_uri: str, name: str) -> str | None:
-    if tracking_uri.startswith("sqlite:///") and not tracking_uri.startswith("sqlite:////"):
-        # Relative sqlite store: keep its artefacts beside it rather than in ./mlartifacts.
+    if tracking_uri.startswith("sqlite:///"):
+        # A sqlite store (relative or absolute path) keeps its artefacts beside it, not in the
+        # current folder's ./mlruns or ./mlartifacts.
         db_dir = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent
         return (db_dir / "artifacts" / name).as_uri()
     return None

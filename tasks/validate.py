@@ -83,6 +83,10 @@ def _installed_quant_type_problems(config: PipelineConfig) -> list[str]:
 def _local_source_problems(source: LocalSource, config: PipelineConfig, problems: list[str]) -> int | None:
     """What acquire and convert would refuse in a local folder, found now; returns its parameter count."""
     folder = source.path.expanduser()
+    if not folder.exists():
+        problems.append(f"source.path: {source.path} does not exist; point it at a local model folder (config.json "
+                        "and weights), or use `source: {kind: hub, repo_id: owner/name}`")
+        return None
     if not (folder / "config.json").is_file():
         problems.append(f"source.path: {source.path} is not a model folder (no config.json); point it at the "
                         "folder that holds config.json and the weights")

@@ -8,10 +8,11 @@ random-weight Llama built locally (2 layers, width 64, the embedded model's toke
 tests/conftest.py). Fast protocol, GGUF only (Q8_0 and Q4_0, for speed: the ONNX path is not
 exercised here).
 
-1. kills: one uninterrupted run gives its duration T; then N times a part of the store is cleared
-   (a step and every step after it, one stored folder, all, or nothing, in a shuffled cycle), the
-   run is started, its whole process group is SIGKILLed at a uniform random time in (0, T), and a
-   rerun must finish with: every manifest verified, no folder without a manifest except `.tmp-*`,
+1. kills: an uninterrupted run on an empty store gives its duration T; then N times a part of the
+   store is cleared (a step and every step after it, one stored folder, all, or nothing), the run is
+   started and its whole process group SIGKILLed, every other time at a uniform random time in
+   (0, T), in between at a random moment inside one step (each in turn: short steps are hit too),
+   and a rerun must finish with: every manifest verified, no folder without a manifest except `.tmp-*`,
    no temporary path in use, no MLflow run left RUNNING, and each variant's figures those of its
    own artefact (size of the file at its tag, metrics equal to the evaluate entry of its key).
 2. bad inputs: 20 cases, each must end with a non-zero exit, a short error naming the problem, the
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +54,8 @@ SLMFORGE = [str(REPO / ".venv" / "bin" / "slmforge")] if (REPO / ".venv" / "bin"
 STEPS = ("convert", "quantize", "tokens", "reference", "evaluate", "package")  # store order = pipeline order
 QUICK_EVAL = {"max_chunks": 2, "n_ctx": 128, "prefill_tokens": 32, "decode_tokens": 8, "repetitions": 3,
               "ttft_prompt_tokens": 8, "threads": 2, "depths": [], "prompt_suite": None}
-TRACEBACK = "Traceback (most recent call last)"
+# A traceback, or the frames of one (a subprocess's tail may hold frames without their header).
+TRACEBACK = re.compile(r'Traceback \(most recent call last\)|^\s*File "[^"]+", line \d+', re.MULTILINE)
 MAX_ERROR_LINES = 15
 RUN_TIMEOUT_S = 900
 
@@ -104,15 +107,18 @@ def cli_env(prefect_home: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
     env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1", DO_NOT_TRACK="1",
-               MLFLOW_ENABLE_TELEMETRY="false", PREFECT_HOME=str(prefect_home), PYTHONUNBUFFERED="1", **extra)
+               MLFLOW_ENABLE_TELEMETRY="false", PREFECT_HOME=str(prefect_home), PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **extra)
     return env
 
 
 def start_cli(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """The CLI in its own session, working in the folder of its Prefect home: with an absolute sqlite
+    URI, slmforge leaves MLflow's artefacts in ./mlruns, which must not be the repository's."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        return subprocess.Popen(SLMFORGE + args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(SLMFORGE + args, cwd=Path(env["PREFECT_HOME"]).parent, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def run_cli(args: list[str], env: dict, log: Path, timeout_s: float = RUN_TIMEOUT_S) -> tuple[int | None, str, float]:
@@ -127,15 +133,35 @@ def run_cli(args: list[str], env: dict, log: Path, timeout_s: float = RUN_TIMEOU
     return rc, log.read_text(errors="replace"), time.monotonic() - started
 
 
-def kill_group(proc: subprocess.Popen) -> list[int]:
-    """SIGKILL the process group of `proc`; returns pids of its session still alive after it."""
+def kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> list[str]:
+    """SIGKILL the process group of `proc`; returns the processes of its session still alive (not
+    zombies) `grace_s` later: a process busy in the kernel takes a moment to die."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
-    time.sleep(0.5)
-    return [pid for pid in _pids() if _sid(pid) == proc.pid]
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = [f"{pid} ({_state(pid)}: {_command(pid)[:80]})" for pid in _pids()
+                 if _sid(pid) == proc.pid and _state(pid) not in ("Z", "X", "?")]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
 
 
 def _pids() -> list[int]:
@@ -267,7 +293,7 @@ def clear_store(store: Path, action: str, rng: random.Random) -> str:
 def in_flight(store: Path, before: set[Path]) -> str:
     """Steps with a temporary folder made by the killed run (what it was building when killed)."""
     fresh = sorted({p.parent.name for p in store.glob("*/.tmp-*") if p not in before})
-    return ",".join(fresh) or "-"
+    return ",".join(fresh) or "no step (startup or between steps)"
 
 
 def rerun_problems(rc: int | None, output: str, store: Path, tracking_uri: str) -> list[str]:
@@ -285,36 +311,68 @@ def rerun_problems(rc: int | None, output: str, store: Path, tracking_uri: str) 
     return problems
 
 
+# How long into a step an aimed kill may come (s): under each step's length on the tiny model, so
+# that most land inside it (package takes milliseconds: killed as soon as its folder appears).
+STEP_WINDOW_S = {"convert": 3.0, "quantize": 0.5, "tokens": 0.3, "reference": 0.5, "evaluate": 20.0, "package": 0.0}
+
+
+def kill_plan(rng: random.Random, kills: int) -> list[tuple[str, str]]:
+    """(mode, store clearing): uniform kills at a random time in (0, T) alternate with kills aimed
+    at a random moment inside one step (each step in turn), so that short steps are hit too."""
+    uniform, aimed = iter(clear_actions(rng, kills)), iter(STEPS * kills)
+    return [("uniform", next(uniform)) if i % 2 == 0 else ("aimed", f"from:{next(aimed)}") for i in range(kills)]
+
+
+def wait_to_kill(proc: subprocess.Popen, mode: str, action: str, store: Path, before: set[Path], duration: float,
+                 rng: random.Random) -> tuple[float, str]:
+    """Wait for the kill moment; (seconds since start, the steps in flight then, or why no kill landed)."""
+    started = time.monotonic()
+    if mode == "uniform":
+        at = rng.uniform(0, duration)
+        try:
+            proc.wait(timeout=at)
+            return at, "finished before the kill"
+        except subprocess.TimeoutExpired:
+            return at, in_flight(store, before)
+    step = action.split(":")[1]
+    while not [p for p in store.glob(f"{step}/.tmp-*") if p not in before]:
+        if proc.poll() is not None or time.monotonic() - started > 2 * duration:
+            return time.monotonic() - started, f"never reached {step}"
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0, STEP_WINDOW_S[step]))
+    return time.monotonic() - started, in_flight(store, before) if proc.poll() is None else "finished before the kill"
+
+
 def part_kills(work: Path, model: Path, kills: int, rng: random.Random) -> tuple[int, int, list[str]]:
     root = work / "kills"
     config = write_config(root / "config.yaml", pipeline_config(root, model))
     store, uri = root / "store", f"sqlite:///{root}/mlruns/mlflow.db"
     env = cli_env(root / "prefect-home")  # one Prefect home across kills, as a user's ~/.prefect
-    rc, output, duration = run_cli(["run", str(config)], env, root / "logs" / "00-uninterrupted.log")
-    problems = rerun_problems(rc, output, store, uri)
-    print(f"  uninterrupted run: T = {duration:.1f} s, exit {rc}, {len(problems)} problem(s)", flush=True)
-    for problem in problems:
-        print(f"      {problem}")
-    if rc != 0:
-        return 0, 0, [f"kills: the uninterrupted run failed (exit {rc}); see {root / 'logs'}"]
+    duration = 0.0
+    # The first run also creates the Prefect and MLflow databases; T is the second, an empty store's run.
+    for n, label in enumerate(("new databases, empty store", "empty store")):
+        clear_store(store, "all", rng)
+        rc, output, duration = run_cli(["run", str(config)], env, root / "logs" / f"00-uninterrupted-{n}.log")
+        problems = rerun_problems(rc, output, store, uri)
+        print(f"  uninterrupted run ({label}): {duration:.1f} s, exit {rc}, {len(problems)} problem(s)", flush=True)
+        for problem in problems:
+            print(f"      {problem}")
+        if rc != 0:
+            return 0, 0, [f"kills: the uninterrupted run failed (exit {rc}); see {root / 'logs'}"]
+    print(f"  T = {duration:.1f} s")
     survived, findings, landed = 0, [], {}
-    for i, action in enumerate(clear_actions(rng, kills), 1):
+    for i, (mode, action) in enumerate(kill_plan(rng, kills), 1):
         cleared = clear_store(store, action, rng)
         before = set(store.glob("*/.tmp-*"))
-        at = rng.uniform(0, duration)
         proc = start_cli(["run", str(config)], env, root / "logs" / f"{i:02d}-killed.log")
-        try:
-            proc.wait(timeout=at)
-            where = "finished before the kill"
-        except subprocess.TimeoutExpired:
-            where = in_flight(store, before)
+        at, where = wait_to_kill(proc, mode, action, store, before, duration, rng)
         leftovers = kill_group(proc)
         landed[where] = landed.get(where, 0) + 1
         rc, output, took = run_cli(["run", str(config)], env, root / "logs" / f"{i:02d}-rerun.log")
         problems = rerun_problems(rc, output, store, uri)
-        problems += [f"process {pid} of the killed run survived SIGKILL of its group" for pid in leftovers]
+        problems += [f"process {p} of the killed run outlived SIGKILL of its group by 10 s" for p in leftovers]
         survived += not problems
-        print(f"  kill {i:2d}/{kills}: cleared {cleared:<22} killed at {at:5.1f} s in {where:<24} "
+        print(f"  kill {i:2d}/{kills} ({mode:<7}): cleared {cleared:<27} killed at {at:5.1f} s in {where:<26} "
               f"rerun {took:5.1f} s: {'ok' if not problems else 'FAILED'}", flush=True)
         for problem in problems:
             print(f"      {problem}")
@@ -326,10 +384,10 @@ def part_kills(work: Path, model: Path, kills: int, rng: random.Random) -> tuple
 # --------------------------------------------------------------------------------------- 2. bad inputs
 
 def _mount(kind: str, target: Path, source: Path | None = None) -> bool:
-    """tmpfs of 1 MiB or a read-only bind mount; False when this user cannot mount."""
+    """A small tmpfs (kind "tmpfs:SIZE") or a read-only bind mount; False when this user cannot mount."""
     target.mkdir(parents=True, exist_ok=True)
-    if kind == "tmpfs":
-        command = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)]
+    if kind.startswith("tmpfs"):
+        command = ["mount", "-t", "tmpfs", "-o", f"size={kind.split(':')[1]}", "tmpfs", str(target)]
     else:
         command = ["mount", "--bind", "-o", "ro", str(source), str(target)]
     return shutil.which("mount") is not None and subprocess.run(command, capture_output=True).returncode == 0
@@ -345,17 +403,20 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed again when the socket is: nothing listens there
 
 
+@dataclass
 class Case:
-    """One bad input: a config (and maybe a mount or an env), the words its error must hold."""
+    """One bad input: the words its error must hold; `validate` too when `slmforge validate` must catch it."""
 
-    def __init__(self, name: str, keywords: list[str], *, validate: bool = False, env: dict | None = None,
-                 simulated: str = "") -> None:
-        self.name, self.keywords, self.validate, self.env, self.simulated = name, keywords, validate, env or {}, simulated
-        self.cleanup: list = []
+    name: str
+    keywords: list[str]
+    validate: bool = True
+    env: dict = field(default_factory=dict)
+    simulated: str = ""  # how a case that could not be made real was approximated
+    cleanup: list = field(default_factory=list)  # undo a mount
 
 
 def bad_cases(root: Path, model: Path) -> list[tuple[Case, Path]]:
-    """(case, config path) for the 20 cases; each case has its own folder, store and MLflow database."""
+    """(case, config path) for the 21 cases; each case has its own folder, store and MLflow database."""
     out = []
 
     def case(name: str, keywords: list[str], data: dict | None = None, *, text: str | None = None,
@@ -373,17 +434,16 @@ def bad_cases(root: Path, model: Path) -> list[tuple[Case, Path]]:
     def folder_of(name: str) -> Path:
         return root / f"{len(out) + 1:02d}-{name}"
 
-    case("malformed-yaml", ["yaml", "line"], text="name: x\nsource: {kind: local, path: [unclosed\n", validate=True)
-    case("unknown-key", ["nmae", "unknown key", "did you mean 'name'"], {"nmae": "typo"}, validate=True)
+    case("malformed-yaml", ["not valid YAML", "line 2"], text="name: x\nsource: {kind: local, path: [unclosed\n")
+    case("unknown-key", ["nmae", "unknown key", "did you mean 'name'"], {"nmae": "typo"})
     case("wrong-type", ["evaluate.n_ctx", "'lots'", "integer"],
-         {"evaluate": {**QUICK_EVAL, "n_ctx": "lots"}}, validate=True)
-    case("unknown-quant-type", ["Q3_XL", "unknown", "Q4_K_M"], {"formats": {"gguf": {"types": ["Q3_XL"]}}},
-         validate=True)
+         {"evaluate": {**QUICK_EVAL, "n_ctx": "lots"}})
+    case("unknown-quant-type", ["Q3_XL", "unknown", "Q4_K_M"], {"formats": {"gguf": {"types": ["Q3_XL"]}}})
     case("imatrix-only-quant", ["IQ2_XXS", "importance matrix", "Q2_K"],
-         {"formats": {"gguf": {"types": ["IQ2_XXS"]}}}, validate=True)
+         {"formats": {"gguf": {"types": ["IQ2_XXS"]}}})
     missing = folder_of("missing-gguf") / "absent.gguf"
     case("missing-gguf", ["absent.gguf", "does not exist", "source.path"],
-         {"source": {"kind": "gguf", "path": str(missing)}}, validate=True)
+         {"source": {"kind": "gguf", "path": str(missing)}})
     garbage = folder_of("garbage-gguf") / "garbage.gguf"
     garbage.parent.mkdir(parents=True, exist_ok=True)
     garbage.write_bytes(random.Random(1).randbytes(64 * 1024))
@@ -396,8 +456,7 @@ def bad_cases(root: Path, model: Path) -> list[tuple[Case, Path]]:
          {"source": {"kind": "gguf", "path": str(truncated)}})
     empty = folder_of("empty-folder") / "empty-model"
     empty.mkdir(parents=True, exist_ok=True)
-    case("empty-folder", [str(empty), "config.json", "source.path"], {"source": {"kind": "local", "path": str(empty)}},
-         validate=True)
+    case("empty-folder", [str(empty), "config.json", "source.path"], {"source": {"kind": "local", "path": str(empty)}})
     pickled = _pickle_only_model(folder_of("pickle-only") / "pickled-model", model)
     case("pickle-only", ["pytorch_model.bin", "pickle", "allow_pickle"],
          {"source": {"kind": "local", "path": str(pickled)}})
@@ -408,13 +467,16 @@ def bad_cases(root: Path, model: Path) -> list[tuple[Case, Path]]:
     case("unsupported-arch", ["FooBarForCausalLM", "architecture", "supported"],
          {"source": {"kind": "local", "path": str(alien)}})
     case("missing-corpus", ["absent-corpus.txt", "does not exist", "evaluate.corpus.path"],
-         {"evaluate": {**QUICK_EVAL, "corpus": {"kind": "file", "path": str(root / "absent-corpus.txt")}}},
-         validate=True)
-    full = folder_of("full-disk") / "tiny-fs"
-    mounted = _mount("tmpfs", full)
-    full_case, _ = case("full-disk", ["no space left", str(full), "free"], {"store_dir": str(full / "store")},
-                        simulated="" if mounted else "not mounted (no permission): not a full disk")
-    full_case.cleanup.append(lambda: _umount(full) if mounted else None)
+         {"evaluate": {**QUICK_EVAL, "corpus": {"kind": "file", "path": str(root / "absent-corpus.txt")}}})
+    for name, size, keywords, validate in (
+        ("full-disk", "1m", ["MB free", "base GGUF", "free space"], True),  # not even the f16 base fits
+        ("disk-fills-mid-run", "12m", ["no space left", "free space"], False),  # the base fits, not the rest
+    ):
+        tiny_fs = folder_of(name) / "tiny-fs"
+        mounted = _mount(f"tmpfs:{size}", tiny_fs)
+        full_case, _ = case(name, [*keywords, str(tiny_fs)], {"store_dir": str(tiny_fs / "store")},
+                            validate=validate, simulated="" if mounted else "not mounted (no permission): not full")
+        full_case.cleanup.append(lambda fs=tiny_fs, m=mounted: _umount(fs) if m else None)
     ro_real, ro = folder_of("read-only-store") / "store-real", folder_of("read-only-store") / "store"
     ro_real.mkdir(parents=True, exist_ok=True)
     bound = _mount("bind-ro", ro, ro_real)
@@ -431,15 +493,15 @@ def bad_cases(root: Path, model: Path) -> list[tuple[Case, Path]]:
     cyc = folder_of("include-cycle")
     cyc.mkdir(parents=True, exist_ok=True)
     (cyc / "other.yaml").write_text("include: [config.yaml]\n")
-    case("include-cycle", ["include cycle", "other.yaml", "config.yaml"],
-         {"include": ["other.yaml"]}, validate=True)
-    case("missing-include", ["absent-include.yaml", "not found", "include"], {"include": ["absent-include.yaml"]},
-         validate=True)
-    case("source-path-absent", [str(root / "no-such-model"), "source.path"],
-         {"source": {"kind": "local", "path": str(root / "no-such-model")}}, validate=True)
+    case("include-cycle", ["include cycle", "other.yaml", "config.yaml", "remove"],
+         {"include": ["other.yaml"]})
+    # The fix: include paths are relative to the including file.
+    case("missing-include", ["absent-include.yaml", "not found", "relative"], {"include": ["absent-include.yaml"]})
+    case("source-path-absent", [str(root / "no-such-model"), "does not exist", "source.path"],
+         {"source": {"kind": "local", "path": str(root / "no-such-model")}})
     short = folder_of("n-ctx-vs-text") / "short.txt"
     short.parent.mkdir(parents=True, exist_ok=True)
-    short.write_text("A short text.\n")
+    short.write_text("The quick brown fox jumps over the lazy dog. " * 4)  # > n_ctx bytes, < n_ctx tokens
     case("n-ctx-vs-text", ["short.txt", "n_ctx", "token"],
          {"evaluate": {**QUICK_EVAL, "corpus": {"kind": "file", "path": str(short)}}})
     return out
@@ -492,7 +554,7 @@ def case_problems(case: Case, config: Path, command: str, env: dict, log: Path) 
         problems.append(f"{command}: hung for 300 s, killed")
     elif rc == 0:
         problems.append(f"{command}: exit code 0")
-    if TRACEBACK in output:
+    if TRACEBACK.search(output):
         problems.append(f"{command}: a Python traceback is shown")
     block = error_block(output)
     if len(block) > MAX_ERROR_LINES:
@@ -537,12 +599,22 @@ def part_bad_inputs(work: Path, model: Path) -> tuple[int, int, list[str], list[
     return survived, len(cases), findings, simulated
 
 
-def debug_shows_traceback(work: Path) -> bool:
-    """`--debug` re-raises: the traceback is there for whoever asks for it."""
-    folder = work / "bad-inputs" / "07-garbage-gguf"
-    env = cli_env(folder / "prefect-home")
-    _, output, _ = run_cli(["run", "--debug", str(folder / "config.yaml")], env, folder / "debug.log", timeout_s=300)
-    return TRACEBACK in output
+def hub_config(root: Path, model: Path) -> Path:
+    """A hub repo that is not in the (empty) hub cache, offline: fails inside the flow, after retries."""
+    return write_config(root / "hub.yaml", pipeline_config(
+        root, model, source={"kind": "hub", "repo_id": "fault-injection/not-cached", "revision": "main"}))
+
+
+def debug_shows_traceback(work: Path, model: Path) -> tuple[bool, bool]:
+    """(traceback without --debug, traceback with --debug) of a failure inside the flow."""
+    root = work / "bad-inputs" / "debug"
+    env = cli_env(root / "prefect-home", HF_HOME=str(root / "hf-home"))
+    shown = []
+    for flag in ([], ["--debug"]):
+        _, output, _ = run_cli(["run", *flag, str(hub_config(root, model))], env, root / f"run{'-'.join(flag)}.log",
+                               timeout_s=300)
+        shown.append(bool(TRACEBACK.search(output)))
+    return shown[0], shown[1]
 
 
 # ------------------------------------------------------------------------------------------ 3. secrets
@@ -562,18 +634,26 @@ def part_secrets(work: Path, model: Path) -> tuple[int, dict[str, int]]:
     shutil.rmtree(root, ignore_errors=True)
     token = "hf_" + "Fault" + "Inject" + "x" * 24  # assembled here: no token-shaped literal in this file
     prefect_home = root / "prefect-home"
-    env = cli_env(prefect_home, HF_TOKEN=token, PREFECT_LOGGING_LEVEL="DEBUG")
+    env = cli_env(prefect_home, HF_TOKEN=token, PREFECT_LOGGING_LEVEL="DEBUG", HF_HOME=str(root / "hf-home"))
     ok_config = write_config(root / "local.yaml", pipeline_config(root, model))
-    hub_config = write_config(root / "hub.yaml", pipeline_config(
-        root, model, source={"kind": "hub", "repo_id": "fault-injection/not-cached", "revision": "main"}))
     rc_ok, _, _ = run_cli(["run", str(ok_config)], env, root / "logs" / "local.log")
-    rc_hub, _, _ = run_cli(["run", str(hub_config)], env, root / "logs" / "hub.log")
+    rc_hub, _, _ = run_cli(["run", str(hub_config(root, model))], env, root / "logs" / "hub.log")
     print(f"  local-source run exit {rc_ok}; hub-source run (offline, not cached) exit {rc_hub}")
     needle = token.encode()
+    planted = root / "control" / "planted.bin"  # the search itself must find a token where one is
+    planted.parent.mkdir()
+    planted.write_bytes(b"\0" + needle + b"\0")
+    found = sum(count_in_tree(planted.parent, needle).values())
+    print(f"  search self-check: {found} found in a planted file (must be 1)")
+    places = {"store": root / "store", "MLflow database and artefacts": root / "mlruns",
+              "Prefect home (database, logs)": prefect_home, "the runs' stdout and stderr": root / "logs",
+              "hub cache": root / "hf-home"}
+    print("  searched: " + ", ".join(f"{what} ({path.relative_to(root)})" for what, path in places.items()
+                                     if path.exists()))
     hits = {}
-    for place in (root / "store", root / "mlruns", prefect_home, root / "logs"):
-        if place.exists():
-            hits.update(count_in_tree(place, needle))
+    for path in places.values():
+        if path.exists():
+            hits.update(count_in_tree(path, needle))
     return sum(hits.values()), hits
 
 
@@ -604,10 +684,12 @@ def main() -> None:
     if "bad" in parts:
         print("\n2. bad inputs", flush=True)
         survived, tried, found, simulated = part_bad_inputs(work, model)
-        debug = debug_shows_traceback(work)
-        print(f"  --debug shows the traceback: {'yes' if debug else 'NO'}")
+        plain, debug = debug_shows_traceback(work, model)
+        print(f"  a failure inside the flow (hub repo not cached, offline): traceback without --debug: "
+              f"{'YES' if plain else 'no'}, with --debug: {'yes' if debug else 'NO'}")
         results.append(f"bad inputs: {survived}/{tried} clean errors")
-        findings += found + ([] if debug else ["--debug does not show the traceback"])
+        findings += found + (["--debug does not show the traceback"] if not debug else []) + (
+            ["a traceback is shown without --debug"] if plain else [])
         results += [f"  simulated: {s}" for s in simulated]
     if "secrets" in parts:
         print("\n3. secrets", flush=True)
