@@ -67,12 +67,13 @@ def build_task(format_name: str, quant: str, inputs: BuildInputs, config) -> Bui
 @step(name="memory-bandwidth")
 def bandwidth_task(store_root: Path, hardware_id: str, threads: int | None) -> float:
     """Read bandwidth of this host, probed once per host and thread count (cached in the store)."""
-    from tasks.evaluate.bandwidth import cached_read_bandwidth
+    from tasks.evaluate.bandwidth import cached_probe_record, cached_read_bandwidth
 
     threads = threads or default_threads()
     bandwidth = cached_read_bandwidth(store_root / "bandwidth.json", hardware_id, threads)
-    get_run_logger().info("memory read bandwidth: %.1f GB/s (%d threads, best kernel %s)", bandwidth / 1e9, threads,
-                          getattr(bandwidth, "kernel", "cached"))
+    record = cached_probe_record(store_root / "bandwidth.json", hardware_id, threads)
+    get_run_logger().info("memory read bandwidth: %.1f GB/s (%d threads, best kernel %s, probed %s)", bandwidth / 1e9,
+                          threads, record.get("kernel", "?"), record.get("measured_at", "?"))
     return bandwidth
 
 

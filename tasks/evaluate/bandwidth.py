@@ -292,6 +292,12 @@ def cached_read_bandwidth(cache_file: Path, hardware_id: str, threads: int) -> f
     return float(measured)
 
 
+def cached_probe_record(cache_file: Path, hardware_id: str, threads: int) -> dict:
+    """The stored probe entry (kernel, every kernel's figure, when), {} when there is none."""
+    entry = _read_cache(cache_file).get(_cache_key(hardware_id, threads))
+    return entry if isinstance(entry, dict) else {}
+
+
 def decode_efficiency(decode_tps: float, bytes_per_token: float, bandwidth: float) -> float | None:
     """Share of the memory read limit a decode uses: decode_tps x bytes_per_token / bandwidth.
 
