@@ -69,13 +69,10 @@ def compute_reference(base: BaseArtifact, tokens_file: Path, config: EvalConfig,
                 "code": code_identity(runtime, *MEASUREMENT_CODE)}
 
     def build(tmp: Path) -> None:
-        result = run_worker({"mode": "reference", "runtime": runtime, "model": str(base.path),
-                             "tokens_file": str(tokens_file), "n_ctx": config.n_ctx, "max_chunks": config.max_chunks,
-                             "out_dir": str(tmp), "threads": _threads(config), "n_gpu_layers": config.n_gpu_layers},
-                            timeout_s=config.timeout_s, on_progress=on_progress)
-        record = json.loads((tmp / "reference.json").read_text())  # the worker wrote it; add its peak memory
-        record["worker_peak_rss_bytes"] = result.get("worker_peak_rss_bytes")
-        (tmp / "reference.json").write_text(json.dumps(record, indent=2))
+        run_worker({"mode": "reference", "runtime": runtime, "model": str(base.path), "tokens_file": str(tokens_file),
+                    "n_ctx": config.n_ctx, "max_chunks": config.max_chunks, "out_dir": str(tmp),
+                    "threads": _threads(config), "n_gpu_layers": config.n_gpu_layers},
+                   timeout_s=config.timeout_s, on_progress=on_progress)
 
     stored = stored_step(store_root, "reference", material, build)
     figures = json.loads((stored.path / "reference.json").read_text())

@@ -18,6 +18,7 @@ from tasks.evaluate.metrics import (
     token_nll,
 )
 from tasks.evaluate.process import report_progress
+from tasks.evaluate.worker import peak_rss_bytes
 from tasks.formats.base import LoadedModel
 
 BLOCK = reference.ROW_BLOCK
@@ -43,7 +44,8 @@ def reference_pass(model: LoadedModel, record: dict, *, n_ctx: int, max_chunks: 
     value, stderr = ppl.result()
     figures = {"perplexity": value, "perplexity_se": stderr, "chunks": len(ranges), "n_ctx": n_ctx}
     summary = {**figures, "ranges": ranges, "n_vocab": model.n_vocab, "scored_tokens": ppl.count,
-               "stored_bytes": stored, "bytes_per_scored_token": stored / ppl.count}
+               "stored_bytes": stored, "bytes_per_scored_token": stored / ppl.count,
+               "worker_peak_rss_bytes": peak_rss_bytes()}  # the pass is this worker's last work
     (out_dir / "reference.json").write_text(json.dumps(summary, indent=2))
     return summary
 
