@@ -88,6 +88,36 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     print_summary(summary, sort_by)
 
 
+DEVICE_OPTION = typer.Option(..., "--device", help="Device profile: a name under configs/devices/ or a YAML path.")
+EXPERIMENT_OPTION = typer.Option(None, "--experiment", help="MLflow experiment to read (repeatable; default all).")
+MODEL_OPTION = typer.Option(None, "--model", help="Only variants whose name contains this, e.g. smollm2.")
+TRACKING_OPTION = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, "
+                               "else sqlite:///mlruns/mlflow.db).")
+
+
+@app.command()
+def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERIMENT_OPTION,
+              model: str | None = MODEL_OPTION, tracking_uri: str | None = TRACKING_OPTION,
+              debug: bool = DEBUG_OPTION) -> None:
+    """The best passing variant that fits a device, from the measured runs, and why better ones did not."""
+    _quiet_defaults()
+    from tasks.review.devices import load_device
+    from tasks.review.recommend import recommend as choose
+    from tasks.review.search import variant_runs
+    from tasks.review.show import print_recommendation
+    from tasks.tracking import resolve_tracking_uri
+
+    try:
+        profile = load_device(device)
+        runs = variant_runs(resolve_tracking_uri(tracking_uri), experiments=experiment, model=model)
+        answer = choose(runs, profile)
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+    print_recommendation(answer, console)
+    if answer.pick is None:
+        raise typer.Exit(2)
+
+
 def _fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
     """Print one paragraph for `exc` and exit 1; with --debug, re-raise it so its traceback shows."""
     if debug:

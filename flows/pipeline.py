@@ -16,6 +16,7 @@ from tasks.config import PipelineConfig, load_config
 from tasks.errors import SlmforgeError, VariantsFailedError
 from tasks.evaluate import default_threads
 from tasks.evaluate.derived import derived_metrics
+from tasks.evaluate.measure import MEASUREMENT_KEY
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.gates import check_gates
@@ -42,6 +43,7 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
         model = acquire_task(config.source, config.acquire, store)
         report.log_model_facts(ctx, model)
         base = base_task(model, config.model_name, config.convert, store)
+        report.note_model_layout(ctx, base.path, config.evaluate)  # what fitting to a device needs
         inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
                              model_name=config.model_name, base=base, store_root=store)
         futures = {(name, quant): build_task.submit(name, quant, inputs, section)
@@ -100,6 +102,7 @@ def _measure(outcome: VariantOutcome, **kwargs) -> None:
     except Exception as exc:  # noqa: BLE001 - isolate the variant; the message names what failed
         outcome.error = str(exc) if isinstance(exc, SlmforgeError) else f"{type(exc).__name__}: {exc}"
         return
+    outcome.measurement = outcome.metrics.pop(MEASUREMENT_KEY, None)
     if outcome.built.build_s is not None:
         outcome.metrics["build_s"] = outcome.built.build_s
 
