@@ -56,6 +56,7 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     """Run acquire -> convert -> quantize -> evaluate -> package and print the results."""
     _quiet_defaults()
     from tasks.errors import VariantsFailedError
+    from tasks.review.watch import RegressionError
     from tasks.validate import config_problems
 
     from tasks.variants import SUMMARY_COLUMNS
@@ -79,7 +80,7 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         summary = pipeline(str(config))
-    except VariantsFailedError as exc:
+    except (VariantsFailedError, RegressionError) as exc:
         if exc.summary:
             print_summary(exc.summary, sort_by)  # the variants that finished are still worth showing
         _fail(exc, debug=debug, config=loaded)
@@ -231,6 +232,11 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"package  {name}: {folder}", markup=False)
     for name, reasons in summary["gate_failures"].items():
         console.print(f"gate failed  {name}: {'; '.join(reasons)}", markup=False)
+    for line in summary.get("regressions", []):
+        console.print(f"regression  {line}", style="red", markup=False)
+    if summary.get("versions_changed"):
+        console.print(f"tool versions changed since the previous run: {'; '.join(summary['versions_changed'])}",
+                      markup=False)
     uri = summary["tracking_uri"]
     console.print(f"MLflow run: {summary['mlflow_url']}", markup=False)
     console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)

@@ -22,6 +22,7 @@ from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.gates import check_gates
 from tasks.hardware import hardware_facts
 from tasks.naming import variant_name
+from tasks.review.watch import RegressionError, check_regressions, publish_regressions
 from tasks.prefect_tasks import (
     acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, tokens_task,
 )
@@ -31,8 +32,9 @@ from tasks.versions import tool_versions
 
 
 @flow(name="slmforge-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2))
-def pipeline(config_path: str = "configs/default.yaml") -> dict:
-    """Run the whole chain for one config; returns the summary the CLI prints."""
+def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool | None = None) -> dict:
+    """Run the whole chain for one config; returns the summary the CLI prints. `fail_on_regression`
+    overrides the config's regressions.fail_on_regression (scheduled deployments set it)."""
     config = load_config(Path(config_path))
     store = config.store_dir
     clean_stale_temporaries(store)
@@ -64,11 +66,18 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
         _package(outcomes, builds, model, base, config, hardware)
         for outcome in outcomes:
             report.close_variant_run(ctx, outcome, gguf_artifacts=config.tracking.gguf_artifacts)
+        regressions = check_regressions(ctx, outcomes, config.regressions, hardware_id=hardware["hardware_id"],
+                                        versions=versions)
         report.close_parent_run(ctx, outcomes)
         report.publish_prefect_artifacts(ctx, outcomes)
-        summary = _summary(ctx, outcomes, model)
+        publish_regressions(regressions)
+        summary = {**_summary(ctx, outcomes, model), "regressions": regressions.lines(),
+                   "versions_changed": regressions.versions_changed}
     if errors := [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]:
         raise VariantsFailedError("Some variants failed:\n" + "\n".join(errors), summary)
+    if regressions.changes and (config.regressions.fail_on_regression if fail_on_regression is None
+                                else fail_on_regression):
+        raise RegressionError(regressions, summary)
     return summary
 
 
