@@ -237,6 +237,8 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
     if summary.get("versions_changed"):
         console.print(f"tool versions changed since the previous run: {'; '.join(summary['versions_changed'])}",
                       markup=False)
+    for line in summary.get("registry", []):
+        console.print(f"registry  {line}", markup=False)
     uri = summary["tracking_uri"]
     console.print(f"MLflow run: {summary['mlflow_url']}", markup=False)
     console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)

@@ -24,7 +24,8 @@ from tasks.hardware import hardware_facts
 from tasks.naming import variant_name
 from tasks.review.watch import RegressionError, check_regressions, publish_regressions
 from tasks.prefect_tasks import (
-    acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, tokens_task,
+    acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, register_task,
+    tokens_task,
 )
 from tasks.store import clean_stale_temporaries
 from tasks.variants import Variant, VariantOutcome, summary_rows
@@ -68,11 +69,12 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
             report.close_variant_run(ctx, outcome, gguf_artifacts=config.tracking.gguf_artifacts)
         regressions = check_regressions(ctx, outcomes, config.regressions, hardware_id=hardware["hardware_id"],
                                         versions=versions)
+        registry = _register(ctx, config)
         report.close_parent_run(ctx, outcomes)
         report.publish_prefect_artifacts(ctx, outcomes)
         publish_regressions(regressions)
         summary = {**_summary(ctx, outcomes, model), "regressions": regressions.lines(),
-                   "versions_changed": regressions.versions_changed}
+                   "versions_changed": regressions.versions_changed, "registry": registry}
     if errors := [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]:
         raise VariantsFailedError("Some variants failed:\n" + "\n".join(errors), summary)
     if regressions.changes and (config.regressions.fail_on_regression if fail_on_regression is None
@@ -155,6 +157,19 @@ def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: 
             outcome.error = f"packaging failed: {exc}"
             continue
         outcome.package_dir, outcome.package_files = packaged.folder, packaged.files_to_track
+
+
+def _register(ctx: report.RunContext, config: PipelineConfig) -> list[str]:
+    """Registry versions and device aliases; a registry that refuses (a store without one) is
+    reported on the run and in the summary, and does not undo the measured results."""
+    if not config.registry.enabled:
+        return []
+    try:
+        return register_task(ctx.tracking_uri, experiment_id=ctx.experiment_id, parent_run_id=ctx.parent_run_id,
+                             model_name=config.model_name, config=config.registry)
+    except Exception as exc:  # noqa: BLE001 - the figures stand; the failure is said where it is seen
+        get_run_logger().warning("registry not updated: %s", exc)
+        return [f"registry not updated: {exc}"]
 
 
 def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> dict:

@@ -30,3 +30,15 @@ def variant_runs(tracking_uri: str, *, experiments: list[str] | None = None, mod
     if model:
         frame = frame[frame["tags.mlflow.runName"].str.contains(model, case=False, regex=False)]
     return frame
+
+
+def runs_frame(runs):
+    """MlflowClient.search_runs results as mlflow.search_runs' pandas columns (run_id, start_time,
+    status, metrics.*, params.*, tags.*), so one reading of runs serves every review core."""
+    import pandas as pd
+
+    rows = [{"run_id": r.info.run_id, "start_time": pd.Timestamp(r.info.start_time, unit="ms"),
+             "status": r.info.status, **{f"metrics.{k}": v for k, v in r.data.metrics.items()},
+             **{f"params.{k}": v for k, v in r.data.params.items()},
+             **{f"tags.{k}": v for k, v in r.data.tags.items()}} for r in runs]
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", "start_time", "status", "tags.mlflow.runName"])
