@@ -4,6 +4,9 @@ hardware id in MLflow, compare (tasks.review.regressions), tag both levels, publ
 from __future__ import annotations
 
 import hashlib
+import json
+
+import yaml
 
 from pydantic import BaseModel, Field
 
@@ -38,7 +41,7 @@ class RegressionError(SlmforgeError):
 def check_regressions(ctx, outcomes, config: RegressionConfig, *, hardware_id: str, versions: dict) -> RegressionReport:
     """Compare this run's variants with the previous run of the same resolved config on `hardware_id`."""
     client = ctx.client
-    config_sha = hashlib.sha256(ctx.config_file.read_bytes()).hexdigest()
+    config_sha = config_identity(ctx.config_file.read_text())
     tracking.log_values(client, ctx.parent_run_id, tags={CONFIG_TAG: config_sha})
     previous = _previous_parent(client, ctx.experiment_id, config_sha, hardware_id, ctx.parent_run_id)
     if previous is None:
@@ -53,6 +56,16 @@ def check_regressions(ctx, outcomes, config: RegressionConfig, *, hardware_id: s
                               versions_changed=changed_versions(old_versions, {k: str(v) for k, v in versions.items()}))
     _tag(ctx, outcomes, report)
     return report
+
+
+# Sections that shape no figure: a change there (or a new one with defaults) keeps runs comparable.
+NOT_MEASURED = ("tracking", "registry", "regressions")
+
+
+def config_identity(config_yaml: str) -> str:
+    """sha256 of the resolved config less the sections that shape no figure: 'the same config'."""
+    data = {k: v for k, v in (yaml.safe_load(config_yaml) or {}).items() if k not in NOT_MEASURED}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _previous_parent(client, experiment_id: str, config_sha: str, hardware_id: str, this_run: str):

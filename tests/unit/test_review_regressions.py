@@ -88,3 +88,11 @@ def test_the_previous_run_of_the_same_config_is_found_and_both_levels_tagged(tmp
     assert tags["slmforge.regressions"] == "1" and tags["slmforge.previous_run"] == first
     assert tags["slmforge.versions_changed"] == "llama-cpp-python 0.3.35 -> 0.3.36"
     assert client.get_run(child).data.tags["slmforge.regression"].startswith("m-q8: kld_mean 0.004 -> 0.005")
+
+
+def test_config_identity_ignores_sections_that_shape_no_figure():
+    from tasks.review.watch import config_identity
+
+    base = "name: a\nevaluate: {max_chunks: 2}\n"
+    assert config_identity(base) == config_identity(base + "registry: {enabled: false}\ntracking: {experiment: x}\n")
+    assert config_identity(base) != config_identity("name: a\nevaluate: {max_chunks: 24}\n")
