@@ -232,6 +232,9 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"package  {name}: {folder}", markup=False)
     for name, reasons in summary["gate_failures"].items():
         console.print(f"gate failed  {name}: {'; '.join(reasons)}", markup=False)
+    if reused := [name for name, flag in summary.get("reused", {}).items() if flag]:
+        console.print(f"reused  figures of {len(reused)} variant(s) served from the store, not measured now: "
+                      "their runs are tagged slmforge.reused with the original run and time", markup=False)
     for line in summary.get("regressions", []):
         console.print(f"regression  {line}", style="red", markup=False)
     if summary.get("versions_changed"):

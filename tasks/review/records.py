@@ -73,7 +73,10 @@ def origin_tags(measurement: dict | None, *, reused: bool, client, experiment_id
 
 
 def _earliest_run(client, experiment_id: str, key: str) -> str | None:
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`slmforge.measurement_key` = '{key}' "
+    """The first run in this tracking store (any experiment: configs that differ only in review
+    settings share measurements) that measured `key` itself."""
+    ids = [experiment_id] + [e.experiment_id for e in client.search_experiments() if e.experiment_id != experiment_id]
+    runs = client.search_runs(ids, filter_string=f"tags.`slmforge.measurement_key` = '{key}' "
                               "and tags.`slmforge.reused` = 'false'", order_by=["attributes.start_time ASC"],
                               max_results=1)
     return runs[0].info.run_id if runs else None

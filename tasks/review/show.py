@@ -37,6 +37,7 @@ def _table(rec: Recommendation) -> Table:
         table.add_column(column, justify="right" if column in ("kld_mean", "need", "decode tok/s") else "left")
     for c in rec.candidates:
         kld = "-" if c.kld_mean is None else f"{c.kld_mean:.4g} ± {c.kld_mean_se:.2g}"
+        kld = "0 (reference)" if c.kld_mean == 0 and c.kld_mean_se == 0 else kld
         need = "-" if c.fit is None else mib(c.fit.need_bytes)
         speed = "-" if c.decode_tps is None else f"{c.decode_tps:.1f} {c.speed_kind}"
         status = "recommended" if c is rec.pick else ("eligible" if c.excluded is None else c.excluded)
