@@ -85,6 +85,8 @@ def row_bytes(cache_type: str, n_values: int) -> int:
 def kv_cache_bytes(layout: KvLayout, n_ctx: int, cache_type: str = "f16", *, swa_full: bool = False,
                    n_ubatch: int = N_UBATCH) -> int:
     """Bytes llama.cpp allocates for the KV cache of one sequence of `n_ctx` tokens."""
+    if n_ctx <= 0:
+        return 0
     cells = pad_cells(n_ctx)
     swa_cells = cells if swa_full or not layout.sliding_window else \
         pad_cells(min(cells, layout.sliding_window + n_ubatch))

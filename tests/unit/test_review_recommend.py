@@ -104,3 +104,14 @@ def test_missing_figures_and_failed_runs_are_named():
     assert answer.pick.name == "m-q4"
     assert reasons["m-old"].startswith("no figures: params.model.n_layer not recorded")
     assert reasons["m-err"] == "run failed: worker killed"
+
+
+def test_onnx_keeps_its_own_kv_type_and_its_measured_kv_counts_as_overhead():
+    row = run("m-int4", quant="int4", kld=0.3, size=200, overhead=20)
+    row.update({"params.format": "onnx", "params.runtime_kv_type": "f32"})
+    answer = recommend(frame(row), device(1000))
+    fit = answer.pick.fit
+    # f32 KV at the device's 1024 cells: 192 values x 4 B x 2 (K, V) x 30 layers x 1024 = 47,185,920 B,
+    # whatever the device's cache type; overhead = peak - weights = measured KV + 20 MiB.
+    assert fit.kv_cache_type == "f32" and fit.kv_bytes == 47_185_920
+    assert fit.overhead_bytes == MEASURED_KV + 20 * MIB
