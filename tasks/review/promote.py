@@ -17,8 +17,8 @@ def register_run(client, *, experiment_id: str, parent_run_id: str, model_name: 
     children = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
                                   max_results=1000)
     frame = runs_frame(children)
-    if frame.empty:
-        return []
+    if frame.empty or "tags.slmforge.gate" not in frame:
+        return []  # nothing was gated (every variant failed before its gate)
     passing = frame[(frame.get("tags.slmforge.gate") == "pass") & (frame["status"] == "FINISHED")]
     versions, lines = {}, []
     for row in passing.to_dict("records"):

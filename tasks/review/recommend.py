@@ -58,21 +58,21 @@ def recommend(runs, device: DeviceProfile) -> Recommendation:
                         key=lambda c: (c.kld_mean is None, c.kld_mean if c.kld_mean is not None else 0, c.name))
     eligible = [c for c in candidates if c.excluded is None]
     pick = _pick(eligible)
+    return Recommendation(device=device, pick=pick, candidates=candidates, measured_on_device=on_device,
+                          notes=_why_not(candidates, pick))
+
+
+def _why_not(candidates: list[Candidate], pick: Candidate | None) -> list[str]:
+    """Why each candidate ranked above the pick lost (all of them when there is no pick)."""
+    if pick is None:
+        return [f"{c.name}: {c.excluded}" for c in candidates]
     notes = []
-    if pick is not None:
-        for c in candidates:
-            if c is pick:
-                break
-            if c.excluded is None:
-                notes.append(f"{c.name}: tied on quality within noise, but decodes slower "
-                             f"({_tps(c)} vs {_tps(pick)}) or is larger")
-            else:
-                notes.append(f"{c.name}: {c.excluded}")
-        # No quality figure: it cannot be ranked, so it may have been better; say why it is out.
-        notes += [f"{c.name}: {c.excluded}" for c in candidates if c.kld_mean is None and c.excluded]
-    else:
-        notes = [f"{c.name}: {c.excluded}" for c in candidates]
-    return Recommendation(device=device, pick=pick, candidates=candidates, measured_on_device=on_device, notes=notes)
+    for c in candidates[:candidates.index(pick)]:
+        notes.append(f"{c.name}: {c.excluded}" if c.excluded else
+                     f"{c.name}: tied on quality within noise, but decodes slower ({_tps(c)} vs {_tps(pick)}) "
+                     "or is larger")
+    # No quality figure: it cannot be ranked, so it may have been better; say why it is out.
+    return notes + [f"{c.name}: {c.excluded}" for c in candidates if c.kld_mean is None and c.excluded]
 
 
 def _latest_runs(runs, hardware_id: str | None):
