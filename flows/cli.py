@@ -56,6 +56,7 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     """Run acquire -> convert -> quantize -> evaluate -> package and print the results."""
     _quiet_defaults()
     from tasks.errors import VariantsFailedError
+    from tasks.review.watch import RegressionError
     from tasks.validate import config_problems
 
     from tasks.variants import SUMMARY_COLUMNS
@@ -79,13 +80,43 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         summary = pipeline(str(config))
-    except VariantsFailedError as exc:
+    except (VariantsFailedError, RegressionError) as exc:
         if exc.summary:
             print_summary(exc.summary, sort_by)  # the variants that finished are still worth showing
         _fail(exc, debug=debug, config=loaded)
     except Exception as exc:  # noqa: BLE001 - one paragraph saying what to do; --debug re-raises
         _fail(exc, debug=debug, config=loaded)
     print_summary(summary, sort_by)
+
+
+DEVICE_OPTION = typer.Option(..., "--device", help="Device profile: a name under configs/devices/ or a YAML path.")
+EXPERIMENT_OPTION = typer.Option(None, "--experiment", help="MLflow experiment to read (repeatable; default all).")
+MODEL_OPTION = typer.Option(None, "--model", help="Only variants whose name contains this, e.g. smollm2.")
+TRACKING_OPTION = typer.Option(None, "--tracking-uri", help="MLflow store (default $MLFLOW_TRACKING_URI, "
+                               "else sqlite:///mlruns/mlflow.db).")
+
+
+@app.command()
+def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERIMENT_OPTION,
+              model: str | None = MODEL_OPTION, tracking_uri: str | None = TRACKING_OPTION,
+              debug: bool = DEBUG_OPTION) -> None:
+    """The best passing variant that fits a device, from the measured runs, and why better ones did not."""
+    _quiet_defaults()
+    from tasks.review.devices import load_device
+    from tasks.review.recommend import recommend as choose
+    from tasks.review.search import variant_runs
+    from tasks.review.show import print_recommendation
+    from tasks.tracking import resolve_tracking_uri
+
+    try:
+        profile = load_device(device)
+        runs = variant_runs(resolve_tracking_uri(tracking_uri), experiments=experiment, model=model)
+        answer = choose(runs, profile)
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+    print_recommendation(answer, console)
+    if answer.pick is None:
+        raise typer.Exit(2)
 
 
 def _fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
@@ -201,6 +232,16 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"package  {name}: {folder}", markup=False)
     for name, reasons in summary["gate_failures"].items():
         console.print(f"gate failed  {name}: {'; '.join(reasons)}", markup=False)
+    if reused := [name for name, flag in summary.get("reused", {}).items() if flag]:
+        console.print(f"reused  figures of {len(reused)} variant(s) served from the store, not measured now: "
+                      "their runs are tagged slmforge.reused with the original run and time", markup=False)
+    for line in summary.get("regressions", []):
+        console.print(f"regression  {line}", style="red", markup=False)
+    if summary.get("versions_changed"):
+        console.print(f"tool versions changed since the previous run: {'; '.join(summary['versions_changed'])}",
+                      markup=False)
+    for line in summary.get("registry", []):
+        console.print(f"registry  {line}", markup=False)
     uri = summary["tracking_uri"]
     console.print(f"MLflow run: {summary['mlflow_url']}", markup=False)
     console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)

@@ -16,13 +16,16 @@ from tasks.config import PipelineConfig, load_config
 from tasks.errors import SlmforgeError, VariantsFailedError
 from tasks.evaluate import default_threads
 from tasks.evaluate.derived import derived_metrics
+from tasks.evaluate.measure import MEASUREMENT_KEY
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.gates import check_gates
 from tasks.hardware import hardware_facts
 from tasks.naming import variant_name
+from tasks.review.watch import RegressionError, check_regressions, publish_regressions
 from tasks.prefect_tasks import (
-    acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, tokens_task,
+    acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, register_task,
+    tokens_task,
 )
 from tasks.store import clean_stale_temporaries
 from tasks.variants import Variant, VariantOutcome, summary_rows
@@ -30,8 +33,9 @@ from tasks.versions import tool_versions
 
 
 @flow(name="slmforge-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2))
-def pipeline(config_path: str = "configs/default.yaml") -> dict:
-    """Run the whole chain for one config; returns the summary the CLI prints."""
+def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool | None = None) -> dict:
+    """Run the whole chain for one config; returns the summary the CLI prints. `fail_on_regression`
+    overrides the config's regressions.fail_on_regression (scheduled deployments set it)."""
     config = load_config(Path(config_path))
     store = config.store_dir
     clean_stale_temporaries(store)
@@ -42,6 +46,7 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
         model = acquire_task(config.source, config.acquire, store)
         report.log_model_facts(ctx, model)
         base = base_task(model, config.model_name, config.convert, store)
+        report.note_model_layout(ctx, base.path, config.evaluate)  # what fitting to a device needs
         inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
                              model_name=config.model_name, base=base, store_root=store)
         futures = {(name, quant): build_task.submit(name, quant, inputs, section)
@@ -62,11 +67,19 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
         _package(outcomes, builds, model, base, config, hardware)
         for outcome in outcomes:
             report.close_variant_run(ctx, outcome, gguf_artifacts=config.tracking.gguf_artifacts)
+        regressions = check_regressions(ctx, outcomes, config.regressions, hardware_id=hardware["hardware_id"],
+                                        versions=versions)
+        registry = _register(ctx, config)
         report.close_parent_run(ctx, outcomes)
         report.publish_prefect_artifacts(ctx, outcomes)
-        summary = _summary(ctx, outcomes, model)
+        publish_regressions(regressions)
+        summary = {**_summary(ctx, outcomes, model), "regressions": regressions.lines(),
+                   "versions_changed": regressions.versions_changed, "registry": registry}
     if errors := [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]:
         raise VariantsFailedError("Some variants failed:\n" + "\n".join(errors), summary)
+    if regressions.changes and (config.regressions.fail_on_regression if fail_on_regression is None
+                                else fail_on_regression):
+        raise RegressionError(regressions, summary)
     return summary
 
 
@@ -100,6 +113,7 @@ def _measure(outcome: VariantOutcome, **kwargs) -> None:
     except Exception as exc:  # noqa: BLE001 - isolate the variant; the message names what failed
         outcome.error = str(exc) if isinstance(exc, SlmforgeError) else f"{type(exc).__name__}: {exc}"
         return
+    outcome.measurement = outcome.metrics.pop(MEASUREMENT_KEY, None)
     if outcome.built.build_s is not None:
         outcome.metrics["build_s"] = outcome.built.build_s
 
@@ -143,6 +157,19 @@ def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: 
             outcome.error = f"packaging failed: {exc}"
             continue
         outcome.package_dir, outcome.package_files = packaged.folder, packaged.files_to_track
+
+
+def _register(ctx: report.RunContext, config: PipelineConfig) -> list[str]:
+    """Registry versions and device aliases; a registry that refuses (a store without one) is
+    reported on the run and in the summary, and does not undo the measured results."""
+    if not config.registry.enabled:
+        return []
+    try:
+        return register_task(ctx.tracking_uri, experiment_id=ctx.experiment_id, parent_run_id=ctx.parent_run_id,
+                             model_name=config.model_name, config=config.registry)
+    except Exception as exc:  # noqa: BLE001 - the figures stand; the failure is said where it is seen
+        get_run_logger().warning("registry not updated: %s", exc)
+        return [f"registry not updated: {exc}"]
 
 
 def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> dict:

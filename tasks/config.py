@@ -20,6 +20,8 @@ from tasks.errors import ConfigError
 from tasks.evaluate import EvalConfig
 from tasks.formats.gguf.convert import ConvertConfig
 from tasks.gates import GateConfig
+from tasks.review.registry import RegistryConfig
+from tasks.review.regressions import RegressionConfig
 
 
 class TrackingConfig(BaseModel):
@@ -51,6 +53,9 @@ class PipelineConfig(BaseModel):
         "it is the reference every variant is scored against.",
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    regressions: RegressionConfig = Field(default_factory=RegressionConfig,
+                                          description="Comparison with the previous run of this config.")
+    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="Model registry and device aliases.")
     store_dir: Path = Field(Path(".slmforge/store"), description="Content-addressed artefact store.")
 
     @field_validator("formats", mode="before")

@@ -113,3 +113,17 @@ def package_task(variant_name: str, built: Built, inputs: PackageInputs, config)
     packaged = get_format(built.format).package(built, inputs, config)
     _report(f"package {variant_name} ({packaged.label})", packaged.reused, packaged.folder)
     return packaged
+
+
+@step(name="register", retries=0)
+def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, model_name: str, config) -> list[str]:
+    """Passing variants as registry versions, device aliases moved (tasks.review.promote)."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.review.promote import register_run
+
+    lines = register_run(MlflowClient(tracking_uri=tracking_uri), experiment_id=experiment_id,
+                         parent_run_id=parent_run_id, model_name=model_name, config=config)
+    for line in lines:
+        get_run_logger().info("registry: %s", line)
+    return lines

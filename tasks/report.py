@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from tasks import tracking
 from tasks.acquire import AcquiredModel
+from tasks.review import records
 from tasks.variants import VariantOutcome, summary_frame
 
 
@@ -29,6 +30,7 @@ class RunContext:
     parent_run_id: str
     config_file: Path
     open_runs: set[str] = field(default_factory=set)  # child runs not yet terminated
+    variant_params: dict = field(default_factory=dict)  # the model's KV geometry, on every child run
 
 
 @contextmanager
@@ -116,6 +118,13 @@ def log_model_facts(ctx: RunContext, model: AcquiredModel) -> None:
     }, tags={"slmforge.tier": model.tier})
 
 
+def note_model_layout(ctx: RunContext, base_gguf: Path, eval_config) -> None:
+    """The model's KV geometry (from the base GGUF) and the speed worker's context, logged on the
+    parent and kept for every child: `slmforge recommend` fits variants to devices with them."""
+    ctx.variant_params = records.model_params(base_gguf, eval_config)
+    tracking.log_values(ctx.client, ctx.parent_run_id, params=ctx.variant_params)
+
+
 def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: AcquiredModel, hardware_id: str,
                      versions: dict) -> str:
     """The child run of one variant, logged as soon as it is measured (or failed): params and figures."""
@@ -130,7 +139,14 @@ def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: Acquire
     for name in ("threads", "n_gpu_layers", "n_ctx", "chunks"):
         if name in outcome.metrics:
             params[name] = outcome.metrics[name]
-    tracking.log_values(ctx.client, run_id, params=params, metrics=outcome.metrics)
+    params.update(records.variant_params_for(ctx.variant_params, v.path))
+    tracking.log_values(ctx.client, run_id, params=params, metrics={**outcome.metrics, "reused": float(outcome.reused)},
+                        tags={"slmforge.is_base": str(v.is_base).lower(), **records.origin_tags(
+                            outcome.measurement, reused=outcome.reused, client=ctx.client,
+                            experiment_id=ctx.experiment_id)})
+    if outcome.measurement and not outcome.reused:
+        records.write_origin(outcome.measurement, run_id=run_id, experiment_id=ctx.experiment_id,
+                             tracking_uri=ctx.tracking_uri)
     outcome.mlflow_run_id = run_id
     return run_id
 

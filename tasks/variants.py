@@ -32,6 +32,8 @@ class VariantOutcome(BaseModel):
     package_files: list[str] = Field(default_factory=list, description="Files of the package logged to MLflow.")
     error: str | None = None
     reused: bool = False
+    measurement: dict | None = Field(None, description="The stored measurement behind the figures "
+                                     "(tasks.review.records.measurement_record).")
     mlflow_run_id: str | None = None
     built: Built | None = Field(None, description="The built artefact (None when its build failed).")
 

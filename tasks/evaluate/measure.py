@@ -19,12 +19,15 @@ from tasks.evaluate.process import ProgressCallback, run_worker
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
 from tasks.hashing import sha256_file
+from tasks.review import records
 from tasks.store import stored_step
 from tasks.versions import subset, tool_versions
 
 # The worker-side code whose edits change a figure (a fix there must not serve old numbers).
 MEASUREMENT_CODE = ("tasks.evaluate.worker", "tasks.evaluate.quality", "tasks.evaluate.metrics",
                     "tasks.evaluate.reference", "tasks.evaluate.speed", "tasks.evaluate.prompt_suite")
+
+MEASUREMENT_KEY = "_measurement"
 
 
 class Reference(BaseModel):
@@ -101,9 +104,13 @@ def measure_variant(
         metrics = {**fmt.size_facts(built, base), **_run_measurements(
             built, fmt.runtime_module, reference, tokens_file, config, is_base, on_progress)}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (tmp / "measured_at.txt").write_text(records.now())  # reused figures name their time
 
     stored = stored_step(store_root, "evaluate", material, build)
-    return json.loads((stored.path / "metrics.json").read_text()), stored.reused
+    metrics = json.loads((stored.path / "metrics.json").read_text())
+    # Popped by the flow (never logged, never packaged): which stored measurement these figures are.
+    metrics[MEASUREMENT_KEY] = records.measurement_record(stored.path, stored.key)
+    return metrics, stored.reused
 
 
 def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_file: Path, config: EvalConfig,

@@ -1,0 +1,170 @@
+"""Which variant to ship to a device: the best passing variant that fits, and why better ones did not.
+
+The ranking rule (also in the README):
+1. Candidates: the latest child run of each variant (model x format x quant); runs measured on the
+   device itself (profile `hardware_id`) when there are any, else the latest from any host.
+2. Eligible: run finished without error, gate `pass`, figures present (kld_mean; the f16 base is the
+   reference, its KLD is 0 by definition), and it fits: weights + KV cache at the device's context
+   and cache type + the overhead its run measured <= budget x (1 - margin) (tasks.review.fit).
+3. Quality first: the lowest kld_mean among the eligible. Variants whose kld_mean is within the noise
+   of that one (difference <= 2 x sqrt(se_a^2 + se_b^2), the kld_mean_se each run recorded) tie;
+   a tie goes to the faster decode (measured on the device, else predicted), then to the smaller file.
+Speed where the device was never measured: decode_tps = decode_efficiency x device bandwidth /
+weight_bytes (bytes read per token), marked predicted; no bandwidth or no efficiency: none.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, Field
+
+from tasks.review.devices import DeviceProfile
+from tasks.review.fit import Fit, KvLayout, fit_variant, runtime_overhead
+
+TIE_SIGMAS = 2.0
+BASE_QUANTS = ("F16", "BF16", "F32")
+
+
+class Candidate(BaseModel):
+    """One variant's latest measured run, judged for one device."""
+
+    name: str
+    format: str
+    quant: str
+    run_id: str
+    hardware_id: str = ""
+    kld_mean: float | None = None
+    kld_mean_se: float = 0.0
+    size_bytes: float | None = None
+    decode_tps: float | None = None
+    speed_kind: str = Field("none", description="measured (on this device), predicted, or none")
+    fit: Fit | None = None
+    excluded: str | None = Field(None, description="Why it cannot be recommended; None when eligible.")
+
+
+class Recommendation(BaseModel):
+    device: DeviceProfile
+    pick: Candidate | None
+    candidates: list[Candidate] = Field(description="Every variant, best quality first.")
+    measured_on_device: bool
+    notes: list[str] = Field(default_factory=list, description="Why the better-ranked ones lost.")
+
+
+def recommend(runs, device: DeviceProfile) -> Recommendation:
+    """`runs`: mlflow.search_runs' DataFrame of child runs (params.*, metrics.*, tags.* columns)."""
+    runs, on_device = _latest_runs(runs, device.hardware_id)
+    candidates = sorted((judge(row, device, measured=on_device) for row in runs.to_dict("records")),
+                        key=lambda c: (c.kld_mean is None, c.kld_mean if c.kld_mean is not None else 0, c.name))
+    eligible = [c for c in candidates if c.excluded is None]
+    pick = _pick(eligible)
+    return Recommendation(device=device, pick=pick, candidates=candidates, measured_on_device=on_device,
+                          notes=_why_not(candidates, pick))
+
+
+def _why_not(candidates: list[Candidate], pick: Candidate | None) -> list[str]:
+    """Why each candidate ranked above the pick lost (all of them when there is no pick)."""
+    if pick is None:
+        return [f"{c.name}: {c.excluded}" for c in candidates]
+    notes = []
+    for c in candidates[:candidates.index(pick)]:
+        notes.append(f"{c.name}: {c.excluded}" if c.excluded else
+                     f"{c.name}: tied on quality within noise, but decodes slower ({_tps(c)} vs {_tps(pick)}) "
+                     "or is larger")
+    # No quality figure: it cannot be ranked, so it may have been better; say why it is out.
+    return notes + [f"{c.name}: {c.excluded}" for c in candidates if c.kld_mean is None and c.excluded]
+
+
+def _latest_runs(runs, hardware_id: str | None):
+    """The newest run per variant (and per host: measured-on-device runs win when there are some)."""
+    on_device = bool(hardware_id) and "tags.slmforge.hardware_id" in runs and \
+        (runs["tags.slmforge.hardware_id"] == hardware_id).any()
+    if on_device:
+        runs = runs[runs["tags.slmforge.hardware_id"] == hardware_id]
+    runs = runs.sort_values("start_time", ascending=False)
+    return runs.drop_duplicates(subset=["tags.mlflow.runName"]), on_device
+
+
+def judge(row: dict, device: DeviceProfile, *, measured: bool) -> Candidate:
+    """One run's figures, speed and fit on `device`; `excluded` says why it cannot be shipped."""
+    metric = lambda name: _number(row.get(f"metrics.{name}"))  # noqa: E731 - a local shorthand
+    quant = str(row.get("params.quant") or "")
+    is_base = row.get("tags.slmforge.is_base") == "true" or (metric("kld_mean") is None and quant.upper()
+                                                             in BASE_QUANTS and metric("perplexity") is not None)
+    candidate = Candidate(
+        name=str(row.get("tags.mlflow.runName")), format=str(row.get("params.format") or ""), quant=quant,
+        run_id=str(row["run_id"]), hardware_id=str(row.get("tags.slmforge.hardware_id") or ""),
+        kld_mean=0.0 if is_base else metric("kld_mean"), kld_mean_se=0.0 if is_base else metric("kld_mean_se") or 0.0,
+        size_bytes=metric("size_bytes"),
+    )
+    candidate.decode_tps, candidate.speed_kind = _speed(metric, device, measured=measured)
+    candidate.fit, missing = _fit(row, metric, device)
+    candidate.excluded = _exclusion(row, candidate, missing)
+    return candidate
+
+
+def _exclusion(row: dict, c: Candidate, missing: list[str]) -> str | None:
+    if row.get("status") == "FAILED" or _text(row.get("tags.slmforge.error")):
+        return f"run failed: {_text(row.get('tags.slmforge.error')) or row.get('status')}"
+    gate = _text(row.get("tags.slmforge.gate")) or "not-checked"
+    if gate != "pass":
+        reasons = _text(row.get("tags.slmforge.gate_reasons"))
+        return f"gate {gate}" + (f": {reasons}" if reasons and reasons != "-" else "")
+    if c.kld_mean is None:
+        missing = ["kld_mean", *missing]
+    if missing:
+        return f"no figures: {', '.join(missing)} not recorded (run the pipeline again to record them)"
+    if not c.fit.fits:
+        return f"does not fit: {c.fit.explain()}"
+    return None
+
+
+def _fit(row: dict, metric, device: DeviceProfile) -> tuple[Fit | None, list[str]]:
+    needed = ["size_bytes", "peak_rss_bytes"]
+    missing = [f"metrics.{n}" for n in needed if metric(n) is None]
+    missing += [p for p in ("params.model.n_layer", "params.speed_n_ctx") if not _text(row.get(p))]
+    if missing:
+        return None, missing
+    layout = KvLayout.from_params({k.removeprefix("params."): v for k, v in row.items() if k.startswith("params.")})
+    own_kv = _text(row.get("params.runtime_kv_type")) or None
+    # ONNX Runtime GenAI sizes its KV buffer per generator (max_length of each timed test), not by
+    # speed_n_ctx: nothing is subtracted there, so its small measured KV counts as overhead (an upper bound).
+    measured_ctx = 0 if own_kv else int(row["params.speed_n_ctx"])
+    overhead = runtime_overhead(peak_rss_bytes=metric("peak_rss_bytes"), weights_bytes=metric("size_bytes"),
+                                layout=layout, measured_ctx=measured_ctx, kv_type=own_kv or "f16")
+    return fit_variant(weights_bytes=metric("size_bytes"), overhead_bytes=overhead, layout=layout, device=device,
+                       fixed_kv_type=own_kv), []
+
+
+def _speed(metric, device: DeviceProfile, *, measured: bool) -> tuple[float | None, str]:
+    if measured and metric("decode_tps") is not None:
+        return metric("decode_tps"), "measured"
+    efficiency, weight_bytes = metric("decode_efficiency"), metric("weight_bytes")
+    if device.memory_bandwidth and efficiency and weight_bytes:
+        return efficiency * device.memory_bandwidth / weight_bytes, "predicted"
+    return None, "none"
+
+
+def _pick(eligible: list[Candidate]) -> Candidate | None:
+    if not eligible:
+        return None
+    best = eligible[0]  # sorted by kld_mean
+    tied = [c for c in eligible
+            if c.kld_mean - best.kld_mean <= TIE_SIGMAS * math.hypot(best.kld_mean_se, c.kld_mean_se)]
+    return max(tied, key=lambda c: (c.decode_tps or 0.0, -(c.size_bytes or 0.0)))
+
+
+def _tps(c: Candidate) -> str:
+    return "no speed" if c.decode_tps is None else f"{c.decode_tps:.1f} tok/s {c.speed_kind}"
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)

@@ -1,0 +1,79 @@
+"""MLflow Model Registry: each passing variant a model version, an alias per device profile.
+
+One registered model per model and format (`<model_name>-<format>`, e.g. SmolLM2-135M-Instruct-gguf);
+each passing variant becomes a version whose source is its run, with its figures and provenance as
+version tags. The same artefact with the same stored measurement is registered once (a nightly run
+that reused everything adds no versions). For each device profile the alias `<device>` on each
+registered model points at the version `slmforge recommend` would pick among that format's
+variants of this run, and moves only when that version is at least as good as the one the alias
+holds, within the measured noise (`should_move`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+VERSION_TAGS = ("kld_mean", "kld_mean_se", "perplexity", "perplexity_se", "top1_agreement", "decode_tps",
+                "decode_tps_sd", "prefill_tps", "size_bytes", "bits_per_weight", "peak_rss_bytes")
+
+
+class RegistryConfig(BaseModel):
+    """Registering passing variants and moving the per-device aliases."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = Field(True, description="Register passing variants and move device aliases after packaging.")
+    devices: list[str] | None = Field(None, description="Device profiles that get an alias (None: every shipped one).")
+    sigmas: float = Field(2.0, gt=0, description="Noise allowance of the alias rule, in combined se/sd.")
+
+
+def should_move(old: dict[str, str] | None, new: dict[str, str], *, sigmas: float = 2.0) -> tuple[bool, str]:
+    """Move an alias from version tags `old` to `new`?
+
+    Yes when the alias is unset, or when new is at least as good within noise:
+    kld_mean_new <= kld_mean_old + sigmas x sqrt(se_old^2 + se_new^2), and, when both decode speeds
+    were measured on the same hardware id, decode_tps_new >= decode_tps_old - sigmas x sqrt(sd_old^2 +
+    sd_new^2) (speeds from different hosts are not compared: hosts of one kind differ by 20 %).
+    """
+    if old is None:
+        return True, "alias was unset"
+    kld_old, kld_new = _f(old, "kld_mean"), _f(new, "kld_mean")
+    if kld_new is None or kld_old is None:
+        return False, "kld_mean missing on one side: kept"
+    allowance = sigmas * math.hypot(_f(old, "kld_mean_se") or 0.0, _f(new, "kld_mean_se") or 0.0)
+    if kld_new > kld_old + allowance:
+        return False, f"kld_mean {kld_new:.4g} > {kld_old:.4g} + noise {allowance:.2g}: kept"
+    tps_old, tps_new = _f(old, "decode_tps"), _f(new, "decode_tps")
+    if tps_old and tps_new and old.get("hardware_id") == new.get("hardware_id"):
+        slack = sigmas * math.hypot(_f(old, "decode_tps_sd") or 0.0, _f(new, "decode_tps_sd") or 0.0)
+        if tps_new < tps_old - slack:
+            return False, f"decode_tps {tps_new:.4g} < {tps_old:.4g} - noise {slack:.2g}: kept"
+    return True, f"at least as good within noise (kld_mean {kld_new:.4g} vs {kld_old:.4g})"
+
+
+def registered_name(model_name: str, fmt: str) -> str:
+    return f"{model_name}-{fmt}"
+
+
+def version_tags(row: dict) -> dict[str, str]:
+    """Version tags from a child run's search row: figures, provenance, where and how measured."""
+    tags = {name: str(row[f"metrics.{name}"]) for name in VERSION_TAGS
+            if isinstance(row.get(f"metrics.{name}"), float) and not math.isnan(row[f"metrics.{name}"])}
+    for key in ("quant", "format", "source", "source_revision", "version.llama-cpp-python",
+                "version.onnxruntime-genai"):
+        if isinstance(row.get(f"params.{key}"), str):
+            tags[key] = row[f"params.{key}"]
+    for key in ("hardware_id", "artifact_key", "artifact_path", "measurement_key", "reused", "measured_in_run",
+                "measured_at", "gate"):
+        if isinstance(row.get(f"tags.slmforge.{key}"), str):
+            tags[key] = row[f"tags.slmforge.{key}"]
+    tags["run_id"] = row["run_id"]
+    return tags
+
+
+def _f(tags: dict, name: str) -> float | None:
+    try:
+        return float(tags[name])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -1,0 +1,97 @@
+"""Regressions: did a figure get worse than the previous run of the same config on the same host?
+
+The rule (also in the README): for each variant present in both runs, a figure regressed when it
+moved in its worse direction by more than `sigmas` x sqrt(noise_old^2 + noise_new^2) AND by more
+than `min_relative_change` of the old value. The noise is what each run recorded with the figure:
+the standard error for quality (perplexity_se, kld_mean_se, top1_agreement_se: chunk-to-chunk
+spread of one pass) and the sample sd of the timed repetitions for speed (prefill_tps_sd,
+decode_tps_sd, decode_tps_d<depth>_sd, ttft_ms_sd). A figure without its noise on either side is not
+judged (said so). Figures reused from the store are the same numbers, so they never regress.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# figure -> (its noise figure, the better direction)
+QUALITY = {"perplexity": ("perplexity_se", "lower"), "kld_mean": ("kld_mean_se", "lower"),
+           "top1_agreement": ("top1_agreement_se", "higher")}
+SPEED = {"prefill_tps": "higher", "decode_tps": "higher", "ttft_ms": "lower"}
+
+
+class RegressionConfig(BaseModel):
+    """How a run is compared with the previous run of the same config on the same hardware id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fail_on_regression: bool = Field(
+        False, description="End the flow run Failed when a regression is found (set true for scheduled "
+        "and deployment runs, so the Prefect UI shows it); otherwise regressions are tagged and listed only.",
+    )
+    sigmas: float = Field(2.0, gt=0, description="A change must exceed this many combined se/sd to count.")
+    min_relative_change: float = Field(
+        0.05, ge=0, description="...and this share of the old value: a speed sd of a quiet host can be "
+        "tiny while hosts of one kind differ by more from day to day.",
+    )
+
+
+class Change(BaseModel):
+    """One figure of one variant that got worse beyond noise."""
+
+    variant: str
+    figure: str
+    kind: str = Field(description="quality or speed")
+    old: float
+    new: float
+    noise: float = Field(description="sigmas x combined se/sd: the largest change still counted as noise.")
+
+    def describe(self) -> str:
+        return (f"{self.variant}: {self.figure} {self.old:.4g} -> {self.new:.4g} "
+                f"(change {self.new - self.old:+.3g}, noise {self.noise:.2g})")
+
+
+def figure_rules(metrics: dict) -> dict[str, tuple[str, str, str]]:
+    """figure -> (noise figure, better direction, kind) for every judged figure in `metrics`."""
+    rules = {name: (noise, better, "quality") for name, (noise, better) in QUALITY.items()}
+    speed = dict(SPEED) | {name: "higher" for name in metrics if name.startswith("decode_tps_d") and
+                           not name.endswith("_sd")}
+    rules |= {name: (f"{name}_sd", better, "speed") for name, better in speed.items()}
+    return rules
+
+
+def find_regressions(previous: dict[str, dict], current: dict[str, dict],
+                     config: RegressionConfig) -> tuple[list[Change], list[str]]:
+    """(regressions, figures not judged for want of a noise figure); keyed by variant name."""
+    changes, unjudged = [], []
+    for variant, new in current.items():
+        old = previous.get(variant)
+        if not old:
+            continue
+        for figure, (noise_name, better, kind) in figure_rules(new).items():
+            if not (_num(old.get(figure)) is not None and _num(new.get(figure)) is not None):
+                continue
+            noise_old, noise_new = _num(old.get(noise_name)), _num(new.get(noise_name))
+            if noise_old is None or noise_new is None:
+                unjudged.append(f"{variant}: {figure} (no {noise_name})")
+                continue
+            a, b = float(old[figure]), float(new[figure])
+            noise = config.sigmas * math.hypot(noise_old, noise_new)
+            worse = (b - a) if better == "lower" else (a - b)
+            if worse > noise and worse > config.min_relative_change * abs(a):
+                changes.append(Change(variant=variant, figure=figure, kind=kind, old=a, new=b, noise=noise))
+    return changes, unjudged
+
+
+def changed_versions(previous: dict[str, str], current: dict[str, str]) -> list[str]:
+    """'name old -> new' for every tool whose version differs (a new version re-measures: it is
+    part of every cache key, tasks.versions)."""
+    names = sorted(set(previous) | set(current))
+    return [f"{n} {previous.get(n, 'absent')} -> {current.get(n, 'absent')}" for n in names
+            if previous.get(n) != current.get(n)]
+
+
+def _num(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(value) else float(value)

@@ -1,0 +1,117 @@
+"""The recommendation rule on runs shaped like mlflow.search_runs' frame (values chosen by hand)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tasks.review.devices import DeviceProfile
+from tasks.review.fit import KvLayout
+from tasks.review.recommend import recommend
+
+LAYOUT = KvLayout(architecture="llama", n_head_kv=[3] * 30, head_dim_k=64, head_dim_v=64,
+                  swa_layers=[False] * 30, kv_layers=30).to_params()
+MIB = 2**20
+# SmolLM2 KV at the worker's context 1032 (padded 1280): 23,040 B/token x 1280 = 29,491,200 B.
+MEASURED_KV = 29_491_200
+
+
+def run(name, *, quant, kld, se=0.001, size=100, overhead=50, gate="pass", tps=100.0, eff=0.5, start=1,
+        hardware="host-a", error=None):
+    """A child run: sizes in MiB; peak RSS = weights + measured KV + overhead."""
+    row = {"run_id": f"id-{name}-{start}", "start_time": pd.Timestamp(start, unit="s"), "status": "FINISHED",
+           "tags.mlflow.runName": name, "params.format": "gguf", "params.quant": quant,
+           "tags.slmforge.gate": gate, "tags.slmforge.gate_reasons": "kld_mean 0.9 > 0.5" if gate == "fail" else "-",
+           "tags.slmforge.hardware_id": hardware, "metrics.size_bytes": size * MIB,
+           "metrics.peak_rss_bytes": size * MIB + MEASURED_KV + overhead * MIB, "metrics.decode_tps": tps,
+           "metrics.decode_efficiency": eff, "metrics.weight_bytes": size * MIB, "params.speed_n_ctx": "1032",
+           **{f"params.{k}": v for k, v in LAYOUT.items()}}
+    if kld is not None:
+        row.update({"metrics.kld_mean": kld, "metrics.kld_mean_se": se})
+    if quant == "F16":
+        row.update({"metrics.perplexity": 10.0, "tags.slmforge.is_base": "true"})
+    if error:
+        row.update({"status": "FAILED", "tags.slmforge.error": error})
+    return row
+
+
+def device(budget_mib, **extra):
+    # context 1024, f16: KV 23,040 x 1024 = 22.5 MiB; usable = budget x 0.9.
+    return DeviceProfile(name="dev", memory_budget=budget_mib * MIB, context_length=1024, kv_cache_type="f16",
+                         threads=4, margin=0.1, **extra)
+
+
+def frame(*rows):
+    return pd.DataFrame(list(rows))
+
+
+def test_best_quality_that_fits_and_why_the_better_ones_lost():
+    runs = frame(run("m-f16", quant="F16", kld=None, size=260),
+                 run("m-q8", quant="Q8_0", kld=0.004, size=140),
+                 run("m-q6", quant="Q6_K", kld=0.009, size=130, gate="fail"),
+                 run("m-q4", quant="Q4_K_M", kld=0.06, size=100))
+    # q8 needs 140 + 22.5 + 50 = 212.5 MiB; the f16 needs 260 + 22.5 + 50 = 332.5 MiB; usable 270 MiB.
+    answer = recommend(runs, device(300))
+    assert answer.pick.name == "m-q8"
+    assert answer.pick.fit.need_bytes == 140 * MIB + 23_592_960 + 50 * MIB
+    assert answer.notes == ["m-f16: does not fit: needs 332.5 MiB (weights 260.0 MiB + KV 22.5 MiB f16 + overhead "
+                            "50.0 MiB) > 270.0 MiB usable (300.0 MiB budget less 10% margin)"]
+    # Smaller device: q8 no longer fits, q6 failed its gate, q4 is picked; each better one says why.
+    answer = recommend(runs, device(200))
+    assert answer.pick.name == "m-q4"
+    reasons = dict(note.split(": ", 1) for note in answer.notes)
+    assert reasons["m-q6"] == "gate fail: kld_mean 0.9 > 0.5"
+    assert reasons["m-q8"].startswith("does not fit: needs 212.5 MiB") and "> 180.0 MiB usable" in reasons["m-q8"]
+    assert reasons["m-f16"].startswith("does not fit")
+
+
+def test_nothing_fits():
+    answer = recommend(frame(run("m-q4", quant="Q4_K_M", kld=0.06, size=100)), device(100))
+    assert answer.pick is None and answer.notes[0].startswith("m-q4: does not fit")
+
+
+def test_tie_within_noise_goes_to_the_faster_decode():
+    # 0.0040 vs 0.0043, se 0.0002 each: 2 x sqrt(2) x 0.0002 = 0.00057 > 0.0003 -> a tie.
+    runs = frame(run("m-a", quant="Q8_0", kld=0.0040, se=0.0002, eff=0.3),
+                 run("m-b", quant="Q6_K", kld=0.0043, se=0.0002, eff=0.6),
+                 run("m-c", quant="Q4_0", kld=0.0100, se=0.0002, eff=0.9))
+    answer = recommend(runs, device(1000, memory_bandwidth=10_000_000_000))
+    assert answer.pick.name == "m-b" and answer.pick.speed_kind == "predicted"
+    # predicted decode = efficiency x bandwidth / bytes per token = 0.6 x 1e10 / (100 MiB)
+    assert abs(answer.pick.decode_tps - 0.6 * 1e10 / (100 * MIB)) < 1e-9
+    assert answer.notes[0].startswith("m-a: tied on quality within noise, but decodes slower")
+
+
+def test_measured_on_the_device_uses_those_runs_and_their_speed():
+    runs = frame(run("m-q8", quant="Q8_0", kld=0.004, tps=10.0, hardware="pi5", start=1),
+                 run("m-q8", quant="Q8_0", kld=0.004, tps=99.0, hardware="host-a", start=5),
+                 run("m-q4", quant="Q4_0", kld=0.2, tps=50.0, hardware="host-a", start=5))
+    answer = recommend(runs, device(1000, hardware_id="pi5"))
+    assert answer.measured_on_device and [c.name for c in answer.candidates] == ["m-q8"]
+    assert answer.pick.decode_tps == 10.0 and answer.pick.speed_kind == "measured"
+    # Another device, never measured: the latest run per variant from any host, speed not predicted
+    # without a bandwidth.
+    answer = recommend(runs, device(1000))
+    assert not answer.measured_on_device and answer.pick.run_id == "id-m-q8-5" and answer.pick.speed_kind == "none"
+
+
+def test_missing_figures_and_failed_runs_are_named():
+    no_layout = run("m-old", quant="Q8_0", kld=0.001)
+    del no_layout["params.model.n_layer"]
+    runs = frame(no_layout, run("m-err", quant="Q6_K", kld=None, error="worker killed"),
+                 run("m-q4", quant="Q4_0", kld=0.2))
+    answer = recommend(runs, device(1000))
+    reasons = dict(note.split(": ", 1) for note in answer.notes)
+    assert answer.pick.name == "m-q4"
+    assert reasons["m-old"].startswith("no figures: params.model.n_layer not recorded")
+    assert reasons["m-err"] == "run failed: worker killed"
+
+
+def test_onnx_keeps_its_own_kv_type_and_its_measured_kv_counts_as_overhead():
+    row = run("m-int4", quant="int4", kld=0.3, size=200, overhead=20)
+    row.update({"params.format": "onnx", "params.runtime_kv_type": "f32"})
+    answer = recommend(frame(row), device(1000))
+    fit = answer.pick.fit
+    # f32 KV at the device's 1024 cells: 192 values x 4 B x 2 (K, V) x 30 layers x 1024 = 47,185,920 B,
+    # whatever the device's cache type; overhead = peak - weights = measured KV + 20 MiB.
+    assert fit.kv_cache_type == "f32" and fit.kv_bytes == 47_185_920
+    assert fit.overhead_bytes == MEASURED_KV + 20 * MIB

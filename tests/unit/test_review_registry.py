@@ -1,0 +1,73 @@
+"""Registry versions and device aliases: moves and non-moves (real MLflow registry on sqlite)."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from tasks import tracking
+from tasks.review.fit import KvLayout
+from tasks.review.promote import register_run
+from tasks.review.registry import RegistryConfig, should_move
+
+OLD = {"kld_mean": "0.0040", "kld_mean_se": "0.0001", "decode_tps": "100", "decode_tps_sd": "2", "hardware_id": "h"}
+
+
+def test_alias_rule_moves_and_non_moves():
+    assert should_move(None, OLD)[0]
+    # kld within noise (0.0042 <= 0.0040 + 2 x sqrt(2) x 0.0001 = 0.00428), speed within noise (-4 >= -5.7).
+    assert should_move(OLD, {**OLD, "kld_mean": "0.0042", "decode_tps": "96"})[0]
+    # kld worse beyond noise: kept.
+    move, reason = should_move(OLD, {**OLD, "kld_mean": "0.0050"})
+    assert not move and reason.startswith("kld_mean 0.005 > 0.004")
+    # slower beyond noise on the same host: kept; on another host speeds are not compared.
+    assert not should_move(OLD, {**OLD, "decode_tps": "80"})[0]
+    assert should_move(OLD, {**OLD, "decode_tps": "80", "hardware_id": "other"})[0]
+
+
+LAYOUT = KvLayout(architecture="llama", n_head_kv=[3] * 30, head_dim_k=64, head_dim_v=64,
+                  swa_layers=[False] * 30, kv_layers=30).to_params()
+
+
+def flow_run(client, experiment, *, kld: float, measurement: str, gate: str = "pass") -> str:
+    parent = tracking.start_run(client, experiment, name="p", tags={})
+    child = tracking.start_run(client, experiment, name="m-gguf-q8_0", parent_run_id=parent, tags={
+        "slmforge.gate": gate, "slmforge.hardware_id": "h", "slmforge.artifact_key": "art",
+        "slmforge.measurement_key": measurement})
+    tracking.log_values(client, child, params={"format": "gguf", "quant": "Q8_0", "speed_n_ctx": "1032", **LAYOUT},
+                        metrics={"kld_mean": kld, "kld_mean_se": 0.0001, "size_bytes": 140e6, "peak_rss_bytes": 300e6,
+                                 "decode_tps": 100.0, "decode_tps_sd": 2.0})
+    client.set_terminated(child)
+    return parent
+
+
+def test_versions_and_aliases_across_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = tracking.ensure_experiment(client, "reg", uri)
+    config = RegistryConfig(devices=["laptop-8gb"])
+
+    def register(**kwargs) -> list[str]:
+        return register_run(client, experiment_id=experiment, parent_run_id=flow_run(client, experiment, **kwargs),
+                            model_name="M", config=config)
+
+    def alias() -> str:
+        return str(client.get_model_version_by_alias("M-gguf", "laptop-8gb").version)
+
+    lines = register(kld=0.0040, measurement="m1")
+    assert lines[0] == "M-gguf v1: registered m-gguf-q8_0" and alias() == "1"
+    assert lines[1].startswith("M-gguf@laptop-8gb: -> v1 (alias was unset)")
+    version = client.get_model_version("M-gguf", "1")
+    assert version.tags["kld_mean"] == "0.004" and version.tags["measurement_key"] == "m1"
+    assert version.run_id and version.source.startswith("runs:/")
+    # Same artefact, same stored measurement (a nightly run that reused it): no new version.
+    assert register(kld=0.0040, measurement="m1")[0] == "M-gguf v1: already registered (m-gguf-q8_0)"
+    # Re-measured and worse beyond noise: a new version, the alias stays.
+    lines = register(kld=0.0050, measurement="m2")
+    assert lines[0] == "M-gguf v2: registered m-gguf-q8_0" and alias() == "1"
+    assert lines[1].startswith("M-gguf@laptop-8gb: stays on v1, not v2 (kld_mean 0.005 > 0.004")
+    # Re-measured within noise: the alias moves to the newer version.
+    lines = register(kld=0.0041, measurement="m3")
+    assert alias() == "3" and "-> v3 (at least as good within noise" in lines[1]
+    # A failed gate is never registered.
+    assert register(kld=0.0001, measurement="m4", gate="fail") == []
+    assert len(client.search_model_versions("name = 'M-gguf'")) == 3

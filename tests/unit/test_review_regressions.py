@@ -1,0 +1,98 @@
+"""Regressions beyond the recorded noise are found; changes within it are not (rule: tasks.review.regressions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from tasks import report, tracking
+from tasks.review.regressions import RegressionConfig, changed_versions, find_regressions
+from tasks.review.watch import check_regressions
+from tasks.variants import Variant, VariantOutcome
+
+CONFIG = RegressionConfig()  # 2 sigmas, and at least 5 % of the old value
+BEFORE = {"kld_mean": 0.0040, "kld_mean_se": 0.0001, "perplexity": 15.0, "perplexity_se": 0.5,
+          "top1_agreement": 0.95, "top1_agreement_se": 0.003, "decode_tps": 100.0, "decode_tps_sd": 2.0,
+          "decode_tps_d512": 80.0, "decode_tps_d512_sd": 1.0, "ttft_ms": 20.0, "ttft_ms_sd": 0.5}
+
+
+def test_a_synthetic_regression_is_detected():
+    # kld 0.0040 -> 0.0050: +0.0010 > 2 x sqrt(0.0001^2 + 0.0001^2) = 0.00028 and > 5 % of 0.0040.
+    # decode 100 -> 80 tok/s: 20 > 2 x sqrt(2^2 + 2^2) = 5.7 and > 5 tok/s.
+    after = {**BEFORE, "kld_mean": 0.0050, "decode_tps": 80.0}
+    changes, unjudged = find_regressions({"v": BEFORE}, {"v": after}, CONFIG)
+    assert {(c.figure, c.kind) for c in changes} == {("kld_mean", "quality"), ("decode_tps", "speed")}
+    assert not unjudged
+    assert changes[0].describe().startswith("v: kld_mean 0.004 -> 0.005")
+
+
+def test_changes_within_noise_or_for_the_better_are_ignored():
+    # kld +0.0002 < 0.00028 noise; perplexity +0.6 < 2 x sqrt(0.5^2 + 0.5^2) = 1.41; decode -4 < 5.7;
+    # top1 better; ttft faster; a depth figure improved.
+    after = {**BEFORE, "kld_mean": 0.0042, "perplexity": 15.6, "decode_tps": 96.0, "top1_agreement": 0.99,
+             "ttft_ms": 10.0, "decode_tps_d512": 90.0}
+    assert find_regressions({"v": BEFORE}, {"v": after}, CONFIG) == ([], [])
+
+
+def test_beyond_sigma_but_below_the_relative_floor_is_ignored():
+    # A quiet host: sd 0.1 each, 100 -> 97 tok/s is 3 > 0.28 noise, but under 5 % of 100.
+    before = {"decode_tps": 100.0, "decode_tps_sd": 0.1}
+    after = {"decode_tps": 97.0, "decode_tps_sd": 0.1}
+    assert find_regressions({"v": before}, {"v": after}, CONFIG)[0] == []
+    assert len(find_regressions({"v": before}, {"v": after}, RegressionConfig(min_relative_change=0))[0]) == 1
+
+
+def test_a_figure_without_noise_is_not_judged_and_said_so():
+    changes, unjudged = find_regressions({"v": {"kld_mean": 0.001}}, {"v": {"kld_mean": 0.1, "kld_mean_se": 0.0}},
+                                         CONFIG)
+    assert changes == [] and unjudged == ["v: kld_mean (no kld_mean_se)"]
+
+
+def test_changed_tool_versions_are_named():
+    assert changed_versions({"llama-cpp-python": "0.3.35", "torch": "2.9"},
+                            {"llama-cpp-python": "0.3.36", "torch": "2.9", "gguf": "0.19"}) == [
+        "gguf absent -> 0.19", "llama-cpp-python 0.3.35 -> 0.3.36"]
+
+
+def _flow_run(client, uri, experiment, config_file: Path, metrics: dict, versions: dict):
+    """What the flow logs for one run of one variant: a parent, a child with figures."""
+    parent = tracking.start_run(client, experiment, name="p", tags={"slmforge.hardware_id": "hw"})
+    tracking.log_values(client, parent, params={f"version.{k}": v for k, v in versions.items()})
+    ctx = report.RunContext(client, uri, experiment, parent, config_file)
+    child = tracking.start_run(client, experiment, name="m-q8", parent_run_id=parent, tags={})
+    tracking.log_values(client, child, metrics=metrics)
+    outcome = VariantOutcome(variant=Variant(name="m-q8", format="gguf", quant="Q8_0", path=Path("x"), key="k"),
+                             metrics=metrics, mlflow_run_id=child)
+    result = check_regressions(ctx, [outcome], CONFIG, hardware_id="hw", versions=versions)
+    client.set_terminated(child)
+    client.set_terminated(parent)
+    return parent, child, result
+
+
+def test_the_previous_run_of_the_same_config_is_found_and_both_levels_tagged(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = tracking.ensure_experiment(client, "reg", uri)
+    config_file = tmp_path / "resolved_config.yaml"
+    config_file.write_text("name: a\n")
+    first, _, result = _flow_run(client, uri, experiment, config_file, BEFORE, {"llama-cpp-python": "0.3.35"})
+    assert result.previous_run_id is None
+    other = tmp_path / "other.yaml"
+    other.write_text("name: b\n")  # another config: never compared with
+    _flow_run(client, uri, experiment, other, {**BEFORE, "kld_mean": 1.0}, {"llama-cpp-python": "0.3.35"})
+    parent, child, result = _flow_run(client, uri, experiment, config_file, {**BEFORE, "kld_mean": 0.0050},
+                                      {"llama-cpp-python": "0.3.36"})
+    assert result.previous_run_id == first and [c.figure for c in result.changes] == ["kld_mean"]
+    tags = client.get_run(parent).data.tags
+    assert tags["slmforge.regressions"] == "1" and tags["slmforge.previous_run"] == first
+    assert tags["slmforge.versions_changed"] == "llama-cpp-python 0.3.35 -> 0.3.36"
+    assert client.get_run(child).data.tags["slmforge.regression"].startswith("m-q8: kld_mean 0.004 -> 0.005")
+
+
+def test_config_identity_ignores_sections_that_shape_no_figure():
+    from tasks.review.watch import config_identity
+
+    base = "name: a\nevaluate: {max_chunks: 2}\n"
+    assert config_identity(base) == config_identity(base + "registry: {enabled: false}\ntracking: {experiment: x}\n")
+    assert config_identity(base) != config_identity("name: a\nevaluate: {max_chunks: 24}\n")
