@@ -18,6 +18,10 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, help="Small language models to measured, deployable artefacts.")
 # Piped output (CI logs, `tee`) has no terminal width; a wide fixed width keeps the table whole.
 console = Console() if sys.stdout.isatty() else Console(width=220)
+from flows.stack_cli import stack_app, worker_app  # noqa: E402 - beside the app they join
+
+app.add_typer(stack_app, name="stack")
+app.add_typer(worker_app, name="worker")
 CONFIG_ARG = typer.Argument(..., help="Pipeline config YAML, e.g. configs/default.yaml.")
 
 

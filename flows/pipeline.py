@@ -38,7 +38,9 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
     hardware, versions = hardware_facts(), tool_versions()
     with report.tracked_run(config, config_yaml=report.dump_config(config), flow_run_id=str(runtime.flow_run.id),
                             hardware=hardware, versions=versions) as ctx:
-        hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"], config.evaluate.threads)
+        if not config.hardware:  # measured here: probe this host (remote workers probe their own)
+            hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"],
+                                                                    config.evaluate.threads)
         model = acquire_task(config.source, config.acquire, store)
         report.log_model_facts(ctx, model)
         base = base_task(model, config.model_name, config.convert, store)
@@ -53,11 +55,20 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
         outcomes = [_outcome(config, base_built, is_base=True)]
         outcomes += [_collect(config, name, quant, future) for (name, quant), future in futures.items()]
         builds = {o.variant.name: o.built for o in outcomes if o.built is not None}
+        remote = None
+        if config.hardware:  # on the work pools of the configured hardware classes
+            from flows.measure import measure_remotely
+
+            remote = measure_remotely(ctx, outcomes, config=config, model=model, base=base, reference=reference,
+                                      tokens_file=tokens_file)
+            hardware = remote["hardware"] or hardware
         for outcome in outcomes:  # one at a time: concurrent timed runs would share cores
-            if outcome.error is None:
+            if remote is None and outcome.error is None:
                 _measure(outcome, base=base, reference=reference, tokens_file=tokens_file, config=config,
                          hardware_id=hardware["hardware_id"])
-            report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware["hardware_id"], versions=versions)
+            if outcome.mlflow_run_id is None:  # a remote worker opened (and closed) those it measured
+                report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware["hardware_id"],
+                                        versions=versions)
         _apply_gates(outcomes, config, hardware)
         _package(outcomes, builds, model, base, config, hardware)
         for outcome in outcomes:
@@ -65,9 +76,20 @@ def pipeline(config_path: str = "configs/default.yaml") -> dict:
         report.close_parent_run(ctx, outcomes)
         report.publish_prefect_artifacts(ctx, outcomes)
         summary = _summary(ctx, outcomes, model)
-    if errors := [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]:
+        if remote is not None:
+            summary["hardware_classes"] = _class_rows(remote["classes"])
+    errors = [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]
+    errors += [f"hardware class {c}: {r.error}" for c, r in (remote or {}).get("classes", {}).items() if r.error]
+    if errors:
         raise VariantsFailedError("Some variants failed:\n" + "\n".join(errors), summary)
     return summary
+
+
+def _class_rows(results: dict) -> dict:
+    """Per hardware class: where it ran and each variant's headline figures (or why it has none)."""
+    return {cls: {"hardware_id": r.hardware_id, "error": r.error, "variants": {
+        o["variant"]["name"]: o.get("error") or {k: o["metrics"].get(k) for k in ("kld_mean", "decode_tps", "prefill_tps")}
+        for o in r.outcomes}} for cls, r in results.items()}
 
 
 def _outcome(config: PipelineConfig, built: Built, *, is_base: bool = False, error: str | None = None) -> VariantOutcome:
