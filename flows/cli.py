@@ -30,6 +30,9 @@ def _quiet_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+    # The temporary Prefect server (no PREFECT_API_URL) gets 20 s to start by default: too short for
+    # a second `slmforge run` starting beside a first one on a busy host (seen: both failed).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show the Python traceback of a failure (for a bug report).")
@@ -205,11 +208,22 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"package  {name}: {folder}", markup=False)
     for name, reasons in summary["gate_failures"].items():
         console.print(f"gate failed  {name}: {'; '.join(reasons)}", markup=False)
+    for cls, result in summary.get("hardware_classes", {}).items():
+        figures = result["error"] or "; ".join(
+            f"{name}: {value}" if isinstance(value, str) else
+            f"{name}: kld {_cell(value.get('kld_mean'))}, decode {_cell(value.get('decode_tps'))} tok/s"
+            for name, value in result["variants"].items())
+        console.print(f"hardware class {cls} ({result['hardware_id'] or '?'}): {figures}", markup=False)
     uri = summary["tracking_uri"]
     console.print(f"MLflow run: {summary['mlflow_url']}", markup=False)
-    console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)
+    if not uri.startswith(("http://", "https://")):  # a server shows its own UI at that address
+        console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)
     console.print(f"Prefect flow run: {summary['flow_run_id']}", markup=False)
-    console.print("  open the UI: .venv/bin/prefect server start  (then http://127.0.0.1:4200/runs)", markup=False)
+    if api := os.environ.get("PREFECT_API_URL"):
+        console.print(f"  in the UI: {api.removesuffix('/').removesuffix('/api')}/runs/flow-run/{summary['flow_run_id']}",
+                      markup=False)
+    else:
+        console.print("  open the UI: .venv/bin/prefect server start  (then http://127.0.0.1:4200/runs)", markup=False)
 
 
 def _cell(value) -> str:

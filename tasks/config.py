@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from tasks import formats as format_registry
 from tasks.acquire import AcquireConfig
 from tasks.acquire.sources import ModelSource
+from tasks.build_runner import BuildRunnerConfig
 from tasks.config_errors import describe
 from tasks.errors import ConfigError
 from tasks.evaluate import EvalConfig
@@ -51,6 +52,7 @@ class PipelineConfig(BaseModel):
         "it is the reference every variant is scored against.",
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    builds: BuildRunnerConfig = Field(default_factory=BuildRunnerConfig, description="Where builds fan out.")
     hardware: list[str] = Field(
         default_factory=list,
         description="Hardware classes to measure on, e.g. [cpu-avx2, cuda-h100]: each variant is measured by a "

@@ -82,6 +82,7 @@ def fail_open_children(ctx: RunContext, *, tag: tuple[str, str], reason: str) ->
 
 def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dict, versions: dict) -> RunContext:
     uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
+    tracking.prepare_store(uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = tracking.ensure_experiment(client, config.tracking.experiment or config.name, uri)
     reap_dead_runs(client, experiment_id)
@@ -187,12 +188,15 @@ def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, gguf_artifact
     ctx.open_runs.discard(run_id)
 
 
-def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome]) -> None:
+def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome], other_errors: list[str] = ()) -> None:
+    """The results table, then FAILED if any variant or anything else of the run (a hardware class) failed."""
     frame = summary_frame(outcomes)
     table = Path(ctx.config_file.parent) / "results.csv"
     frame.to_csv(table, index=False)
     tracking.log_files(ctx.client, ctx.parent_run_id, [table])
-    failed = any(o.error for o in outcomes)
+    if other_errors:
+        tracking.log_values(ctx.client, ctx.parent_run_id, tags={"slmforge.error": "\n".join(other_errors)[:5000]})
+    failed = any(o.error for o in outcomes) or bool(other_errors)
     ctx.client.set_terminated(ctx.parent_run_id, "FAILED" if failed else "FINISHED")
     ctx.open_runs.discard(ctx.parent_run_id)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -64,6 +65,9 @@ def stack_up(config: StackConfig) -> StackState:
     data = config.data_dir.resolve()
     if (running := running_stack(data)) is not None:
         return running
+    if missing := [tool for tool in ("initdb", "pg_ctl", "psql", "createdb") if shutil.which(tool) is None]:
+        raise UserError(f"PostgreSQL's {', '.join(missing)} not found on PATH; install PostgreSQL 15 "
+                        "(Debian: apt-get install postgresql) or point slmforge at existing servers instead")
     data.mkdir(parents=True, exist_ok=True)
     _let_postgres_in(data)
     (data / "logs").mkdir(exist_ok=True)
@@ -194,8 +198,6 @@ def _as_postgres(command: list[str], *, what: str = "", check: bool = True, log:
 
 def _chown_to_postgres(path: Path) -> None:
     if os.geteuid() == 0:
-        import shutil
-
         shutil.chown(path, user="postgres", group="postgres")
 
 
