@@ -18,6 +18,10 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, help="Small language models to measured, deployable artefacts.")
 # Piped output (CI logs, `tee`) has no terminal width; a wide fixed width keeps the table whole.
 console = Console() if sys.stdout.isatty() else Console(width=220)
+from flows.stack_cli import stack_app, worker_app  # noqa: E402 - beside the app they join
+
+app.add_typer(stack_app, name="stack")
+app.add_typer(worker_app, name="worker")
 CONFIG_ARG = typer.Argument(..., help="Pipeline config YAML, e.g. configs/default.yaml.")
 
 
@@ -26,6 +30,9 @@ def _quiet_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+    # The temporary Prefect server (no PREFECT_API_URL) gets 20 s to start by default: too short for
+    # a second `slmforge run` starting beside a first one on a busy host (seen: both failed).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show the Python traceback of a failure (for a bug report).")
@@ -232,6 +239,12 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"package  {name}: {folder}", markup=False)
     for name, reasons in summary["gate_failures"].items():
         console.print(f"gate failed  {name}: {'; '.join(reasons)}", markup=False)
+    for cls, result in summary.get("hardware_classes", {}).items():
+        figures = result["error"] or "; ".join(
+            f"{name}: {value}" if isinstance(value, str) else
+            f"{name}: kld {_cell(value.get('kld_mean'))}, decode {_cell(value.get('decode_tps'))} tok/s"
+            for name, value in result["variants"].items())
+        console.print(f"hardware class {cls} ({result['hardware_id'] or '?'}): {figures}", markup=False)
     if reused := [name for name, flag in summary.get("reused", {}).items() if flag]:
         console.print(f"reused  figures of {len(reused)} variant(s) served from the store, not measured now: "
                       "their runs are tagged slmforge.reused with the original run and time", markup=False)
@@ -244,9 +257,14 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"registry  {line}", markup=False)
     uri = summary["tracking_uri"]
     console.print(f"MLflow run: {summary['mlflow_url']}", markup=False)
-    console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)
+    if not uri.startswith(("http://", "https://")):  # a server shows its own UI at that address
+        console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)
     console.print(f"Prefect flow run: {summary['flow_run_id']}", markup=False)
-    console.print("  open the UI: .venv/bin/prefect server start  (then http://127.0.0.1:4200/runs)", markup=False)
+    if api := os.environ.get("PREFECT_API_URL"):
+        console.print(f"  in the UI: {api.removesuffix('/').removesuffix('/api')}/runs/flow-run/{summary['flow_run_id']}",
+                      markup=False)
+    else:
+        console.print("  open the UI: .venv/bin/prefect server start  (then http://127.0.0.1:4200/runs)", markup=False)
 
 
 def _cell(value) -> str:

@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import report
+from tasks.build_runner import build_runner
 from tasks.config import PipelineConfig, load_config
 from tasks.errors import SlmforgeError, VariantsFailedError
 from tasks.evaluate import default_threads
@@ -42,45 +43,77 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
     hardware, versions = hardware_facts(), tool_versions()
     with report.tracked_run(config, config_yaml=report.dump_config(config), flow_run_id=str(runtime.flow_run.id),
                             hardware=hardware, versions=versions) as ctx:
-        hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"], config.evaluate.threads)
+        if not config.hardware:  # measured here: probe this host (remote workers probe their own)
+            hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"],
+                                                                    config.evaluate.threads)
         model = acquire_task(config.source, config.acquire, store)
         report.log_model_facts(ctx, model)
         base = base_task(model, config.model_name, config.convert, store)
         report.note_model_layout(ctx, base.path, config.evaluate)  # what fitting to a device needs
         inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
                              model_name=config.model_name, base=base, store_root=store)
-        futures = {(name, quant): build_task.submit(name, quant, inputs, section)
-                   for name, section in config.formats.items() for quant in get_format(name).variants(section)}
-        # The reference pass overlaps the builds: it is not timed. Timed runs wait for every build.
-        tokens_file = tokens_task(base, config.evaluate, store)
-        reference = reference_task(base, tokens_file, config.evaluate, store)
-        base_built = Built(format=REFERENCE_FORMAT, quant=base.quant, path=base.path, key=base.key, reused=base.reused)
-        outcomes = [_outcome(config, base_built, is_base=True)]
-        outcomes += [_collect(config, name, quant, future) for (name, quant), future in futures.items()]
+        with build_runner(config.builds) as runner:
+            futures = {(name, quant): runner.submit(build_task, {"format_name": name, "quant": quant,
+                                                                 "inputs": inputs, "config": section})
+                       for name, section in config.formats.items() for quant in get_format(name).variants(section)}
+            # The reference pass overlaps the builds: it is not timed. Timed runs wait for every build.
+            tokens_file = tokens_task(base, config.evaluate, store)
+            reference = reference_task(base, tokens_file, config.evaluate, store)
+            base_built = Built(format=REFERENCE_FORMAT, quant=base.quant, path=base.path, key=base.key,
+                               reused=base.reused)
+            outcomes = [_outcome(config, base_built, is_base=True)]
+            outcomes += [_collect(config, name, quant, future) for (name, quant), future in futures.items()]
         builds = {o.variant.name: o.built for o in outcomes if o.built is not None}
-        for outcome in outcomes:  # one at a time: concurrent timed runs would share cores
-            if outcome.error is None:
-                _measure(outcome, base=base, reference=reference, tokens_file=tokens_file, config=config,
-                         hardware_id=hardware["hardware_id"])
-            report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware["hardware_id"], versions=versions)
+        remote = _measure_all(ctx, outcomes, config=config, model=model, hardware=hardware, versions=versions,
+                              base=base, reference=reference, tokens_file=tokens_file)
+        hardware = remote["hardware"] if remote else hardware
         _apply_gates(outcomes, config, hardware)
         _package(outcomes, builds, model, base, config, hardware)
         for outcome in outcomes:
             report.close_variant_run(ctx, outcome, gguf_artifacts=config.tracking.gguf_artifacts)
+        class_errors = [f"hardware class {c}: {r.error}" for c, r in (remote or {}).get("classes", {}).items()
+                        if r.error]
         regressions = check_regressions(ctx, outcomes, config.regressions, hardware_id=hardware["hardware_id"],
                                         versions=versions)
         registry = _register(ctx, config)
-        report.close_parent_run(ctx, outcomes)
+        report.close_parent_run(ctx, outcomes, class_errors)
         report.publish_prefect_artifacts(ctx, outcomes)
         publish_regressions(regressions)
         summary = {**_summary(ctx, outcomes, model), "regressions": regressions.lines(),
                    "versions_changed": regressions.versions_changed, "registry": registry}
-    if errors := [f"{o.variant.name}: {o.error}" for o in outcomes if o.error]:
+        if remote is not None:
+            summary["hardware_classes"] = _class_rows(remote["classes"])
+    if errors := [f"{o.variant.name}: {o.error}" for o in outcomes if o.error] + class_errors:
         raise VariantsFailedError("Some variants failed:\n" + "\n".join(errors), summary)
     if regressions.changes and (config.regressions.fail_on_regression if fail_on_regression is None
                                 else fail_on_regression):
         raise RegressionError(regressions, summary)
     return summary
+
+
+def _measure_all(ctx: report.RunContext, outcomes: list[VariantOutcome], *, config: PipelineConfig, model,
+                 hardware: dict, versions: dict, **inputs) -> dict | None:
+    """Every variant's figures: here, one at a time, or on the configured hardware classes' workers
+    (then returns their result; the first class's hardware stands for the run)."""
+    remote = None
+    if config.hardware:
+        from flows.measure import measure_remotely
+
+        remote = measure_remotely(ctx, outcomes, config=config, model=model, **inputs)
+    for outcome in outcomes:  # one at a time: concurrent timed runs would share cores
+        if remote is None and outcome.error is None:
+            _measure(outcome, config=config, hardware_id=hardware["hardware_id"], **inputs)
+        if outcome.mlflow_run_id is None:  # a remote worker opened (and closed) those it measured
+            hardware_id = (remote["hardware"] or hardware)["hardware_id"] if remote else hardware["hardware_id"]
+            report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware_id, versions=versions)
+    return remote
+
+
+def _class_rows(results: dict) -> dict:
+    """Per hardware class: where it ran and each variant's headline figures (or why it has none)."""
+    return {cls: {"hardware_id": r.hardware_id, "error": r.error, "variants": {
+        o["variant"]["name"]: o.get("error") or {k: o["metrics"].get(k) for k in ("kld_mean", "decode_tps", "prefill_tps")}
+        for o in r.outcomes}} for cls, r in results.items()}
 
 
 def _outcome(config: PipelineConfig, built: Built, *, is_base: bool = False, error: str | None = None) -> VariantOutcome:

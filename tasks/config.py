@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from tasks import formats as format_registry
 from tasks.acquire import AcquireConfig
 from tasks.acquire.sources import ModelSource
+from tasks.build_runner import BuildRunnerConfig
 from tasks.config_errors import describe
 from tasks.errors import ConfigError
 from tasks.evaluate import EvalConfig
@@ -56,7 +57,28 @@ class PipelineConfig(BaseModel):
     regressions: RegressionConfig = Field(default_factory=RegressionConfig,
                                           description="Comparison with the previous run of this config.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="Model registry and device aliases.")
+    builds: BuildRunnerConfig = Field(default_factory=BuildRunnerConfig, description="Where builds fan out.")
+    hardware: list[str] = Field(
+        default_factory=list,
+        description="Hardware classes to measure on, e.g. [cpu-avx2, cuda-h100]: each variant is measured by a "
+        "worker of the work pool of that name (`slmforge worker start --hardware-class NAME`), the first class's "
+        "figures gate and package. Empty: measured here, in this run's own process.",
+    )
+    remote_timeout_s: float = Field(
+        6 * 3600, gt=0, description="How long to wait for a hardware class's measurements before failing them.",
+    )
     store_dir: Path = Field(Path(".slmforge/store"), description="Content-addressed artefact store.")
+
+    @field_validator("hardware")
+    @classmethod
+    def _class_names(cls, value: list[str]) -> list[str]:
+        from tasks.remote import check_class_names
+
+        if problems := check_class_names(value):
+            raise ValueError("; ".join(problems))
+        if len(set(value)) != len(value):
+            raise ValueError(f"hardware: a class is listed twice in {value}")
+        return value
 
     @field_validator("formats", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks import hostlock
 from tasks.acquire import AcquireConfig, AcquiredModel, acquire_model
 from tasks.errors import TransientError
 from tasks.evaluate import EvalConfig, default_threads
@@ -39,27 +40,35 @@ step = partial(
 )
 
 
+def _waits(step_name: str):
+    return lambda: get_run_logger().info("%s waits: a timed measurement holds this host's cores", step_name)
+
+
 def _report(what: str, reused: bool, path: Path) -> None:
     get_run_logger().info("%s: %s %s", what, "reused (hashes verified)" if reused else "built", path)
 
 
 @step(name="acquire")
 def acquire_task(source, config: AcquireConfig, store_root: Path) -> AcquiredModel:
-    model = acquire_model(source, config, store_root=store_root)
+    with hostlock.shared(on_wait=_waits("acquire")):
+        model = acquire_model(source, config, store_root=store_root)
     _report(f"acquire {model.source} ({model.param_count:,} params, {model.tier})", model.reused, model.hf_dir)
     return model
 
 
 @step(name="convert")
 def base_task(model: AcquiredModel, model_name: str, config: ConvertConfig, store_root: Path) -> BaseArtifact:
-    base = get_format(REFERENCE_FORMAT).build_base(model, model_name=model_name, config=config, store_root=store_root)
+    with hostlock.shared(on_wait=_waits("convert")):
+        base = get_format(REFERENCE_FORMAT).build_base(model, model_name=model_name, config=config,
+                                                       store_root=store_root)
     _report(f"convert to {config.outtype} (the reference)", base.reused, base.path)
     return base
 
 
 @step(name="build", task_run_name="build-{format_name}-{quant}")
 def build_task(format_name: str, quant: str, inputs: BuildInputs, config) -> Built:
-    built = get_format(format_name).build(quant, inputs, config)
+    with hostlock.shared(on_wait=_waits("build")):
+        built = get_format(format_name).build(quant, inputs, config)
     _report(f"build {format_name} {quant}", built.reused, built.path)
     return built
 
@@ -84,8 +93,9 @@ def tokens_task(base: BaseArtifact, config: EvalConfig, store_root: Path) -> Pat
 
 @step(name="reference-pass")
 def reference_task(base: BaseArtifact, tokens_file: Path, config: EvalConfig, store_root: Path) -> measure.Reference:
-    ref = measure.compute_reference(base, tokens_file, config, store_root=store_root,
-                                    on_progress=StepProgress(f"reference {base.quant}"))
+    with hostlock.shared(on_wait=_waits("reference pass")):  # not timed, but it would slow one that is
+        ref = measure.compute_reference(base, tokens_file, config, store_root=store_root,
+                                        on_progress=StepProgress(f"reference {base.quant}"))
     figures = ref.figures
     get_run_logger().info("reference pass %s: %d chunks, %.1f MB stored (%.0f bytes per scored token)",
                           "reused" if ref.reused else "computed", figures["chunks"], figures["stored_bytes"] / 1e6,
@@ -97,10 +107,12 @@ def reference_task(base: BaseArtifact, tokens_file: Path, config: EvalConfig, st
 def measure_task(variant_name: str, built: Built, *, base: BaseArtifact, reference: measure.Reference,
                  tokens_file: Path, config: EvalConfig, hardware_id: str, store_root: Path,
                  is_base: bool) -> tuple[dict, bool]:
-    metrics, reused = measure.measure_variant(
-        built, base=base, reference=reference, tokens_file=tokens_file, config=config, hardware_id=hardware_id,
-        store_root=store_root, is_base=is_base, on_progress=StepProgress(variant_name),
-    )
+    # Alone on this host's cores: no build or other measurement of any slmforge process beside it.
+    with hostlock.exclusive(on_wait=lambda: get_run_logger().info("measure waits: builds or a measurement run here")):
+        metrics, reused = measure.measure_variant(
+            built, base=base, reference=reference, tokens_file=tokens_file, config=config, hardware_id=hardware_id,
+            store_root=store_root, is_base=is_base, on_progress=StepProgress(variant_name),
+        )
     get_run_logger().info(
         "measure %s: %s ppl=%.3f kld=%.4g decode=%.1f tok/s", variant_name, "reused" if reused else "measured",
         metrics.get("perplexity", float("nan")), metrics.get("kld_mean", float("nan")), metrics.get("decode_tps", 0.0),

@@ -52,8 +52,39 @@ def tracked_run(config, *, config_yaml: str, flow_run_id: str, hardware: dict, v
         shutil.rmtree(ctx.config_file.parent, ignore_errors=True)
 
 
+@contextmanager
+def attached_run(tracking_uri: str, experiment_id: str, parent_run_id: str, config_yaml: str) -> Iterator[RunContext]:
+    """A worker's view of a parent run another process opened: the children it opens here are
+    closed as FAILED if the block fails, and the parent is left to its owner."""
+    config_file = Path(tempfile.mkdtemp(prefix="slmforge-config-")) / "resolved_config.yaml"
+    config_file.write_text(config_yaml)
+    ctx = RunContext(MlflowClient(tracking_uri=tracking_uri), tracking_uri, experiment_id, parent_run_id, config_file)
+    try:
+        yield ctx
+    except BaseException as exc:
+        for run_id in ctx.open_runs:
+            tracking.log_values(ctx.client, run_id, tags={"slmforge.error": f"{type(exc).__name__}: {exc}"[:5000]})
+            ctx.client.set_terminated(run_id, "FAILED")
+        raise
+    finally:
+        shutil.rmtree(config_file.parent, ignore_errors=True)
+
+
+def fail_open_children(ctx: RunContext, *, tag: tuple[str, str], reason: str) -> list[str]:
+    """Close as FAILED the children with `tag` still RUNNING: their worker died before closing them."""
+    name, value = tag
+    runs = ctx.client.search_runs([ctx.experiment_id], filter_string=(
+        f"tags.mlflow.parentRunId = '{ctx.parent_run_id}' and tags.`{name}` = '{value}' "
+        "and attributes.status = 'RUNNING'"))
+    for run in runs:
+        tracking.log_values(ctx.client, run.info.run_id, tags={"slmforge.error": reason[:5000]})
+        ctx.client.set_terminated(run.info.run_id, "FAILED")
+    return [run.info.run_id for run in runs]
+
+
 def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dict, versions: dict) -> RunContext:
     uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
+    tracking.prepare_store(uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = tracking.ensure_experiment(client, config.tracking.experiment or config.name, uri)
     reap_dead_runs(client, experiment_id)
@@ -126,12 +157,12 @@ def note_model_layout(ctx: RunContext, base_gguf: Path, eval_config) -> None:
 
 
 def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: AcquiredModel, hardware_id: str,
-                     versions: dict) -> str:
+                     versions: dict, tags: dict[str, str] | None = None) -> str:
     """The child run of one variant, logged as soon as it is measured (or failed): params and figures."""
     v = outcome.variant
     run_id = tracking.start_run(ctx.client, ctx.experiment_id, name=v.name, parent_run_id=ctx.parent_run_id, tags={
         "slmforge.tier": model.tier, "slmforge.hardware_id": hardware_id,
-        "slmforge.artifact_path": str(v.path), "slmforge.artifact_key": v.key, OWNER_TAG: owner(),
+        "slmforge.artifact_path": str(v.path), "slmforge.artifact_key": v.key, OWNER_TAG: owner(), **(tags or {}),
     })
     ctx.open_runs.add(run_id)
     params = {"format": v.format, "quant": v.quant, "source": model.source,
@@ -173,12 +204,15 @@ def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, gguf_artifact
     ctx.open_runs.discard(run_id)
 
 
-def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome]) -> None:
+def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome], other_errors: list[str] = ()) -> None:
+    """The results table, then FAILED if any variant or anything else of the run (a hardware class) failed."""
     frame = summary_frame(outcomes)
     table = Path(ctx.config_file.parent) / "results.csv"
     frame.to_csv(table, index=False)
     tracking.log_files(ctx.client, ctx.parent_run_id, [table])
-    failed = any(o.error for o in outcomes)
+    if other_errors:
+        tracking.log_values(ctx.client, ctx.parent_run_id, tags={"slmforge.error": "\n".join(other_errors)[:5000]})
+    failed = any(o.error for o in outcomes) or bool(other_errors)
     ctx.client.set_terminated(ctx.parent_run_id, "FAILED" if failed else "FINISHED")
     ctx.open_runs.discard(ctx.parent_run_id)
 

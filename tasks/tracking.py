@@ -30,6 +30,20 @@ def resolve_tracking_uri(configured: str | None) -> str:
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def prepare_store(tracking_uri: str) -> None:
+    """Create or upgrade a SQLite store's tables under a lock. MLflow creates them on first use,
+    and two processes doing that at once on a new file both run the migrations: one fails with
+    "duplicate column name" (seen with two `slmforge run` started together)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return  # a server or another database migrates itself once
+    from filelock import FileLock
+
+    db = Path(tracking_uri.removeprefix("sqlite:///")).expanduser()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.init.lock"):
+        MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+
+
 def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
     """Experiment id for `name`, created with artefacts under mlruns/ for the default store.
 
