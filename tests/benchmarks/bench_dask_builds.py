@@ -112,7 +112,8 @@ def _print(results: dict) -> None:
         print(f"{workers:>12} {r['variants']:>8} {r['builds_s']:>13.1f} {total:>14.1f} {base / r['builds_s']:>8.2f} "
               f"{1000 * r['noop_s'] / r['noop_tasks']:>16.1f}")
     for workers, r in sorted(results.items()):
-        print(f"per build, {workers} worker(s): " + ", ".join(f"{k} {v:.1f}s" for k, v in r["per_build_s"].items()))
+        print(f"per build, {workers} worker(s): " + ", ".join(f"{k} {v:.1f}s" if v is not None else f"{k} -"
+                                                                   for k, v in r["per_build_s"].items()))
 
 
 if __name__ == "__main__":
