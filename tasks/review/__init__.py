@@ -1,0 +1,1 @@
+"""The review side: compare measured variants across runs, models, tiers and hardware."""
