@@ -88,6 +88,30 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     print_summary(summary, sort_by)
 
 
+@app.command()
+def compare(
+    experiment: list[str] = typer.Option(None, "--experiment", help="MLflow experiment name (repeatable; default all)."),
+    model: list[str] = typer.Option(None, "--model", help="Model name as in run names, e.g. smollm2-135m-instruct."),
+    hardware: list[str] = typer.Option(None, "--hardware", help="Hardware id (tag slmforge.hardware_id; repeatable)."),
+    fmt: list[str] = typer.Option(None, "--format", help="Format, e.g. gguf or onnx (repeatable)."),
+    quality: str = typer.Option("kld_mean", "--quality", help="kld_mean, kld_p99, perplexity_ratio, delta_p_rms or top1_agreement."),
+    out: Path = typer.Option(Path("comparison"), "--out", help="Folder for comparison.csv/.md and the PNG figures."),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="Any MLflow URI (default $MLFLOW_TRACKING_URI, else the local store)."),
+    all_runs: bool = typer.Option(False, "--all-runs", help="Keep every run, not only the newest of each variant."),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not log a comparison run to MLflow."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Compare measured variants across runs, models, tiers and hardware: table and Pareto figures."""
+    _quiet_defaults()
+    from tasks.review.cli import run_compare
+
+    try:
+        run_compare(console, experiments=experiment, models=model, hardware=hardware, formats=fmt, quality=quality,
+                    out=out, tracking_uri=tracking_uri, all_runs=all_runs, log=not no_log)
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+
+
 def _fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
     """Print one paragraph for `exc` and exit 1; with --debug, re-raise it so its traceback shows."""
     if debug:

@@ -146,4 +146,6 @@ def write_tables(frame: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
 def markdown_table(frame: pd.DataFrame) -> str:
     """The table people read: ids and times left to the CSV."""
     shown = frame.drop(columns=[c for c in ("run_id", "parent_run_id", "start_time", "experiment") if c in frame])
+    for column in ("size_bytes", "peak_rss_bytes"):  # whole bytes, not 9.173e+07
+        shown[column] = shown[column].round().astype("Int64")
     return shown.to_markdown(index=False, floatfmt=".4g")
