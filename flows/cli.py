@@ -227,6 +227,8 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"gate failed  {name}: {'; '.join(reasons)}", markup=False)
     uri = summary["tracking_uri"]
     console.print(f"MLflow run: {summary['mlflow_url']}", markup=False)
+    if summary.get("mlflow_view_url"):
+        console.print(f"MLflow variants view: {summary['mlflow_view_url']}", markup=False)
     console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)
     console.print(f"Prefect flow run: {summary['flow_run_id']}", markup=False)
     console.print("  open the UI: .venv/bin/prefect server start  (then http://127.0.0.1:4200/runs)", markup=False)
