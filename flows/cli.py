@@ -112,6 +112,24 @@ def compare(
         _fail(exc, debug=debug)
 
 
+@app.command()
+def suite(suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. configs/suites/micro.yaml."),
+          debug: bool = DEBUG_OPTION) -> None:
+    """Run the pipeline for every model of a suite in one flow, then compare them."""
+    _quiet_defaults()
+    from tasks.review.cli import print_suite
+
+    try:
+        from flows.suite import suite as suite_flow
+
+        result = suite_flow(str(suite_file))
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+    print_suite(console, result)
+    if result["errors"]:
+        raise typer.Exit(1)
+
+
 def _fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
     """Print one paragraph for `exc` and exit 1; with --debug, re-raise it so its traceback shows."""
     if debug:

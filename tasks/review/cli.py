@@ -71,3 +71,19 @@ def _numeric(column) -> bool:
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
     return is_numeric_dtype(column) and not is_bool_dtype(column)
+
+
+def print_suite(console: Console, result: dict) -> None:
+    """The suite's comparison table, where its files went, and any model that failed."""
+    import pandas as pd
+
+    rows = result["comparison"]["rows"]
+    if rows:
+        console.print(_table(pd.DataFrame(rows)))
+    for name, path in result["comparison"]["files"].items():
+        console.print(f"{name}: {path}", markup=False)
+    for model, summary in result["models"].items():
+        if summary:
+            console.print(f"{model}: MLflow run {summary['mlflow_url']}", markup=False)
+    for model, error in result["errors"].items():
+        console.print(f"model {model} failed: {error}", style="red", markup=False)
