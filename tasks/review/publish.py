@@ -84,9 +84,12 @@ def log_parent_figures(client: MlflowClient, tracking_uri: str, parent_run_id: s
 def publish_prefect(result: Comparison, *, tracking_uri: str, key: str = "slmforge-comparison") -> None:
     """The table and where the figures are, on the current Prefect flow run (no-op outside one)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
-    from prefect.context import FlowRunContext
+    from prefect.context import get_run_context
+    from prefect.exceptions import MissingContextError
 
-    if FlowRunContext.get() is None:
+    try:
+        get_run_context()
+    except MissingContextError:  # the CLI's `compare` runs outside any flow: nothing to attach to
         return
     from tasks.tracking import run_url
 
