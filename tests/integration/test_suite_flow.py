@@ -15,7 +15,7 @@ from tests.conftest import QUICK_EVAL, REPO
 def test_suite_of_two_models_compares_both(prefect_harness, tmp_path, tracking_uri):
     from flows.suite import suite
 
-    cheap = {"evaluate": QUICK_EVAL, "formats": {"gguf": {"types": ["Q8_0"]}, "onnx": None},
+    cheap = {"evaluate": {**QUICK_EVAL, "prompt_suite": None}, "formats": {"gguf": {"types": ["Q8_0"]}, "onnx": None},
              "store_dir": str(tmp_path / "store"), "tracking": {"tracking_uri": tracking_uri}}
     suite_file = tmp_path / "two.yaml"
     suite_file.write_text(yaml.safe_dump({
