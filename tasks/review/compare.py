@@ -74,7 +74,8 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
     """One row per measured variant run (pipeline children: they carry params.format), selected."""
     if raw.empty or "params.format" not in raw:
         return pd.DataFrame(columns=list(TABLE_COLUMNS))
-    frame = raw[raw["params.format"].notna() & (raw["status"] != "RUNNING")].copy()
+    # Finished runs only: a killed or failed run may hold part of its figures (e.g. speed but no KLD).
+    frame = raw[raw["params.format"].notna() & (raw["status"] == "FINISHED")].copy()
     out = pd.DataFrame({"format": frame["params.format"], "quant": frame["params.quant"],
                         "experiment": frame.get("experiment"), "run_id": frame["run_id"],
                         "start_time": frame["start_time"]})

@@ -53,6 +53,7 @@ def _raw_runs() -> pd.DataFrame:
         row("b-gguf-q8_0", "gguf", "Q8_0", "hw1", "micro", 0.003, 290e6, 40, 100, parent="p2"),
         row("a-gguf-q8_0", "gguf", "Q8_0", "hw2", "micro", 0.004, 145e6, 200, 100, parent="p3"),
         row("a-gguf-q4_0", "gguf", "Q4_0", "hw1", "micro", 0.3, 92e6, 150, 200, status="RUNNING"),
+        row("a-gguf-q4_0", "gguf", "Q4_0", "hw1", "micro", None, 92e6, 1, 300, status="KILLED"),  # partial
     ]
     parent = {"run_id": "p1", "experiment_id": "1", "experiment": "exp", "status": "FINISHED",
               "start_time": pd.Timestamp(1, unit="s", tz="UTC"), "params.format": None, "tags.mlflow.runName": "x"}
@@ -61,9 +62,10 @@ def _raw_runs() -> pd.DataFrame:
 
 def test_variant_table_keeps_newest_finished_children_and_selects():
     table = variant_table(_raw_runs(), CompareSelection())
-    assert len(table) == 5  # parent, the running one and the older Q8_0 of (a, hw1) dropped
+    assert len(table) == 5  # parent, running, killed and the older Q8_0 of (a, hw1) dropped
     q8 = table[(table.model == "a") & (table.quant == "Q8_0") & (table.hardware_id == "hw1")]
     assert q8["kld_mean"].tolist() == [0.004]
+    assert table[table.quant == "Q4_0"]["kld_mean"].tolist() == [0.25]  # not the killed run's partial figures
     assert set(table.model) == {"a", "b"}
     assert len(variant_table(_raw_runs(), CompareSelection(all_runs=True))) == 6
     only = variant_table(_raw_runs(), CompareSelection(hardware=["hw2"], formats=["gguf"]))
