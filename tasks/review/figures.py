@@ -46,7 +46,9 @@ def quality_figure(frame: pd.DataFrame, *, axis: str, quality: str) -> Figure:
         ax.set_ylabel(f"{quality} ({QUALITY_METRICS[quality]} is better)")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(f"{quality} vs {x_label}: Pareto front dashed, front points ringed", fontsize=12)
+    # Quality is measured against each model's own f16: across models it says what a quant loses.
+    fig.suptitle(f"{quality} vs {x_label} (each model vs its own f16): Pareto front dashed, front points ringed",
+                 fontsize=11)
     fig.tight_layout()
     return fig
 
