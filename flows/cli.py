@@ -126,6 +126,48 @@ def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERI
         raise typer.Exit(2)
 
 
+@app.command()
+def compare(
+    experiment: list[str] = typer.Option(None, "--experiment", help="MLflow experiment name (repeatable; default all)."),
+    model: list[str] = typer.Option(None, "--model", help="Model name as in run names, e.g. smollm2-135m-instruct."),
+    hardware: list[str] = typer.Option(None, "--hardware", help="Hardware id (tag slmforge.hardware_id; repeatable)."),
+    fmt: list[str] = typer.Option(None, "--format", help="Format, e.g. gguf or onnx (repeatable)."),
+    quality: str = typer.Option("kld_mean", "--quality", help="kld_mean, kld_p99, perplexity_ratio, delta_p_rms or top1_agreement."),
+    out: Path = typer.Option(Path("comparison"), "--out", help="Folder for comparison.csv/.md and the PNG figures."),
+    tracking_uri: str = typer.Option(None, "--tracking-uri", help="Any MLflow URI (default $MLFLOW_TRACKING_URI, else the local store)."),
+    all_runs: bool = typer.Option(False, "--all-runs", help="Keep every run, not only the newest of each variant."),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not log a comparison run to MLflow."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Compare measured variants across runs, models, tiers and hardware: table and Pareto figures."""
+    _quiet_defaults()
+    from tasks.review.cli import run_compare
+
+    try:
+        run_compare(console, experiments=experiment, models=model, hardware=hardware, formats=fmt, quality=quality,
+                    out=out, tracking_uri=tracking_uri, all_runs=all_runs, log=not no_log)
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+
+
+@app.command()
+def suite(suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. configs/suites/micro.yaml."),
+          debug: bool = DEBUG_OPTION) -> None:
+    """Run the pipeline for every model of a suite in one flow, then compare them."""
+    _quiet_defaults()
+    from tasks.review.cli import print_suite
+
+    try:
+        from flows.suite import suite as suite_flow
+
+        result = suite_flow(str(suite_file))
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+    print_suite(console, result)
+    if result["errors"]:
+        raise typer.Exit(1)
+
+
 def _fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
     """Print one paragraph for `exc` and exit 1; with --debug, re-raise it so its traceback shows."""
     if debug:
@@ -257,6 +299,8 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"registry  {line}", markup=False)
     uri = summary["tracking_uri"]
     console.print(f"MLflow run: {summary['mlflow_url']}", markup=False)
+    if summary.get("mlflow_view_url"):
+        console.print(f"MLflow variants view: {summary['mlflow_view_url']}", markup=False)
     if not uri.startswith(("http://", "https://")):  # a server shows its own UI at that address
         console.print(f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {uri}", markup=False)
     console.print(f"Prefect flow run: {summary['flow_run_id']}", markup=False)

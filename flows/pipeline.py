@@ -206,6 +206,7 @@ def _register(ctx: report.RunContext, config: PipelineConfig) -> list[str]:
 
 
 def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> dict:
+    from tasks.review.mlflow_ui import view_url
     from tasks.tracking import run_url
 
     return {
@@ -216,6 +217,7 @@ def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> d
         "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id,
         "mlflow_run_id": ctx.parent_run_id,
         "mlflow_url": run_url(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id),
+        "mlflow_view_url": view_url(ctx.tracking_uri, ctx.experiment_id),  # the variants, key figures as columns
         "flow_run_id": str(runtime.flow_run.id), "source": model.source, "tier": model.tier,
         "reused": {o.variant.name: o.reused for o in outcomes},
     }

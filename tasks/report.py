@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from tasks import tracking
 from tasks.acquire import AcquiredModel
 from tasks.review import records
+from tasks.review.mlflow_ui import log_run_figures, mark_model_development
 from tasks.variants import VariantOutcome, summary_frame
 
 
@@ -87,6 +88,7 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
     tracking.prepare_store(uri)
     client = MlflowClient(tracking_uri=uri)
     experiment_id = tracking.ensure_experiment(client, config.tracking.experiment or config.name, uri)
+    mark_model_development(client, experiment_id)  # opens on the runs views, not MLflow 3's GenAI traces
     reap_dead_runs(client, experiment_id)
     run_id = tracking.start_run(client, experiment_id, name=f"{config.name}-{flow_run_id[:8]}", tags={
         "prefect.flow_run_id": flow_run_id, "slmforge.hardware_id": hardware["hardware_id"], OWNER_TAG: owner(),
@@ -213,6 +215,8 @@ def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome], other_erro
     if other_errors:
         tracking.log_values(ctx.client, ctx.parent_run_id, tags={"slmforge.error": "\n".join(other_errors)[:5000]})
     failed = any(o.error for o in outcomes) or bool(other_errors)
+    log_run_figures(ctx.client, ctx.tracking_uri, ctx.parent_run_id)  # seen in the MLflow UI with no command
+    failed = any(o.error for o in outcomes)
     ctx.client.set_terminated(ctx.parent_run_id, "FAILED" if failed else "FINISHED")
     ctx.open_runs.discard(ctx.parent_run_id)
 

@@ -25,6 +25,10 @@ def locate_gguf(source: GgufSource) -> Path:
         if not path.is_file():
             raise SourceError(f"GGUF file {path} does not exist; check `source.path`.")
         return path
+    if source.assemble:
+        from tasks.acquire.assembled import assembled_gguf
+
+        return assembled_gguf(source.package, source.assemble, source.file)
     try:
         root = importlib.resources.files(source.package)
     except ModuleNotFoundError as exc:

@@ -41,12 +41,19 @@ class GgufSource(_Strict):
     kind: Literal["gguf"] = Field(description="Dequantize a GGUF file into an HF folder.")
     path: Path | None = Field(None, description="Path of a .gguf file on disk.")
     package: str | None = Field(None, description="Installed package that ships the file.")
-    file: str | None = Field(None, description="File name inside `package`.")
+    file: str | None = Field(None, description="File name inside `package` (with `assemble`: the name to give it).")
+    assemble: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="For a GGUF shipped in chunk packages: the function of `package` that writes the whole "
+        "file to `output_path` and returns it (e.g. `assemble`); the file goes to the user cache.",
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> GgufSource:
         if (self.path is None) == (self.package is None or self.file is None):
             raise ValueError("give either `path`, or both `package` and `file`")
+        if self.assemble and self.package is None:
+            raise ValueError("`assemble` names a function of `package`: give `package` and `file` with it")
         return self
 
 

@@ -1,0 +1,152 @@
+"""Measured variants from any MLflow store as one pandas table, and its Pareto fronts.
+
+The pure core of `slmforge compare`: MLflow's own search API reads the runs (any tracking URI),
+everything after that is pandas on the returned frame, so it is tested without a store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.errors import UserError
+
+# Quality figures a comparison can rank on, and which way is better.
+QUALITY_METRICS: dict[str, str] = {
+    "kld_mean": "lower", "kld_p99": "lower", "perplexity_ratio": "lower",
+    "delta_p_rms": "lower", "top1_agreement": "higher",
+}
+# The columns of the comparison table, in reading order (public metric names, DESIGN.md).
+TABLE_COLUMNS = (
+    "model", "tier", "hardware_id", "format", "quant", "size_bytes", "bits_per_weight", "perplexity",
+    "perplexity_ratio", "kld_mean", "kld_p99", "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms",
+    "peak_rss_bytes", "decode_efficiency", "gate", "reused", "experiment", "run_id", "parent_run_id", "start_time",
+)
+_TAGS = {"tier": "slmforge.tier", "hardware_id": "slmforge.hardware_id", "gate": "slmforge.gate",
+         "reused": "slmforge.reused", "parent_run_id": "mlflow.parentRunId", "run_name": "mlflow.runName"}
+
+
+class CompareSelection(BaseModel):
+    """Which variant runs to compare; an empty list selects everything."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tracking_uri: str | None = Field(None, description="MLflow URI (default $MLFLOW_TRACKING_URI, else the local store).")
+    experiments: list[str] = Field(default_factory=list, description="Experiment names (default: all).")
+    models: list[str] = Field(default_factory=list, description="Model names as in the run names, e.g. smollm2-135m-instruct.")
+    hardware: list[str] = Field(default_factory=list, description="Hardware ids (tag slmforge.hardware_id).")
+    formats: list[str] = Field(default_factory=list, description="Formats, e.g. gguf, onnx.")
+    parent_run_ids: list[str] = Field(default_factory=list, description="Only the variants of these pipeline runs.")
+    quality: Literal["kld_mean", "kld_p99", "perplexity_ratio", "delta_p_rms", "top1_agreement"] = Field(
+        "kld_mean", description="The quality figure on the plots' y axis and in the Pareto fronts.")
+    all_runs: bool = Field(False, description="Keep every run; default keeps the newest per model, hardware, variant.")
+
+
+def search_variant_runs(selection: CompareSelection) -> pd.DataFrame:
+    """The raw runs of the selected experiments, as MLflow's search API returns them."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tasks.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(selection.tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiments = client.search_experiments()
+    known = {e.name: e.experiment_id for e in experiments}
+    if missing := [name for name in selection.experiments if name not in known]:
+        raise UserError(f"no MLflow experiment named {missing} at {uri}; the store has {sorted(known) or 'none'}. "
+                        "Pass --experiment with one of those names, or point --tracking-uri at another store.")
+    ids = [known[n] for n in selection.experiments] or [e.experiment_id for e in experiments]
+    if not ids:
+        return pd.DataFrame()
+    mlflow.set_tracking_uri(uri)
+    parents = " OR ".join(f"tags.mlflow.parentRunId = '{r}'" for r in selection.parent_run_ids)
+    frame = mlflow.search_runs(experiment_ids=ids, filter_string=parents if len(selection.parent_run_ids) == 1 else "",
+                               max_results=50000, output_format="pandas")
+    names = {e.experiment_id: e.name for e in experiments}
+    return frame.assign(experiment=frame["experiment_id"].map(names)) if len(frame) else frame
+
+
+def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFrame:
+    """One row per measured variant run (pipeline children: they carry params.format), selected."""
+    if raw.empty or "params.format" not in raw:
+        return pd.DataFrame(columns=list(TABLE_COLUMNS))
+    # Finished runs only: a killed or failed run may hold part of its figures (e.g. speed but no KLD).
+    frame = raw[raw["params.format"].notna() & (raw["status"] == "FINISHED")].copy()
+    out = pd.DataFrame({"format": frame["params.format"], "quant": frame["params.quant"],
+                        "experiment": frame.get("experiment"), "run_id": frame["run_id"],
+                        "start_time": frame["start_time"]})
+    for column, tag in _TAGS.items():
+        out[column] = frame.get(f"tags.{tag}")
+    for column in TABLE_COLUMNS:
+        if column not in out:
+            out[column] = pd.to_numeric(frame.get(f"metrics.{column}"), errors="coerce")
+    out["model"] = [model_of(name, f, q) for name, f, q in zip(out["run_name"], out["format"], out["quant"])]
+    out = _select(out, selection)
+    if not selection.all_runs:  # a nightly store holds many runs of the same variant: the newest speaks
+        out = out.sort_values("start_time").drop_duplicates(["model", "hardware_id", "format", "quant"], keep="last")
+    return out.sort_values(["model", "hardware_id", "format", "size_bytes"])[list(TABLE_COLUMNS)].reset_index(drop=True)
+
+
+def model_of(run_name: str | None, fmt: str, quant: str) -> str:
+    """The model part of a variant's run name (tasks.naming.variant_name: <model>-<format>-<quant>)."""
+    suffix = f"-{fmt}-{str(quant).lower()}"
+    name = str(run_name or "unknown")
+    return name[: -len(suffix)] if name.endswith(suffix) else name
+
+
+def _select(frame: pd.DataFrame, selection: CompareSelection) -> pd.DataFrame:
+    for column, wanted in (("model", selection.models), ("hardware_id", selection.hardware),
+                           ("format", selection.formats), ("parent_run_id", selection.parent_run_ids)):
+        if wanted:
+            frame = frame[frame[column].isin(wanted)]
+    return frame
+
+
+def pareto_mask(x: pd.Series, y: pd.Series, *, x_better: str = "lower", y_better: str = "lower") -> np.ndarray:
+    """True for the points no other point beats on both axes (ties on both keep both)."""
+    xs = np.asarray(x, dtype=float) * (1 if x_better == "lower" else -1)
+    ys = np.asarray(y, dtype=float) * (1 if y_better == "lower" else -1)
+    valid = np.isfinite(xs) & np.isfinite(ys)
+    mask = np.zeros(len(xs), dtype=bool)
+    for i in np.flatnonzero(valid):
+        beaten = valid & (xs <= xs[i]) & (ys <= ys[i]) & ((xs < xs[i]) | (ys < ys[i]))
+        mask[i] = not beaten.any()
+    return mask
+
+
+def with_pareto_flags(frame: pd.DataFrame, quality: str) -> pd.DataFrame:
+    """Adds pareto_size and pareto_decode: on the front of its (hardware, tier) panel."""
+    out = frame.copy()
+    out["pareto_size"], out["pareto_decode"] = False, False
+    for _, panel in out.groupby(["hardware_id", "tier"], dropna=False):
+        y = panel[quality]
+        better = QUALITY_METRICS[quality]
+        out.loc[panel.index, "pareto_size"] = pareto_mask(panel["size_bytes"], y, y_better=better)
+        out.loc[panel.index, "pareto_decode"] = pareto_mask(panel["decode_tps"], y, x_better="higher", y_better=better)
+    return out
+
+
+def write_tables(frame: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """comparison.csv and comparison.md, each written to a temporary name, then renamed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out_dir / "comparison.csv", "md": out_dir / "comparison.md"}
+    for kind, path in paths.items():
+        tmp = path.with_name(path.name + ".tmp")
+        if kind == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            tmp.write_text(markdown_table(frame) + "\n")
+        tmp.replace(path)
+    return paths
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """The table people read: ids and times left to the CSV."""
+    shown = frame.drop(columns=[c for c in ("run_id", "parent_run_id", "start_time", "experiment") if c in frame])
+    for column in ("size_bytes", "peak_rss_bytes"):  # whole bytes, not 9.173e+07
+        shown[column] = shown[column].round().astype("Int64")
+    return shown.to_markdown(index=False, floatfmt=".4g")
