@@ -24,3 +24,16 @@ def gguf_file_name(model_name: str, quant: str) -> str:
 def ollama_tag(model_name: str, quant: str) -> str:
     """Ollama model reference, e.g. smollm2-135m-instruct:q4_k_m."""
     return f"{slug(model_name)}:{quant.lower()}"
+
+
+def quant_label(gguf_type: str, *, imatrix: bool, overrides: dict | None = None, name: str | None = None) -> str:
+    """A GGUF variant's label: the type, `-imat` with the importance matrix, `-<name>` with overrides.
+
+    e.g. Q4_K_M, Q4_K_M-imat, Q4_K_M-imat-attnv8 (or -t<hash> when an override variant has no name).
+    """
+    from tasks.hashing import sha256_json
+
+    label = gguf_type.upper() + ("-imat" if imatrix else "")
+    if overrides:
+        label += "-" + (name or "t" + sha256_json(overrides)[:6])
+    return label

@@ -24,14 +24,12 @@ class GgufFormat:
                             n_weights=int(gguf_size_facts(result.gguf_path)["n_weights"]))
 
     def variants(self, config: GgufConfig) -> list[str]:
-        return list(config.types)
+        return [recipe.label for recipe in config.recipes()]
 
     def build(self, quant: str, inputs: BuildInputs, config: GgufConfig) -> Built:
-        from tasks.formats.gguf.quantize import quantize_gguf
+        from tasks.formats.gguf.recipes import build_recipe
 
-        result = quantize_gguf(inputs.base.path, quant, base_key=inputs.base.key, model_name=inputs.model_name,
-                               threads=config.threads, store_root=inputs.store_root)
-        return Built(format=self.name, quant=quant, path=result.gguf_path, key=result.key, reused=result.reused)
+        return build_recipe(config.recipe(quant), inputs, config)
 
     def size_facts(self, built: Built, base: BaseArtifact) -> dict[str, float]:
         from tasks.formats.gguf.facts import gguf_size_facts

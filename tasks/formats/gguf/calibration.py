@@ -1,0 +1,84 @@
+"""The calibration text of the importance matrix: never the evaluation text.
+
+Built-in default: the docstrings of CPython's standard library (modules, classes and functions of
+`Lib/*.py`, sorted by module), real prose written by CPython's authors, present offline on every
+Python install (PSF licence). The evaluation text is CPython's *language reference*
+(`pydoc_data.topics`, tasks.evaluate.corpus); the two overlap in a few sentences (a method
+documented in both), so any docstring paragraph sharing a run of SHINGLE_WORDS words with the
+language reference is dropped: the calibration text shares no such run with the evaluation text.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sysconfig
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.evaluate.corpus import BuiltinCorpus, FileCorpus, HubCorpus, load_corpus_text
+
+SHINGLE_WORDS = 8  # a shared run of 8 words is a quotation, not a coincidence of phrasing
+
+
+class StdlibDocstrings(BaseModel):
+    """CPython's standard-library docstrings (PSF licence), minus anything shared with the evaluation text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["builtin"] = Field("builtin", description="CPython's standard-library docstrings.")
+
+
+CalibrationText = Annotated[StdlibDocstrings | FileCorpus | HubCorpus, Field(discriminator="kind")]
+
+
+class CalibrationConfig(BaseModel):
+    """How the importance matrix is computed (llama-imatrix's settings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: CalibrationText = Field(default_factory=StdlibDocstrings, description="Calibration text (not the eval text).")
+    chunks: int = Field(32, ge=1, description="Chunks of n_ctx tokens read by llama-imatrix (--chunks).")
+    n_ctx: int = Field(512, ge=64, description="Chunk length in tokens (llama-imatrix -c).")
+
+
+def calibration_text(text: StdlibDocstrings | FileCorpus | HubCorpus) -> tuple[str, str]:
+    """(the text, a short name of it for file names and the GGUF's quantize.imatrix.dataset)."""
+    if isinstance(text, StdlibDocstrings):
+        return disjoint_from(stdlib_docstrings(), load_corpus_text(BuiltinCorpus())), "cpython-stdlib-docstrings"
+    if isinstance(text, FileCorpus):
+        return load_corpus_text(text), Path(text.path).stem
+    return load_corpus_text(text), text.dataset.replace("/", "-")
+
+
+def stdlib_docstrings() -> str:
+    """Every docstring of the pure-Python standard library, in a stable order."""
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "site-packages", "idlelib", "lib2to3", "turtledemo", "tkinter", "ensurepip"}
+    pieces = []
+    for path in sorted(lib.rglob("*.py")):
+        if skip & set(path.relative_to(lib).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue  # a few stdlib files are deliberately broken or not UTF-8: not prose anyway
+        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef))]
+        pieces += [doc for node in nodes if (doc := ast.get_docstring(node)) and len(doc) >= 200]
+    return "\n\n".join(pieces)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def shingles(text: str, n: int = SHINGLE_WORDS) -> set[tuple[str, ...]]:
+    words = _words(text)
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def disjoint_from(text: str, evaluation: str) -> str:
+    """`text` without the paragraphs that share a run of SHINGLE_WORDS words with `evaluation`."""
+    banned = shingles(evaluation)
+    kept = [p for p in text.split("\n\n") if not (shingles(p) & banned)]
+    return "\n\n".join(kept)

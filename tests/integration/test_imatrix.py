@@ -1,0 +1,82 @@
+"""The importance matrix and tensor overrides on a tiny random-weight GGUF, with llama.cpp's real
+llama-imatrix / llama-quantize (built by `make setup`): one imatrix per base shared by every type,
+llama.cpp's imatrix metadata in each GGUF, and override rules applied to the tensors they name,
+all read back with the gguf reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gguf import GGUFReader
+
+from tasks.acquire import AcquireConfig, acquire_model
+from tasks.acquire.sources import LocalSource
+from tasks.formats import get_format
+from tasks.formats.base import BaseArtifact, BuildInputs
+from tasks.formats.gguf.config import GgufConfig
+from tasks.formats.gguf.convert import ConvertConfig, convert_to_gguf
+
+CALIBRATION = {"chunks": 2, "n_ctx": 128}  # a few seconds on the tiny model
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_model_dir) -> BuildInputs:
+    store = tmp_path_factory.mktemp("imatrix-store")
+    model = acquire_model(LocalSource(kind="local", path=tiny_model_dir), AcquireConfig(), store_root=store)
+    base = convert_to_gguf(model.hf_dir, architecture=model.architecture, identity=model.identity,
+                           model_name="Tiny-Llama", config=ConvertConfig(), store_root=store)
+    return BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
+                       model_name="Tiny-Llama", store_root=store,
+                       base=BaseArtifact(path=base.gguf_path, key=base.key, quant="F16", n_weights=1))
+
+
+def _fields(path: Path) -> dict:
+    return {name: field.contents() for name, field in GGUFReader(path).fields.items()}
+
+
+def _tensor_types(path: Path) -> dict[str, str]:
+    return {t.name: t.tensor_type.name for t in GGUFReader(path).tensors}
+
+
+def test_imatrix_is_computed_once_and_shared_by_every_type(inputs):
+    config = GgufConfig(types=[{"type": "Q4_0", "imatrix": True}, {"type": "Q5_0", "imatrix": True}, "IQ4_NL"],
+                        calibration=CALIBRATION, threads=1)
+    fmt = get_format("gguf")
+    assert fmt.variants(config) == ["Q4_0-imat", "Q5_0-imat", "IQ4_NL-imat"]  # IQ types get it automatically
+    built = [fmt.build(label, inputs, config) for label in fmt.variants(config)]
+    stored = [p for p in (inputs.store_root / "imatrix").iterdir() if not p.name.startswith(".")]
+    assert len(stored) == 1  # one importance matrix for the three types
+    assert len({b.params["imatrix.key"] for b in built}) == 1
+    assert all(b.params["imatrix"] == "true" for b in built)
+    for b in built:  # llama-quantize's own metadata, as llama.cpp records it
+        fields = _fields(b.path)
+        assert fields["quantize.imatrix.file"] == stored[0].joinpath("Tiny-Llama-IMATRIX.gguf").as_posix()
+        assert fields["quantize.imatrix.dataset"] == "cpython-stdlib-docstrings.txt"
+        assert fields["quantize.imatrix.chunks_count"] == CALIBRATION["chunks"]
+        assert fields["quantize.imatrix.entries_count"] == int(b.params["imatrix.entries"]) > 0
+    again = fmt.build("Q4_0-imat", inputs, config)
+    assert again.reused and again.key == built[0].key
+
+
+def test_plain_type_keeps_the_binding_and_records_no_imatrix(inputs):
+    config = GgufConfig(types=["Q4_0"], calibration=CALIBRATION, threads=1)
+    built = get_format("gguf").build("Q4_0", inputs, config)
+    assert built.params["imatrix"] == "false"
+    assert not any(name.startswith("quantize.imatrix") for name in _fields(built.path))
+
+
+def test_override_rules_apply_to_the_tensors_they_name(inputs):
+    spec = {"type": "Q4_0", "name": "v8", "tensor_types": {r"blk\.\d+\.attn_v": "q8_0", r"ffn_down": "Q5_0"},
+            "token_embedding_type": "q6_k"}
+    config = GgufConfig(types=[spec], calibration=CALIBRATION, threads=1)
+    (label,) = get_format("gguf").variants(config)
+    assert label == "Q4_0-v8"
+    built = get_format("gguf").build(label, inputs, config)
+    types = _tensor_types(built.path)
+    assert {types[n] for n in types if ".attn_v." in n} == {"Q8_0"}
+    assert {types[n] for n in types if ".ffn_down." in n} == {"Q5_0"}
+    assert {types[n] for n in types if ".attn_q." in n} == {"Q4_0"}  # unnamed tensors keep the type
+    assert built.params["tensor_type.blk\\.\\d+\\.attn_v"] == "Q8_0" and built.params["imatrix"] == "false"
+    # token_embd rows (64 wide) cannot hold Q6_K's 256-blocks: llama.cpp's fallback applies, as it says
+    assert types["token_embd.weight"] != "Q4_0"
