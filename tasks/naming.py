@@ -37,3 +37,14 @@ def quant_label(gguf_type: str, *, imatrix: bool, overrides: dict | None = None,
     if overrides:
         label += "-" + (name or "t" + sha256_json(overrides)[:6])
     return label
+
+
+def mix_label(*, max_size: int | None, bpw: float | None, imatrix: bool) -> str:
+    """A budget mix's label: MIX-100MB, MIX-104857600B or MIX-4.5BPW, `-imat` with the imatrix."""
+    if bpw is not None:
+        label = f"MIX-{bpw:g}BPW"
+    elif max_size % 1_000_000 == 0:
+        label = f"MIX-{max_size // 1_000_000}MB"
+    else:
+        label = f"MIX-{max_size}B"
+    return label + ("-imat" if imatrix else "")

@@ -5,6 +5,7 @@ all read back with the gguf reader."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,7 @@ def test_override_rules_apply_to_the_tensors_they_name(inputs):
     assert {types[n] for n in types if ".attn_v." in n} == {"Q8_0"}
     assert {types[n] for n in types if ".ffn_down." in n} == {"Q5_0"}
     assert {types[n] for n in types if ".attn_q." in n} == {"Q4_0"}  # unnamed tensors keep the type
-    assert built.params["tensor_type.blk\\.\\d+\\.attn_v"] == "Q8_0" and built.params["imatrix"] == "false"
+    assert json.loads(built.params["tensor_types"]) == {r"blk\.\d+\.attn_v": "Q8_0", "ffn_down": "Q5_0"}
+    assert built.params["token_embedding_type"] == "Q6_K" and built.params["imatrix"] == "false"
     # token_embd rows (64 wide) cannot hold Q6_K's 256-blocks: llama.cpp's fallback applies, as it says
     assert types["token_embd.weight"] != "Q4_0"

@@ -37,7 +37,7 @@ def test_overrides_are_checked_and_named():
     with pytest.raises(ValidationError, match="repeat"):  # same overrides twice: same label
         GgufConfig(types=[{"type": "Q4_0", "output_tensor_type": "q8_0"}] * 2)
     (recipe,) = GgufConfig(types=[{"type": "Q4_0", "tensor_types": {"attn_v": "q8_0"}}]).recipes()
-    assert recipe.label.startswith("Q4_0-t") and recipe.params()["tensor_type.attn_v"] == "Q8_0"
+    assert recipe.label.startswith("Q4_0-t") and recipe.params()["tensor_types"] == '{"attn_v": "Q8_0"}'
 
 
 def test_quantize_command_line(tmp_path):

@@ -24,12 +24,19 @@ class GgufFormat:
                             n_weights=int(gguf_size_facts(result.gguf_path)["n_weights"]))
 
     def variants(self, config: GgufConfig) -> list[str]:
-        return [recipe.label for recipe in config.recipes()]
+        return [recipe.label for recipe in config.recipes()] + [target.label() for target in config.targets]
 
     def build(self, quant: str, inputs: BuildInputs, config: GgufConfig) -> Built:
+        from tasks.formats.gguf.budget import BudgetTarget
+
+        recipe = config.recipe(quant)
+        if isinstance(recipe, BudgetTarget):
+            from tasks.formats.gguf.mix import build_mix
+
+            return build_mix(recipe, inputs, config)
         from tasks.formats.gguf.recipes import build_recipe
 
-        return build_recipe(config.recipe(quant), inputs, config)
+        return build_recipe(recipe, inputs, config)
 
     def size_facts(self, built: Built, base: BaseArtifact) -> dict[str, float]:
         from tasks.formats.gguf.facts import gguf_size_facts

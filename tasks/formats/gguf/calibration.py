@@ -40,6 +40,8 @@ class CalibrationConfig(BaseModel):
     text: CalibrationText = Field(default_factory=StdlibDocstrings, description="Calibration text (not the eval text).")
     chunks: int = Field(32, ge=1, description="Chunks of n_ctx tokens read by llama-imatrix (--chunks).")
     n_ctx: int = Field(512, ge=64, description="Chunk length in tokens (llama-imatrix -c).")
+    sensitivity_chunks: int = Field(4, ge=1, description="Calibration chunks scored per probe when measuring "
+                                                        "the sensitivity table of budget mixes.")
 
 
 def calibration_text(text: StdlibDocstrings | FileCorpus | HubCorpus) -> tuple[str, str]:
@@ -63,7 +65,8 @@ def stdlib_docstrings() -> str:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue  # a few stdlib files are deliberately broken or not UTF-8: not prose anyway
-        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef))]
+        kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, kinds))]
         pieces += [doc for node in nodes if (doc := ast.get_docstring(node)) and len(doc) >= 200]
     return "\n\n".join(pieces)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tasks.formats.gguf.budget import BudgetTarget
 from tasks.formats.gguf.calibration import CalibrationConfig
 from tasks.formats.gguf.variants import QuantRecipe, TypeSpec, resolve
 
@@ -48,6 +49,8 @@ class GgufConfig(BaseModel):
                                              "regardless).")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig,
                                            description="Text and settings of the importance matrix.")
+    targets: list[BudgetTarget] = Field(default_factory=list, description="Budget mixes, one variant each: "
+                                        "[{max_size: 100MB}, {bpw: 4.5}] (per-tensor types chosen from measured KLD).")
     threads: int | None = Field(None, ge=1, description="Quantization threads (default: all cores).")
     package: PackageConfig = Field(default_factory=PackageConfig, description="The Ollama folder of each variant.")
 
@@ -61,7 +64,7 @@ class GgufConfig(BaseModel):
 
     @model_validator(mode="after")
     def _labels_unique(self) -> GgufConfig:
-        labels = [r.label for r in self.recipes()]
+        labels = [r.label for r in self.recipes()] + [t.label() for t in self.targets]
         if repeated := sorted({x for x in labels if labels.count(x) > 1}):
             raise ValueError(f"quant types repeat: {repeated} (give override variants a distinct `name`)")
         return self
@@ -71,8 +74,10 @@ class GgufConfig(BaseModel):
         specs = [TypeSpec(type=t) if isinstance(t, str) else t for t in self.types]
         return [resolve(s, default_imatrix=self.imatrix, needs=NEEDS_IMATRIX, prefers=PREFERS_IMATRIX) for s in specs]
 
-    def recipe(self, label: str) -> QuantRecipe:
-        return next(r for r in self.recipes() if r.label == label)
+    def recipe(self, label: str) -> QuantRecipe | BudgetTarget:
+        """The recipe or the budget target a variant label names."""
+        named = {r.label: r for r in self.recipes()} | {t.label(): t for t in self.targets}
+        return named[label]
 
 
 CONFIG = GgufConfig

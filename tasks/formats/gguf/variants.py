@@ -4,6 +4,7 @@ per-tensor type overrides (llama-quantize's --tensor-type / --output-tensor-type
 
 from __future__ import annotations
 
+import json
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -77,10 +78,8 @@ class QuantRecipe(BaseModel):
         """MLflow params of the variant's run."""
         params = {"imatrix": str(self.imatrix).lower(), "gguf_type": self.type}
         for name, value in self.overrides.items():
-            if isinstance(value, dict):
-                params.update({f"tensor_type.{pattern}": kind for pattern, kind in value.items()})
-            else:
-                params[name] = value
+            # Patterns are regular expressions, which MLflow refuses in a key: the rules go as one JSON value.
+            params[name] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
         return params
 
 
