@@ -59,3 +59,21 @@ def test_calibration_text_shares_no_run_of_words_with_the_evaluation_text():
     assert not shingles(text) & shingles(evaluation)  # no evaluation chunk quotes the calibration text
     assert shingles(stdlib_docstrings()) & shingles(evaluation)  # the filter had something to remove
     assert SHINGLE_WORDS <= 8
+
+
+def test_the_evaluation_text_is_refused_as_calibration_text(tmp_path):
+    from tests.conftest import write_config
+    from tasks.config import load_config
+    from tasks.errors import ConfigError
+
+    text = tmp_path / "eval.txt"
+    text.write_text("words " * 2000)
+    base = {"name": "t", "model_name": "T", "source": {"kind": "local", "path": str(tmp_path)},
+            "evaluate": {"corpus": {"kind": "file", "path": str(text)}}}
+    bad = {**base, "formats": {"gguf": {"calibration": {"text": {"kind": "file", "path": str(text)}}}}}
+    with pytest.raises(ConfigError, match="computed from the evaluation text"):
+        load_config(write_config(tmp_path / "bad.yaml", bad))
+    other = tmp_path / "calib.txt"
+    other.write_text("other " * 2000)
+    good = {**base, "formats": {"gguf": {"calibration": {"text": {"kind": "file", "path": str(other)}}}}}
+    assert load_config(write_config(tmp_path / "good.yaml", good)).formats["gguf"].calibration.text.path == other
