@@ -51,7 +51,7 @@ cmake -S "$SRC" -B "$DEST/build" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DLLAMA_BUILD_APP=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF >"$DEST/cmake.log"
 cmake --build "$DEST/build" --target "${TARGETS[@]}" -j "${JOBS:-$(nproc)}" >"$DEST/build.log"
 
-BUILD_LINE="$("$BIN/llama-quantize" --version 2>&1 | grep -m1 '^version' || true)"
+BUILD_LINE="$("$BIN/llama-imatrix" --version 2>&1 | grep -m1 "^version" || true)"
 "${PYTHON:-python3}" - "$DEST/tools.json.tmp" "$VERSION" "$SHA256" "$BUILD_LINE" <<'PY'
 import json, sys
 path, version, sha, line = sys.argv[1:]

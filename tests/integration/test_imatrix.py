@@ -69,7 +69,7 @@ def test_plain_type_keeps_the_binding_and_records_no_imatrix(inputs):
 
 def test_override_rules_apply_to_the_tensors_they_name(inputs):
     spec = {"type": "Q4_0", "name": "v8", "tensor_types": {r"blk\.\d+\.attn_v": "q8_0", r"ffn_down": "Q5_0"},
-            "token_embedding_type": "q6_k"}
+            "token_embedding_type": "q5_0"}
     config = GgufConfig(types=[spec], calibration=CALIBRATION, threads=1)
     (label,) = get_format("gguf").variants(config)
     assert label == "Q4_0-v8"
@@ -79,6 +79,37 @@ def test_override_rules_apply_to_the_tensors_they_name(inputs):
     assert {types[n] for n in types if ".ffn_down." in n} == {"Q5_0"}
     assert {types[n] for n in types if ".attn_q." in n} == {"Q4_0"}  # unnamed tensors keep the type
     assert json.loads(built.params["tensor_types"]) == {r"blk\.\d+\.attn_v": "Q8_0", "ffn_down": "Q5_0"}
-    assert built.params["token_embedding_type"] == "Q6_K" and built.params["imatrix"] == "false"
-    # token_embd rows (64 wide) cannot hold Q6_K's 256-blocks: llama.cpp's fallback applies, as it says
-    assert types["token_embd.weight"] != "Q4_0"
+    assert types["token_embd.weight"] == "Q5_0"
+    assert built.params["token_embedding_type"] == "Q5_0" and built.params["imatrix"] == "false"
+
+
+def test_an_embedding_type_its_rows_cannot_hold_is_refused_before_llama_quantize_aborts(inputs):
+    # llama-quantize applies --token-embedding-type without its shape fallback: Q6_K on 64-wide rows
+    # crashed it ("double free or corruption"); slmforge now says what to pick instead.
+    config = GgufConfig(types=[{"type": "Q4_0", "token_embedding_type": "q6_k"}], threads=1)
+    (label,) = get_format("gguf").variants(config)
+    with pytest.raises(ValueError, match="blocks of 256 values, but token_embd.weight has rows of 64"):
+        get_format("gguf").build(label, inputs, config)
+
+
+def test_budget_mix_meets_its_size_to_the_byte_and_reuses_its_sensitivity(inputs):
+    from tasks.formats.gguf.facts import gguf_size_facts
+
+    plain = GgufConfig(types=["Q8_0", "Q4_0"], threads=1)
+    q8, q4 = (get_format("gguf").build(t, inputs, plain) for t in ("Q8_0", "Q4_0"))
+    sizes = [gguf_size_facts(b.path)["size_bytes"] for b in (q8, q4)]
+    budget = (sizes[0] + sizes[1]) // 2 + 1  # an odd byte count between the two: no type lands on it
+    calibration = {**CALIBRATION, "n_ctx": 64, "sensitivity_chunks": 1}
+    config = GgufConfig(types=[], calibration=calibration, threads=1,
+                        targets=[{"max_size": budget}, {"bpw": 6.0}])
+    labels = get_format("gguf").variants(config)
+    assert labels == [f"MIX-{budget}B-imat", "MIX-6BPW-imat"]
+    by_size, by_bpw = (get_format("gguf").build(label, inputs, config) for label in labels)
+    assert gguf_size_facts(by_size.path)["size_bytes"] <= budget
+    assert gguf_size_facts(by_bpw.path)["bits_per_weight"] <= 6.0
+    tables = [p for p in (inputs.store_root / "gguf-sensitivity").iterdir() if not p.name.startswith(".")]
+    assert len(tables) == 1  # measured once, used by both targets
+    types = _tensor_types(by_size.path)  # the file holds the chosen mix, tensor by tensor
+    for group in ("attn_q", "ffn_down", "token_embd"):
+        chosen = by_size.params[f"mix.{group}"]
+        assert {t for n, t in types.items() if n.endswith(f"{group}.weight")} == {chosen}

@@ -27,9 +27,35 @@ def quantize_args(source: Path, target: Path, gguf_type: str, *, overrides: dict
     return args
 
 
+def shape_problem(source: Path, overrides: dict) -> str | None:
+    """Why an output/embedding type cannot hold its tensor's rows, else None.
+
+    llama-quantize applies --tensor-type rules through its fallback to a compatible type, but returns
+    --token-embedding-type / --output-tensor-type as given: a 256-block type on 576-wide rows
+    (SmolLM2) aborts it with "double free or corruption". Caught here with a message instead.
+    """
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
+
+    names = {"token_embedding_type": "token_embd.weight", "output_tensor_type": "output.weight"}
+    wanted = {names[k]: (k, v) for k, v in overrides.items() if k in names}
+    if not wanted:
+        return None
+    for tensor in GGUFReader(source).tensors:
+        if tensor.name in wanted:
+            option, kind = wanted[tensor.name]
+            block = GGML_QUANT_SIZES[GGMLQuantizationType[kind]][0]
+            if int(tensor.shape[0]) % block:
+                return (f"{option} {kind} stores rows in blocks of {block} values, but {tensor.name} has rows of "
+                        f"{int(tensor.shape[0])}; pick a type with 32-value blocks (Q8_0, Q5_1, Q5_0, Q4_1, Q4_0, "
+                        "IQ4_NL) or leave it to llama.cpp")
+    return None
+
+
 def quantize_with_tool(source: Path, target: Path, gguf_type: str, *, overrides: dict, imatrix: Path | None,
                        threads: int | None, tools: dict) -> None:
     """Quantize with llama-quantize; its log and the tools' record stay beside the result."""
+    if problem := shape_problem(source, overrides):
+        raise ValueError(problem)
     args = quantize_args(source, target, gguf_type, overrides=overrides, imatrix=imatrix, threads=threads)
     run_tool("llama-quantize", args, log_path=target.with_suffix(".log"), cwd=target.parent,
              what=f"quantize {source.name} to {gguf_type}")
