@@ -17,6 +17,7 @@ from tasks.formats import get_format
 from tasks.formats.base import BaseArtifact, BuildInputs
 from tasks.formats.gguf.config import GgufConfig
 from tasks.formats.gguf.convert import ConvertConfig, convert_to_gguf
+from tasks.formats.gguf.facts import gguf_size_facts
 
 CALIBRATION = {"chunks": 2, "n_ctx": 128}  # a few seconds on the tiny model
 
@@ -29,7 +30,8 @@ def inputs(tmp_path_factory, tiny_model_dir) -> BuildInputs:
                            model_name="Tiny-Llama", config=ConvertConfig(), store_root=store)
     return BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
                        model_name="Tiny-Llama", store_root=store,
-                       base=BaseArtifact(path=base.gguf_path, key=base.key, quant="F16", n_weights=1))
+                       base=BaseArtifact(path=base.gguf_path, key=base.key, quant="F16",
+                                         n_weights=int(gguf_size_facts(base.gguf_path)["n_weights"])))
 
 
 def _fields(path: Path) -> dict:
@@ -93,8 +95,6 @@ def test_an_embedding_type_its_rows_cannot_hold_is_refused_before_llama_quantize
 
 
 def test_budget_mix_meets_its_size_to_the_byte_and_reuses_its_sensitivity(inputs):
-    from tasks.formats.gguf.facts import gguf_size_facts
-
     plain = GgufConfig(types=["Q8_0", "Q4_0"], threads=1)
     q8, q4 = (get_format("gguf").build(t, inputs, plain) for t in ("Q8_0", "Q4_0"))
     sizes = [gguf_size_facts(b.path)["size_bytes"] for b in (q8, q4)]
