@@ -113,3 +113,16 @@ def test_budget_mix_meets_its_size_to_the_byte_and_reuses_its_sensitivity(inputs
     for group in ("attn_q", "ffn_down", "token_embd"):
         chosen = by_size.params[f"mix.{group}"]
         assert {t for n, t in types.items() if n.endswith(f"{group}.weight")} == {chosen}
+
+
+def test_relative_store_paths_work_with_the_tools(inputs, monkeypatch):
+    # A config's store_dir is relative (.slmforge/store) and the tools run in their output folder:
+    # llama-imatrix / llama-quantize could not open the base ("No such file") until paths were made absolute.
+    monkeypatch.chdir(inputs.store_root.parent)
+    relative = inputs.model_copy(update={
+        "store_root": Path(inputs.store_root.name),
+        "base": inputs.base.model_copy(update={"path": inputs.base.path.relative_to(inputs.store_root.parent)}),
+    })
+    config = GgufConfig(types=[{"type": "Q5_1", "imatrix": True}], calibration={**CALIBRATION, "chunks": 1}, threads=1)
+    built = get_format("gguf").build("Q5_1-imat", relative, config)
+    assert not built.reused and _fields(Path(inputs.store_root.parent, built.path))["quantize.imatrix.chunks_count"] == 1

@@ -77,3 +77,16 @@ def test_the_evaluation_text_is_refused_as_calibration_text(tmp_path):
     other.write_text("other " * 2000)
     good = {**base, "formats": {"gguf": {"calibration": {"text": {"kind": "file", "path": str(other)}}}}}
     assert load_config(write_config(tmp_path / "good.yaml", good)).formats["gguf"].calibration.text.path == other
+
+
+def test_calibration_text_can_be_read_by_two_builds_at_once():
+    # Builds run in threads; CPython 3.11's ast.parse from two threads at once failed in a pipeline
+    # run ("AST constructor recursion depth mismatch"): the reading is now serialised and cached.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.formats.gguf import calibration
+
+    calibration._read_docstrings.cache_clear()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(lambda _: calibration.stdlib_docstrings(), range(2))
+    assert first == second and len(first) > 500_000

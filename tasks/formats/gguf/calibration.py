@@ -11,8 +11,10 @@ language reference is dropped: the calibration text shares no such run with the 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sysconfig
+import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -53,8 +55,21 @@ def calibration_text(text: StdlibDocstrings | FileCorpus | HubCorpus) -> tuple[s
     return load_corpus_text(text), text.dataset.replace("/", "-")
 
 
+_PARSE_LOCK = threading.Lock()
+
+
 def stdlib_docstrings() -> str:
-    """Every docstring of the pure-Python standard library, in a stable order."""
+    """Every docstring of the pure-Python standard library, in a stable order.
+
+    Once per process, under a lock: builds run in threads, and CPython 3.11's ast.parse from two
+    threads at once fails ("AST constructor recursion depth mismatch", seen in a pipeline run).
+    """
+    with _PARSE_LOCK:
+        return _read_docstrings()
+
+
+@functools.cache
+def _read_docstrings() -> str:
     lib = Path(sysconfig.get_paths()["stdlib"])
     skip = {"test", "site-packages", "idlelib", "lib2to3", "turtledemo", "tkinter", "ensurepip"}
     pieces = []
@@ -80,6 +95,7 @@ def shingles(text: str, n: int = SHINGLE_WORDS) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
+@functools.cache
 def disjoint_from(text: str, evaluation: str) -> str:
     """`text` without the paragraphs that share a run of SHINGLE_WORDS words with `evaluation`."""
     banned = shingles(evaluation)

@@ -55,7 +55,7 @@ def _build(tmp: Path, base_gguf: Path, text: str, dataset: str, file_name: str, 
            threads: int | None, tools: dict) -> None:
     text_file = f"{dataset}.txt"  # relative, run in tmp: llama-imatrix records this name as the dataset
     (tmp / text_file).write_text(text, encoding="utf-8")
-    args = ["-m", str(base_gguf), "-f", text_file, "-o", file_name, "--chunks", str(calibration.chunks),
+    args = ["-m", str(base_gguf.resolve()), "-f", text_file, "-o", file_name, "--chunks", str(calibration.chunks),
             "-c", str(calibration.n_ctx), "--no-ppl"]
     if threads:
         args += ["-t", str(threads)]

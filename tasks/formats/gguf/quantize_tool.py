@@ -12,16 +12,16 @@ from tasks.formats.gguf.llama_tools import run_tool
 def quantize_args(source: Path, target: Path, gguf_type: str, *, overrides: dict, imatrix: Path | None,
                   threads: int | None) -> list[str]:
     """llama-quantize's command line for one recipe."""
-    args = []
+    args = []  # absolute paths: the tool runs in the output folder
     if imatrix is not None:
-        args += ["--imatrix", str(imatrix)]
+        args += ["--imatrix", str(imatrix.resolve())]
     for pattern, kind in overrides.get("tensor_types", {}).items():
         args += ["--tensor-type", f"{pattern}={kind.lower()}"]
     if kind := overrides.get("output_tensor_type"):
         args += ["--output-tensor-type", kind.lower()]
     if kind := overrides.get("token_embedding_type"):
         args += ["--token-embedding-type", kind.lower()]
-    args += [str(source), str(target), gguf_type]
+    args += [str(source.resolve()), str(target.resolve()), gguf_type]
     if threads:
         args.append(str(threads))
     return args
