@@ -99,7 +99,8 @@ def test_budget_mix_meets_its_size_to_the_byte_and_reuses_its_sensitivity(inputs
     q8, q4 = (get_format("gguf").build(t, inputs, plain) for t in ("Q8_0", "Q4_0"))
     sizes = [gguf_size_facts(b.path)["size_bytes"] for b in (q8, q4)]
     budget = (sizes[0] + sizes[1]) // 2 + 1  # an odd byte count between the two: no type lands on it
-    calibration = {**CALIBRATION, "n_ctx": 64, "sensitivity_chunks": 1}
+    # two types per group keep the table at 9 probes (one worker each)
+    calibration = {**CALIBRATION, "n_ctx": 64, "sensitivity_chunks": 1, "sensitivity_types": ["Q8_0", "Q4_0"]}
     config = GgufConfig(types=[], calibration=calibration, threads=1,
                         targets=[{"max_size": budget}, {"bpw": 6.0}])
     labels = get_format("gguf").variants(config)

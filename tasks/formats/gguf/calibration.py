@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.evaluate.corpus import BuiltinCorpus, FileCorpus, HubCorpus, load_corpus_text
 
@@ -44,6 +44,24 @@ class CalibrationConfig(BaseModel):
     n_ctx: int = Field(512, ge=64, description="Chunk length in tokens (llama-imatrix -c).")
     sensitivity_chunks: int = Field(4, ge=1, description="Calibration chunks scored per probe when measuring "
                                                         "the sensitivity table of budget mixes.")
+    sensitivity_types: list[str] | None = Field(
+        None, description="Types a budget mix may give a tensor group (default: Q8_0 Q6_K Q5_K Q4_K IQ4_XS Q3_K Q2_K "
+                          "for 256-divisible rows, Q8_0 Q5_1 Q5_0 Q4_1 Q4_0 IQ4_NL otherwise); one probe each.")
+
+    @field_validator("sensitivity_types")
+    @classmethod
+    def _ladder_types(cls, types: list[str] | None) -> list[str] | None:
+        from tasks.formats.gguf.sensitivity import LADDER_32, LADDER_256, TOP
+
+        if types is None:
+            return None
+        upper = [t.upper() for t in types]
+        if unknown := [t for t in upper if t not in LADDER_256 + LADDER_32]:
+            raise ValueError(f"sensitivity_types {unknown} are not mix candidates; "
+                             f"choose from {', '.join(dict.fromkeys(LADDER_256 + LADDER_32))}")
+        if TOP not in upper:
+            raise ValueError(f"sensitivity_types must include {TOP}, the type every other group is held at")
+        return upper
 
 
 def calibration_text(text: StdlibDocstrings | FileCorpus | HubCorpus) -> tuple[str, str]:

@@ -33,7 +33,8 @@ def build_mix(target: BudgetTarget, inputs: BuildInputs, config: GgufConfig) -> 
     table = sensitivity_table(inputs.base.path, base_key=inputs.base.key, imatrix=imatrix,
                               calibration_tokens=calibration_tokens(inputs, config),
                               chunks=config.calibration.sensitivity_chunks, n_ctx=config.calibration.n_ctx,
-                              threads=threads, store_root=inputs.store_root)
+                              threads=threads, store_root=inputs.store_root,
+                              allowed=config.calibration.sensitivity_types)
     groups, excess = tensor_groups(inputs.base.path), 0
     for _ in range(ATTEMPTS):
         budget = tensor_budget(target, table, inputs.base.n_weights, excess)

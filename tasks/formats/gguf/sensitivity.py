@@ -43,13 +43,15 @@ def tensor_groups(base_gguf: Path) -> dict[str, dict]:
     return groups
 
 
-def ladder(group: dict) -> tuple[str, ...]:
-    """Candidate types every tensor of the group can hold as is (no silent fallback)."""
+def ladder(group: dict, allowed: list[str] | None = None) -> tuple[str, ...]:
+    """Candidate types every tensor of the group can hold as is (no silent fallback), of `allowed`."""
     if all(ncols % 256 == 0 for _, ncols in group["tensors"].values()):
-        return LADDER_256
-    if all(ncols % 32 == 0 for _, ncols in group["tensors"].values()):
-        return LADDER_32
-    return (TOP,)
+        found = LADDER_256
+    elif all(ncols % 32 == 0 for _, ncols in group["tensors"].values()):
+        found = LADDER_32
+    else:
+        found = (TOP,)
+    return tuple(t for t in found if allowed is None or t in allowed)
 
 
 def group_bytes(group: dict, kind: str) -> int:
@@ -70,16 +72,17 @@ def overrides_for(groups: dict[str, dict], choice: dict[str, str]) -> dict:
 
 
 def sensitivity_table(base_gguf: Path, *, base_key: str, imatrix, calibration_tokens: Path, chunks: int, n_ctx: int,
-                      threads: int, store_root: Path) -> dict:
+                      threads: int, store_root: Path, allowed: list[str] | None = None) -> dict:
     """{"groups": {g: {type: {"bytes", "kld"}}}, "top_kld", "fixed_bytes"}, measured once and stored."""
     groups = tensor_groups(base_gguf)
     material = {"base_key": base_key, "imatrix_key": imatrix.key if imatrix else None, "top": TOP,
                 "tokens": sha256_json(calibration_tokens.read_text()), "chunks": chunks, "n_ctx": n_ctx,
-                "ladders": {g: ladder(v) for g, v in groups.items()}, "tools": tools_record(),
+                "ladders": {g: ladder(v, allowed) for g, v in groups.items()}, "tools": tools_record(),
                 "code": code_identity(__name__)}
 
     def build(tmp: Path) -> None:
-        table = _measure(base_gguf, groups, imatrix, calibration_tokens, chunks, n_ctx, threads, tmp)
+        table = _measure(base_gguf, groups, imatrix, calibration_tokens, chunks, n_ctx, threads, tmp,
+                         material["ladders"])
         (tmp / TABLE).write_text(json.dumps(table, indent=2))
 
     stored = stored_step(store_root, "gguf-sensitivity", material, build)
@@ -87,7 +90,7 @@ def sensitivity_table(base_gguf: Path, *, base_key: str, imatrix, calibration_to
 
 
 def _measure(base_gguf: Path, groups: dict, imatrix, tokens: Path, chunks: int, n_ctx: int, threads: int,
-             tmp: Path) -> dict:
+             tmp: Path, ladders: dict[str, tuple[str, ...]]) -> dict:
     reference = tmp / "reference"
     reference.mkdir()
     run_worker({"mode": "reference", "runtime": RUNTIME, "model": str(base_gguf), "tokens_file": str(tokens),
@@ -96,7 +99,7 @@ def _measure(base_gguf: Path, groups: dict, imatrix, tokens: Path, chunks: int, 
     top_kld, overhead = _kld_of(base_gguf, groups, top, imatrix, tokens, reference, threads, tmp)
     table = {g: {} for g in groups}
     for g, group in groups.items():
-        for kind in ladder(group):
+        for kind in ladders[g]:
             kld = top_kld if kind == TOP else _kld_of(base_gguf, groups, {**top, g: kind}, imatrix, tokens,
                                                       reference, threads, tmp)[0]
             table[g][kind] = {"bytes": group_bytes(group, kind), "kld": kld - top_kld}
