@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tasks.formats.gguf.llama_tools import run_tool
+from tasks.store import link_or_copy
 
 
 def quantize_args(source: Path, target: Path, gguf_type: str, *, overrides: dict, imatrix: Path | None,
@@ -56,9 +57,21 @@ def quantize_with_tool(source: Path, target: Path, gguf_type: str, *, overrides:
     """Quantize with llama-quantize; its log and the tools' record stay beside the result."""
     if problem := shape_problem(source, overrides):
         raise ValueError(problem)
-    args = quantize_args(source, target, gguf_type, overrides=overrides, imatrix=imatrix, threads=threads)
-    run_tool("llama-quantize", args, log_path=target.with_suffix(".log"), cwd=target.parent,
-             what=f"quantize {source.name} to {gguf_type}")
+    local = None
+    if imatrix is not None:
+        # llama-quantize records the path it was given as quantize.imatrix.file: a bare file name
+        # (linked beside the output for the call) keeps this host's folders out of shipped files.
+        local = target.parent / imatrix.name
+        link_or_copy(imatrix, local)
+    args = quantize_args(source, target, gguf_type, overrides=overrides, imatrix=None, threads=threads)
+    if local is not None:
+        args = ["--imatrix", local.name, *args]
+    try:
+        run_tool("llama-quantize", args, log_path=target.with_suffix(".log"), cwd=target.parent,
+                 what=f"quantize {source.name} to {gguf_type}")
+    finally:
+        if local is not None:
+            local.unlink(missing_ok=True)
     if not target.is_file():
         raise FileNotFoundError(f"llama-quantize wrote no {target.name}; see {target.with_suffix('.log')}")
     (target.parent / "llama-tools.json").write_text(json.dumps(tools, indent=2))
