@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast bench peers
+.PHONY: setup run test test-fast bench peers llama-tools
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,15 +21,21 @@ $(STAMP): pyproject.toml
 		|| echo "chromium not installed (needs root): the MLflow UI browser test will be skipped"
 	touch $(STAMP)
 
-setup: $(STAMP)
+# llama-imatrix + llama-quantize for the importance-matrix GGUF types (issue 11): built once into
+# ~/.cache/slmforge/llama-tools-<version>/ (outside the clone, so fresh clones reuse it); ~10 min on
+# 2 cores the first time, a file check afterwards.
+llama-tools: $(STAMP)
+	PYTHON=$(PY) bash tasks/formats/gguf/build_llama_tools.sh
 
-run: $(STAMP)
+setup: $(STAMP) llama-tools
+
+run: $(STAMP) llama-tools
 	$(VENV)/bin/slmforge run configs/default.yaml
 
-test: $(STAMP)
+test: $(STAMP) llama-tools
 	$(PY) -m pytest tests
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) llama-tools
 	$(PY) -m pytest tests -m "not e2e"
 
 bench: $(STAMP)

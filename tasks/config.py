@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from tasks import formats as format_registry
 from tasks.acquire import AcquireConfig
@@ -88,6 +88,15 @@ class PipelineConfig(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return sections
+
+    @model_validator(mode="after")
+    def _calibration_not_evaluation(self) -> PipelineConfig:
+        from tasks.formats.gguf.checks import calibration_is_evaluation_problem
+
+        if "gguf" in self.formats and (problem := calibration_is_evaluation_problem(self.formats["gguf"],
+                                                                                     self.evaluate.corpus)):
+            raise ValueError(problem)
+        return self
 
 
 def format_sections(value: Any) -> tuple[dict[str, BaseModel], list[str]]:

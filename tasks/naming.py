@@ -24,3 +24,27 @@ def gguf_file_name(model_name: str, quant: str) -> str:
 def ollama_tag(model_name: str, quant: str) -> str:
     """Ollama model reference, e.g. smollm2-135m-instruct:q4_k_m."""
     return f"{slug(model_name)}:{quant.lower()}"
+
+
+def quant_label(gguf_type: str, *, imatrix: bool, overrides: dict | None = None, name: str | None = None) -> str:
+    """A GGUF variant's label: the type, `-imat` with the importance matrix, `-<name>` with overrides.
+
+    e.g. Q4_K_M, Q4_K_M-imat, Q4_K_M-imat-attnv8 (or -t<hash> when an override variant has no name).
+    """
+    from tasks.hashing import sha256_json
+
+    label = gguf_type.upper() + ("-imat" if imatrix else "")
+    if overrides:
+        label += "-" + (name or "t" + sha256_json(overrides)[:6])
+    return label
+
+
+def mix_label(*, max_size: int | None, bpw: float | None, imatrix: bool) -> str:
+    """A budget mix's label: MIX-100MB, MIX-104857600B or MIX-4.5BPW, `-imat` with the imatrix."""
+    if bpw is not None:
+        label = f"MIX-{bpw:g}BPW"
+    elif max_size % 1_000_000 == 0:
+        label = f"MIX-{max_size // 1_000_000}MB"
+    else:
+        label = f"MIX-{max_size}B"
+    return label + ("-imat" if imatrix else "")

@@ -76,8 +76,12 @@ def _installed_quant_type_problems(config: PipelineConfig) -> list[str]:
         return []
     import llama_cpp
 
-    missing = [t for t in config.formats["gguf"].types if not hasattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{t}")]
-    return [f"formats.gguf.types: {missing} unknown to the installed llama-cpp-python"] if missing else []
+    from tasks.formats.gguf.checks import tool_problems
+
+    types = [r.type for r in config.formats["gguf"].recipes()]
+    missing = [t for t in types if not hasattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{t}")]
+    problems = [f"formats.gguf.types: {missing} unknown to the installed llama-cpp-python"] if missing else []
+    return problems + tool_problems(config.formats["gguf"])  # imatrix / override variants need llama.cpp's tools
 
 
 def _local_source_problems(source: LocalSource, config: PipelineConfig, problems: list[str]) -> int | None:

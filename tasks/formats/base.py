@@ -50,6 +50,9 @@ class Built(BaseModel):
     request: dict[str, Any] = Field(
         default_factory=dict, description="Extra, format-specific fields for the measurement worker."
     )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Format-specific recipe facts logged as MLflow params (e.g. imatrix)."
+    )
 
 
 class Packaged(BaseModel):

@@ -53,7 +53,7 @@ def test_a_list_of_format_names_takes_each_ones_defaults(tmp_path):
 def test_quant_types_are_normalised_and_repeats_or_imatrix_types_refused(tmp_path):
     config = load_config(write_config(tmp_path / "c.yaml", {**BASE, "formats": {"gguf": {"types": ["q4_k_m"]}}}))
     assert config.formats["gguf"].types == ["Q4_K_M"]
-    for types, message in ((["Q8_0", "q8_0"], "repeat"), (["IQ2_XS"], "importance matrix")):
+    for types, message in ((["Q8_0", "q8_0"], "repeat"), ([{"type": "IQ2_XS", "imatrix": False}], "importance matrix")):
         with pytest.raises(ConfigError, match=message):
             load_config(write_config(tmp_path / "c.yaml", {**BASE, "formats": {"gguf": {"types": types}}}))
 

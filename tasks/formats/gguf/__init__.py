@@ -24,14 +24,19 @@ class GgufFormat:
                             n_weights=int(gguf_size_facts(result.gguf_path)["n_weights"]))
 
     def variants(self, config: GgufConfig) -> list[str]:
-        return list(config.types)
+        return [recipe.label for recipe in config.recipes()] + [target.label() for target in config.targets]
 
     def build(self, quant: str, inputs: BuildInputs, config: GgufConfig) -> Built:
-        from tasks.formats.gguf.quantize import quantize_gguf
+        from tasks.formats.gguf.budget import BudgetTarget
 
-        result = quantize_gguf(inputs.base.path, quant, base_key=inputs.base.key, model_name=inputs.model_name,
-                               threads=config.threads, store_root=inputs.store_root)
-        return Built(format=self.name, quant=quant, path=result.gguf_path, key=result.key, reused=result.reused)
+        recipe = config.recipe(quant)
+        if isinstance(recipe, BudgetTarget):
+            from tasks.formats.gguf.mix import build_mix
+
+            return build_mix(recipe, inputs, config)
+        from tasks.formats.gguf.recipes import build_recipe
+
+        return build_recipe(recipe, inputs, config)
 
     def size_facts(self, built: Built, base: BaseArtifact) -> dict[str, float]:
         from tasks.formats.gguf.facts import gguf_size_facts

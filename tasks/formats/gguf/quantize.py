@@ -11,6 +11,10 @@ from pydantic import BaseModel
 
 from tasks.codeid import code_identity
 from tasks.errors import SourceError
+from tasks.formats.gguf.imatrix import Imatrix
+from tasks.formats.gguf.llama_tools import tools_record
+from tasks.formats.gguf.quantize_tool import quantize_with_tool
+from tasks.formats.gguf.variants import QuantRecipe
 from tasks.naming import gguf_file_name
 from tasks.store import stored_step
 from tasks.versions import subset, tool_versions
@@ -25,9 +29,16 @@ class QuantizedModel(BaseModel):
 
 def quantize_gguf(
     base_gguf: Path, quant: str, *, base_key: str, model_name: str,
-    threads: int | None, store_root: Path,
+    threads: int | None, store_root: Path, recipe: QuantRecipe | None = None, imatrix: Imatrix | None = None,
 ) -> QuantizedModel:
-    """Quantize `base_gguf` to `quant`, reusing a verified stored result when one exists."""
+    """Quantize `base_gguf` to `quant`, reusing a verified stored result when one exists.
+
+    A plain recipe (no importance matrix, no overrides) goes through the Python binding, with the
+    same key as before; any other through llama-quantize, keyed by the imatrix and the overrides too.
+    """
+    if recipe is not None and not recipe.plain:
+        return _quantize_recipe(base_gguf, recipe, base_key=base_key, model_name=model_name, threads=threads,
+                                store_root=store_root, imatrix=imatrix)
     file_name = gguf_file_name(model_name, quant)
     # Everything that shapes the output, its file name included (a renamed model is a new key).
     material = {
@@ -39,6 +50,24 @@ def quantize_gguf(
         lambda tmp: _quantize_file(base_gguf, tmp / file_name, quant, threads),
     )
     return QuantizedModel(quant=quant, gguf_path=stored.path / file_name, key=stored.key, reused=stored.reused)
+
+
+def _quantize_recipe(base_gguf: Path, recipe: QuantRecipe, *, base_key: str, model_name: str, threads: int | None,
+                     store_root: Path, imatrix: Imatrix | None) -> QuantizedModel:
+    if recipe.imatrix and imatrix is None:
+        raise ValueError(f"{recipe.label} asks for an importance matrix but none was given")
+    file_name = gguf_file_name(model_name, recipe.label)
+    tools = tools_record()
+    material = {
+        "base_key": base_key, "type": recipe.type, "overrides": recipe.overrides, "file_name": file_name,
+        "imatrix_key": imatrix.key if recipe.imatrix else None, "tools": tools,
+        "code": code_identity("tasks.formats.gguf.quantize_tool"),
+    }
+    matrix = imatrix.path if recipe.imatrix else None
+    stored = stored_step(store_root, "quantize", material, lambda tmp: quantize_with_tool(
+        base_gguf, tmp / file_name, recipe.type, overrides=recipe.overrides, imatrix=matrix, threads=threads,
+        tools=tools))
+    return QuantizedModel(quant=recipe.label, gguf_path=stored.path / file_name, key=stored.key, reused=stored.reused)
 
 
 def _quantize_file(source: Path, target: Path, quant: str, threads: int | None) -> None:

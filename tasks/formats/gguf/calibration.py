@@ -1,0 +1,121 @@
+"""The calibration text of the importance matrix: never the evaluation text.
+
+Built-in default: the docstrings of CPython's standard library (modules, classes and functions of
+`Lib/*.py`, sorted by module), real prose written by CPython's authors, present offline on every
+Python install (PSF licence). The evaluation text is CPython's *language reference*
+(`pydoc_data.topics`, tasks.evaluate.corpus); the two overlap in a few sentences (a method
+documented in both), so any docstring paragraph sharing a run of SHINGLE_WORDS words with the
+language reference is dropped: the calibration text shares no such run with the evaluation text.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+import sysconfig
+import threading
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.evaluate.corpus import BuiltinCorpus, FileCorpus, HubCorpus, load_corpus_text
+
+SHINGLE_WORDS = 8  # a shared run of 8 words is a quotation, not a coincidence of phrasing
+
+
+class StdlibDocstrings(BaseModel):
+    """CPython's standard-library docstrings (PSF licence), minus anything shared with the evaluation text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["builtin"] = Field("builtin", description="CPython's standard-library docstrings.")
+
+
+CalibrationText = Annotated[StdlibDocstrings | FileCorpus | HubCorpus, Field(discriminator="kind")]
+
+
+class CalibrationConfig(BaseModel):
+    """How the importance matrix is computed (llama-imatrix's settings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: CalibrationText = Field(default_factory=StdlibDocstrings, description="Calibration text (not the eval text).")
+    chunks: int = Field(32, ge=1, description="Chunks of n_ctx tokens read by llama-imatrix (--chunks).")
+    n_ctx: int = Field(512, ge=64, description="Chunk length in tokens (llama-imatrix -c).")
+    sensitivity_chunks: int = Field(4, ge=1, description="Calibration chunks scored per probe when measuring "
+                                                        "the sensitivity table of budget mixes.")
+    sensitivity_types: list[str] | None = Field(
+        None, description="Types a budget mix may give a tensor group (default: Q8_0 Q6_K Q5_K Q4_K IQ4_XS Q3_K Q2_K "
+                          "for 256-divisible rows, Q8_0 Q5_1 Q5_0 Q4_1 Q4_0 IQ4_NL otherwise); one probe each.")
+
+    @field_validator("sensitivity_types")
+    @classmethod
+    def _ladder_types(cls, types: list[str] | None) -> list[str] | None:
+        from tasks.formats.gguf.sensitivity import LADDER_32, LADDER_256, TOP
+
+        if types is None:
+            return None
+        upper = [t.upper() for t in types]
+        if unknown := [t for t in upper if t not in LADDER_256 + LADDER_32]:
+            raise ValueError(f"sensitivity_types {unknown} are not mix candidates; "
+                             f"choose from {', '.join(dict.fromkeys(LADDER_256 + LADDER_32))}")
+        if TOP not in upper:
+            raise ValueError(f"sensitivity_types must include {TOP}, the type every other group is held at")
+        return upper
+
+
+def calibration_text(text: StdlibDocstrings | FileCorpus | HubCorpus) -> tuple[str, str]:
+    """(the text, a short name of it for file names and the GGUF's quantize.imatrix.dataset)."""
+    if isinstance(text, StdlibDocstrings):
+        return disjoint_from(stdlib_docstrings(), load_corpus_text(BuiltinCorpus())), "cpython-stdlib-docstrings"
+    if isinstance(text, FileCorpus):
+        return load_corpus_text(text), Path(text.path).stem
+    return load_corpus_text(text), text.dataset.replace("/", "-")
+
+
+_PARSE_LOCK = threading.Lock()
+
+
+def stdlib_docstrings() -> str:
+    """Every docstring of the pure-Python standard library, in a stable order.
+
+    Once per process, under a lock: builds run in threads, and CPython 3.11's ast.parse from two
+    threads at once fails ("AST constructor recursion depth mismatch", seen in a pipeline run).
+    """
+    with _PARSE_LOCK:
+        return _read_docstrings()
+
+
+@functools.cache
+def _read_docstrings() -> str:
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "site-packages", "idlelib", "lib2to3", "turtledemo", "tkinter", "ensurepip"}
+    pieces = []
+    for path in sorted(lib.rglob("*.py")):
+        if skip & set(path.relative_to(lib).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue  # a few stdlib files are deliberately broken or not UTF-8: not prose anyway
+        kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, kinds))]
+        pieces += [doc for node in nodes if (doc := ast.get_docstring(node)) and len(doc) >= 200]
+    return "\n\n".join(pieces)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def shingles(text: str, n: int = SHINGLE_WORDS) -> set[tuple[str, ...]]:
+    words = _words(text)
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+@functools.cache
+def disjoint_from(text: str, evaluation: str) -> str:
+    """`text` without the paragraphs that share a run of SHINGLE_WORDS words with `evaluation`."""
+    banned = shingles(evaluation)
+    kept = [p for p in text.split("\n\n") if not (shingles(p) & banned)]
+    return "\n\n".join(kept)

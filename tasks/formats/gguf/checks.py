@@ -1,0 +1,37 @@
+"""Up-front checks of the importance-matrix features that need the whole pipeline config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def calibration_is_evaluation_problem(gguf_config, eval_corpus) -> str | None:
+    """The calibration text must never be the evaluation text (the KLD would be scored on what was fit)."""
+    text = gguf_config.calibration.text
+    if text.kind == "builtin" or text.kind != eval_corpus.kind:
+        return None  # the built-in calibration text is filtered against the built-in evaluation text
+    if text.kind == "file":
+        same = Path(text.path).resolve() == Path(eval_corpus.path).resolve()
+    else:
+        same = (text.dataset, text.config_name, text.split) == (eval_corpus.dataset, eval_corpus.config_name,
+                                                                eval_corpus.split)
+    if not same:
+        return None
+    return ("formats.gguf.calibration.text: the importance matrix would be computed from the evaluation text "
+            f"({eval_corpus}); give another text (or leave it out for CPython's stdlib docstrings)")
+
+
+def tool_problems(gguf_config) -> list[str]:
+    """llama-imatrix / llama-quantize missing while a configured variant needs them."""
+    from tasks.errors import SourceError
+    from tasks.formats.gguf.llama_tools import tool_path
+
+    if all(r.plain for r in gguf_config.recipes()) and not gguf_config.targets:
+        return []
+    problems = []
+    for name in ("llama-imatrix", "llama-quantize"):
+        try:
+            tool_path(name)
+        except SourceError as exc:
+            problems.append(f"formats.gguf: {exc}")
+    return problems
