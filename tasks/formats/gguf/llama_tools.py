@@ -17,7 +17,7 @@ from pathlib import Path
 from tasks.errors import SourceError
 
 TOOLS_VERSION = "0.3.36"  # llama-cpp-python sdist the tools are built from (tasks/formats/gguf/build_llama_tools.sh)
-BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "tools" / "build_llama_tools.sh"
+BUILD_SCRIPT = Path(__file__).resolve().parent / "build_llama_tools.sh"
 
 
 def tools_dir() -> Path:
