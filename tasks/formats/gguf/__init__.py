@@ -38,6 +38,12 @@ class GgufFormat:
 
         return gguf_size_facts(built.path)
 
+    def serve(self, built: Built, inputs: PackageInputs, config: GgufConfig):
+        """Serve the file on loopback, check its answers, load it (None when `serve.enabled` is off)."""
+        from tasks.formats.gguf.serving import serve_gguf
+
+        return serve_gguf(built, inputs, config.serve) if config.serve.enabled else None
+
     def package(self, built: Built, inputs: PackageInputs, config: GgufConfig) -> Packaged:
         from tasks.formats.gguf.package import package_gguf_variant
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasks.serve.config import ServeConfig
+
 DEFAULT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")
 # llama.cpp's LLAMA_FTYPE_MOSTLY_* names (llama-cpp-python 0.3.36).
 QUANT_TYPES = (
@@ -39,6 +41,8 @@ class GgufConfig(BaseModel):
     )
     threads: int | None = Field(None, ge=1, description="Quantization threads (default: all cores).")
     package: PackageConfig = Field(default_factory=PackageConfig, description="The Ollama folder of each variant.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description=(
+        "Serve each passing variant (llama-cpp-python's OpenAI-compatible server), check its answers and load it."))
 
     @field_validator("types")
     @classmethod
