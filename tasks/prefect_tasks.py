@@ -113,3 +113,15 @@ def package_task(variant_name: str, built: Built, inputs: PackageInputs, config)
     packaged = get_format(built.format).package(built, inputs, config)
     _report(f"package {variant_name} ({packaged.label})", packaged.reused, packaged.folder)
     return packaged
+
+
+@step(name="serve", task_run_name="serve-{variant_name}", retries=0)
+def serve_task(variant_name: str, built: Built, inputs: PackageInputs, config):
+    """Serve, smoke-test and load one variant where its format can serve (None otherwise)."""
+    serve = getattr(get_format(built.format), "serve", None)
+    result = serve(built, inputs, config) if serve is not None else None
+    if result is not None:
+        get_run_logger().info("serve %s: %s %s, smoke %s, decode %.1f tok/s through the server", variant_name,
+                              "reused" if result.reused else "served", result.server,
+                              "pass" if result.passed else "FAIL", result.metrics.get("serve_decode_tps", float("nan")))
+    return result

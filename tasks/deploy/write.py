@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -26,7 +27,8 @@ def write_deployment(folder: Path, *, gguf: Path, name: str, ollama_tag: str, hf
                          "enable evaluation and serving (formats.gguf.serve.enabled) or set deploy.enabled: false")
     sizing = size_deployment(gguf, peak_rss_bytes=int(metrics["peak_rss_bytes"]), n_ctx=n_ctx,
                              headroom=config.memory_headroom, threads=threads)
-    image = f"{config.image_repository}/{name}:{gguf.stem.lower()}"
+    name = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:48]  # a DNS-1123 label for Kubernetes
+    image = f"{config.image_repository}/{name}:{re.sub(r'[^A-Za-z0-9_.-]', '-', gguf.stem)[:128]}"
     texts = {
         "Dockerfile": containers.dockerfile(gguf.name, sizing, config),
         "compose.yaml": containers.compose(gguf.name, ollama_tag, sizing, config),

@@ -50,10 +50,11 @@ class GgufFormat:
         result = package_gguf_variant(
             built.path, hf_dir=inputs.hf_dir, model_name=inputs.model_name, quant=built.quant,
             variant_key=built.key, metrics=inputs.metrics, provenance=inputs.provenance,
-            config=config.package, store_root=inputs.store_root,
+            config=config.package, store_root=inputs.store_root, serve=config.serve,
+            deploy=config.deploy if config.deploy.enabled and config.serve.enabled else None, threads=inputs.threads,
         )
         return Packaged(folder=result.folder, key=result.key, reused=result.reused, label=result.ollama_tag,
-                        files_to_track=["README.md", "Modelfile", "slmforge-manifest.json"])
+                        files_to_track=["README.md", "Modelfile", "slmforge-manifest.json", *result.deploy_files])
 
 
 FORMAT = GgufFormat()

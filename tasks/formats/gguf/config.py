@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasks.deploy.config import DeployConfig
 from tasks.serve.config import ServeConfig
 
 DEFAULT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")
@@ -29,6 +30,8 @@ class PackageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     num_ctx: int | None = Field(None, ge=256, description="Ollama context size (default: the model's).")
     ollama_template: str | None = Field(None, description="Ollama TEMPLATE to use instead of translating.")
+    base_model: str | None = Field(None, description=(
+        "Hub repo id of the base model, for the card's `base_model` (default: the repo of a hub source)."))
 
 
 class GgufConfig(BaseModel):
@@ -43,6 +46,7 @@ class GgufConfig(BaseModel):
     package: PackageConfig = Field(default_factory=PackageConfig, description="The Ollama folder of each variant.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description=(
         "Serve each passing variant (llama-cpp-python's OpenAI-compatible server), check its answers and load it."))
+    deploy: DeployConfig = Field(default_factory=DeployConfig, description="Deployment files in each package.")
 
     @field_validator("types")
     @classmethod
