@@ -26,6 +26,9 @@ from tasks.store import stored_step
 from tasks.versions import package_version
 
 RESULT = "serve_result.json"
+# The modules that shape a serving result (the card's wording, in tasks.serve.card, does not).
+SERVING_CODE = ("tasks.serve.check", "tasks.serve.config", "tasks.serve.server", "tasks.serve.smoke",
+                "tasks.serve.load", "tasks.serve.locustfile", "tasks.evaluate.prompt_suite")
 
 
 class ServeResult(BaseModel):
@@ -48,7 +51,7 @@ def serve_and_check(start: Callable[[], AbstractContextManager[RunningServer]], 
     suite = load_prompt_suite(suite_path)
     material = {"identity": identity, "config": config.model_dump(mode="json"), "suite": sha256_file(suite_path),
                 "server": server_label, "locust": package_version("locust"), "openai": package_version("openai"),
-                "code": code_identity("tasks.serve", "tasks.evaluate.prompt_suite")}
+                "code": code_identity(*SERVING_CODE)}
 
     def build(tmp: Path) -> None:
         with start() as server:
