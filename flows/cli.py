@@ -88,6 +88,24 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     print_summary(summary, sort_by)
 
 
+@app.command()
+def publish(package_dir: Path = typer.Argument(..., help="A package folder printed by `slmforge run`."),
+            repo_id: str = typer.Option(..., "--repo-id", help="Hub model repo, e.g. me/smollm2-135m-q4_k_m-gguf."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Print the operations, send nothing."),
+            public: bool = typer.Option(False, "--public", help="Create the repo public (default private)."),
+            debug: bool = DEBUG_OPTION) -> None:
+    """Upload a package with huggingface_hub's commit API (token from HF_TOKEN, never printed)."""
+    from tasks.publish import publish as publish_package
+
+    try:
+        plan = publish_package(package_dir, repo_id=repo_id, dry_run=dry_run, private=not public)
+    except Exception as exc:  # noqa: BLE001 - one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+    for item in plan.files:
+        console.print(f"{'would add' if plan.dry_run else 'added'} {item.path_in_repo} ({item.size:,} bytes)", markup=False)
+    console.print(plan.commit_url or f"dry run: {len(plan.files)} file(s) to {plan.repo_id}", markup=False)
+
+
 def _fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
     """Print one paragraph for `exc` and exit 1; with --debug, re-raise it so its traceback shows."""
     if debug:
