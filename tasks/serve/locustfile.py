@@ -13,16 +13,21 @@ import json
 import os
 import time
 
-import requests
-from locust import User, events, task
-from locust.exception import StopUser
+# locust first: it monkey-patches the standard library (gevent), which must precede ssl/requests.
+from locust import User, events, task  # isort: skip
+from locust.exception import StopUser  # isort: skip
+import requests  # isort: skip
 
-TOTAL = int(os.environ["SLMFORGE_LOAD_REQUESTS"])
-BODY = {"model": os.environ["SLMFORGE_LOAD_MODEL"], "stream": True, "temperature": 0.0,
-        "max_tokens": int(os.environ["SLMFORGE_LOAD_MAX_TOKENS"]),
-        "messages": [{"role": "user", "content": os.environ["SLMFORGE_LOAD_PROMPT"]}]}
-HEADERS = {"Authorization": f"Bearer {os.environ['SLMFORGE_LOAD_API_KEY']}"}
 _state = {"issued": 0, "finished": 0, "first_start": None, "last_end": None}
+
+
+def _settings() -> tuple[int, dict, dict]:
+    """(request count, request body, headers) from the environment tasks.serve.load sets."""
+    body = {"model": os.environ["SLMFORGE_LOAD_MODEL"], "stream": True, "temperature": 0.0,
+            "max_tokens": int(os.environ["SLMFORGE_LOAD_MAX_TOKENS"]),
+            "messages": [{"role": "user", "content": os.environ["SLMFORGE_LOAD_PROMPT"]}]}
+    return (int(os.environ["SLMFORGE_LOAD_REQUESTS"]), body,
+            {"Authorization": f"Bearer {os.environ['SLMFORGE_LOAD_API_KEY']}"})
 
 
 class ChatUser(User):
@@ -30,16 +35,17 @@ class ChatUser(User):
 
     def on_start(self) -> None:
         self.session = requests.Session()
+        self.total, self.body, self.headers = _settings()
 
     @task
     def chat(self) -> None:
-        if _state["issued"] >= TOTAL:
+        if _state["issued"] >= self.total:
             raise StopUser()
         _state["issued"] += 1
         started, first, tokens, error = time.time(), None, 0, None
         clock = time.perf_counter()
         try:
-            with self.session.post(f"{self.host}/v1/chat/completions", json=BODY, headers=HEADERS,
+            with self.session.post(f"{self.host}/v1/chat/completions", json=self.body, headers=self.headers,
                                    stream=True, timeout=300) as response:
                 response.raise_for_status()
                 for line in response.iter_lines():
@@ -63,7 +69,7 @@ class ChatUser(User):
         _state["finished"] += 1
         _state["first_start"] = min(_state["first_start"] or clock, clock)
         _state["last_end"] = max(_state["last_end"] or end, end)
-        if _state["finished"] >= TOTAL:
+        if _state["finished"] >= self.total:
             # The level's wall window (first request sent .. last one done): the requests/s denominator.
             with open(os.environ["SLMFORGE_LOAD_WINDOW"], "w") as window:
                 json.dump({"seconds": _state["last_end"] - _state["first_start"]}, window)
