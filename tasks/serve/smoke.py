@@ -32,8 +32,6 @@ def ask_prompts(base_url: str, api_key: str, model: str, prompts: list[Prompt], 
             row["output"] = response.choices[0].message.content or ""
             row["completion_tokens"] = response.usage.completion_tokens if response.usage else 0
             row["correct"] = score_answer(row["output"], prompt.expect)
-            if not row["output"].strip():
-                row["error"] = "empty answer"
         except OpenAIError as exc:
             row["error"] = f"{type(exc).__name__}: {exc}"[:500]
         row["seconds"] = time.perf_counter() - started
@@ -46,12 +44,15 @@ def judge_smoke(rows: list[dict], offline_rows: list[dict] | None, *, max_lost_a
 
     Fails on any request error, and when the server answers fewer prompts rightly than the same
     file did offline by more than `max_lost_answers` (matched by prompt id)."""
+    offline = {row["id"]: row for row in offline_rows or []}
+    for row in rows:  # an empty answer is a failure unless the same file answered nothing offline too
+        if not row["error"] and not row["output"].strip() and offline.get(row["id"], {}).get("output", "x").strip():
+            row["error"] = "empty answer"
     errors = [row for row in rows if row["error"]]
     correct = sum(row["correct"] for row in rows)
     metrics = {"serve_smoke_requests": len(rows), "serve_smoke_errors": len(errors),
                "serve_task_score": correct / len(rows) if rows else 0.0}
     reasons = [f"served prompt {row['id']!r} failed: {row['error']}" for row in errors]
-    offline = {row["id"]: row for row in offline_rows or []}
     shared = [row for row in rows if row["id"] in offline]
     if shared:
         same = sum(row["output"].strip() == offline[row["id"]]["output"].strip() for row in shared)

@@ -66,3 +66,11 @@ def test_serve_config_is_strict():
         ServeConfig(smoke_prompt=3)
     with pytest.raises(ValidationError, match="concurrency"):
         LoadConfig(concurrency=[0, 2])
+
+
+def test_an_empty_answer_fails_unless_the_file_said_nothing_offline_too():
+    served = [row("a", "", False)]
+    assert judge_smoke(served, [row("a", "42", True)], max_lost_answers=1)[0]["serve_smoke_errors"] == 1
+    assert judge_smoke([row("a", "", False)], None, max_lost_answers=0)[0]["serve_smoke_errors"] == 1
+    metrics, reasons = judge_smoke([row("a", "", False)], [row("a", "", False)], max_lost_answers=0)
+    assert reasons == [] and metrics["serve_offline_agreement"] == 1.0
