@@ -106,6 +106,22 @@ def publish(package_dir: Path = typer.Argument(..., help="A package folder print
     console.print(plan.commit_url or f"dry run: {len(plan.files)} file(s) to {plan.repo_id}", markup=False)
 
 
+@app.command("check-deploy")
+def check_deploy(package_dir: Path = typer.Argument(..., help="A GGUF package folder with deployment files.")) -> None:
+    """Run each deployment file's own validator (checkov, kubernetes-validate, promtool, ...)."""
+    from tasks.deploy.validate import validate_deployment
+    from tasks.deploy.write import VALIDATED
+
+    present = [name for name in VALIDATED if (package_dir / name).is_file()]
+    failures = validate_deployment(package_dir, present)
+    for name in present:
+        console.print(f"{'FAIL' if name in failures else 'ok  '} {name}", markup=False)
+        for failure in failures.get(name, []):
+            console.print(f"     {failure}", markup=False)
+    if failures or not present:
+        raise typer.Exit(1)
+
+
 def _fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
     """Print one paragraph for `exc` and exit 1; with --debug, re-raise it so its traceback shows."""
     if debug:
