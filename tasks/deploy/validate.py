@@ -81,7 +81,7 @@ def promtool_rules(path: Path) -> tuple[bool, str]:
 
 
 def compose_config(path: Path) -> tuple[bool, str]:
-    return _run([_tool("docker-compose"), "-f", str(path), "config", "-q"], cwd=path.parent)
+    return _run([_tool("docker-compose"), "-f", str(path.resolve()), "config", "-q"], cwd=path.resolve().parent)
 
 
 def grafana_dashboard(path: Path) -> tuple[bool, str]:

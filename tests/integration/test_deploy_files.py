@@ -87,3 +87,23 @@ def test_a_broken_file_fails_its_validator(package, tmp_path, case):
     failures = validate_file(_broken(package, tmp_path, name, edit))
     assert failures, f"{case}: the broken {name} passed every validator"
     assert expected.lower() in " ".join(failures).lower(), failures
+
+
+def test_kubernetes_names_are_dns_labels(package):
+    # The variant name has an underscore (q4_1); Kubernetes names may not, and no schema checks it.
+    import re
+
+    for name in ("k8s/llama-server.yaml", "vllm/vllm.yaml"):
+        for doc in yaml.safe_load_all((package / name).read_text()):
+            assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"]), doc["metadata"]["name"]
+
+
+def test_check_deploy_cli_accepts_a_relative_package_path(package, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.chdir(package.parent)
+    result = CliRunner().invoke(app, ["check-deploy", package.name])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok  ") == len(VALIDATED)
