@@ -19,8 +19,8 @@ def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag
                         f"{_fmt(metrics[p + 'latency_p50_ms'], '.0f')} | {_fmt(metrics[p + 'latency_p95_ms'], '.0f')} | "
                         f"{_fmt(metrics[p + 'ttft_p50_ms'], '.0f')} | {_fmt(metrics[p + 'ttft_p95_ms'], '.0f')} | "
                         f"{metrics[p + 'errors']:.0f} |")
-    smoke = ("passed" if metrics.get("serve_smoke_pass") else "FAILED") if "serve_smoke_pass" in metrics else "not run"
-    text = (
+    smoke = "passed" if metrics.get("serve_smoke_pass") else "FAILED"
+    served = (
         "## Served\n\n"
         f"Served on loopback by {server} with this file and its chat template; checked through the "
         f"OpenAI chat endpoint. Smoke test: **{smoke}** ({metrics.get('serve_smoke_requests', 0):.0f} checkable "
@@ -29,6 +29,8 @@ def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag
         f"{_fmt(metrics.get('serve_offline_agreement'), '.2f')} of them). Single-user decode through the server: "
         f"{_fmt(metrics.get('serve_decode_tps'))} tok/s (offline `decode_tps`: {_fmt(metrics.get('decode_tps'))}).\n\n"
         "Load test (Locust, streamed chat requests, a fixed number per level):\n\n" + "\n".join(rows) + "\n\n"
+    ) if "serve_smoke_pass" in metrics else ""  # serving switched off: nothing was served
+    text = served + (
         "## Deployment targets\n\n"
         f"- **OpenAI-compatible server (llama-cpp-python)**: `pip install \"llama-cpp-python[server]\"`, then\n"
         f"  `API_KEY=... python -m llama_cpp.server --model {gguf_name} --n_ctx {n_ctx} --interrupt_requests false`\n"
