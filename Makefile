@@ -5,7 +5,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test test-fast bench peers llama-tools
 
-$(STAMP): pyproject.toml
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+CHECKOV_VERSION := 3.3.30
+
+$(STAMP): pyproject.toml $(TOOLS_STAMP) .system-tools
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# llama-cpp-python compiles llama.cpp from source on first install (minutes on 2 cores);
@@ -26,6 +30,22 @@ $(STAMP): pyproject.toml
 # 2 cores the first time, a file check afterwards.
 llama-tools: $(STAMP)
 	PYTHON=$(PY) bash tasks/formats/gguf/build_llama_tools.sh
+
+# Validators of the generated deployment files and the Ollama template renderer (tasks/deploy,
+# tests): Go (text/template), promtool, docker-compose (Compose schema check, no engine needed).
+# Idempotent: installs only what is missing.
+.system-tools:
+	@command -v go >/dev/null && command -v promtool >/dev/null && command -v docker-compose >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q golang-go prometheus docker-compose)
+	touch .system-tools
+
+# checkov pins old versions of shared libraries (openai 0.28, networkx 2.6): its own venv keeps
+# them out of the project's (tasks/deploy/validate.py finds it there).
+$(TOOLS_STAMP):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(TOOLS_STAMP)
+
 
 setup: $(STAMP) llama-tools
 

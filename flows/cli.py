@@ -165,6 +165,37 @@ def suite(suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. configs/
         _fail(exc, debug=debug)
     print_suite(console, result)
     if result["errors"]:
+@app.command()
+def publish(package_dir: Path = typer.Argument(..., help="A package folder printed by `slmforge run`."),
+            repo_id: str = typer.Option(..., "--repo-id", help="Hub model repo, e.g. me/smollm2-135m-q4_k_m-gguf."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Print the operations, send nothing."),
+            public: bool = typer.Option(False, "--public", help="Create the repo public (default private)."),
+            debug: bool = DEBUG_OPTION) -> None:
+    """Upload a package with huggingface_hub's commit API (token from HF_TOKEN, never printed)."""
+    from tasks.publish import publish as publish_package
+
+    try:
+        plan = publish_package(package_dir, repo_id=repo_id, dry_run=dry_run, private=not public)
+    except Exception as exc:  # noqa: BLE001 - one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+    for item in plan.files:
+        console.print(f"{'would add' if plan.dry_run else 'added'} {item.path_in_repo} ({item.size:,} bytes)", markup=False)
+    console.print(plan.commit_url or f"dry run: {len(plan.files)} file(s) to {plan.repo_id}", markup=False)
+
+
+@app.command("check-deploy")
+def check_deploy(package_dir: Path = typer.Argument(..., help="A GGUF package folder with deployment files.")) -> None:
+    """Run each deployment file's own validator (checkov, kubernetes-validate, promtool, ...)."""
+    from tasks.deploy.validate import validate_deployment
+    from tasks.deploy.write import VALIDATED
+
+    present = [name for name in VALIDATED if (package_dir / name).is_file()]
+    failures = validate_deployment(package_dir, present)
+    for name in present:
+        console.print(f"{'FAIL' if name in failures else 'ok  '} {name}", markup=False)
+        for failure in failures.get(name, []):
+            console.print(f"     {failure}", markup=False)
+    if failures or not present:
         raise typer.Exit(1)
 
 

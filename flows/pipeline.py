@@ -26,6 +26,7 @@ from tasks.naming import variant_name
 from tasks.review.watch import RegressionError, check_regressions, publish_regressions
 from tasks.prefect_tasks import (
     acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, register_task,
+    serve_task,
     tokens_task,
 )
 from tasks.store import clean_stale_temporaries
@@ -185,6 +186,8 @@ def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: 
         inputs = PackageInputs(hf_dir=model.hf_dir, model_name=config.model_name, metrics=outcome.metrics,
                                provenance=provenance, store_root=config.store_dir, threads=threads)
         try:
+            if not _served(outcome, builds[v.name], inputs, config.formats[v.format]):
+                continue
             packaged = package_task(v.name, builds[v.name], inputs, config.formats[v.format])
         except Exception as exc:  # noqa: BLE001 - isolate the variant
             outcome.error = f"packaging failed: {exc}"
@@ -203,6 +206,21 @@ def _register(ctx: report.RunContext, config: PipelineConfig) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - the figures stand; the failure is said where it is seen
         get_run_logger().warning("registry not updated: %s", exc)
         return [f"registry not updated: {exc}"]
+
+
+def _served(outcome: VariantOutcome, built: Built, inputs: PackageInputs, section) -> bool:
+    """Serve the variant where its format can (smoke + load figures join its metrics); False when
+    the smoke test failed, which fails its gate: it is not shipped."""
+    result = serve_task(outcome.variant.name, built, inputs, section)
+    if result is None:
+        return True
+    outcome.metrics.update(result.metrics)
+    inputs.metrics = outcome.metrics
+    if not result.passed:
+        outcome.gate, outcome.gate_reasons = "fail", [*outcome.gate_reasons, *result.reasons]
+        get_run_logger().warning("%s not packaged: smoke test failed (%s)", outcome.variant.name,
+                                 "; ".join(result.reasons))
+    return result.passed
 
 
 def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> dict:

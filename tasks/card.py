@@ -27,12 +27,23 @@ def metrics_table(metrics: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
-def model_card(*, title: str, variant: dict, provenance: dict, metrics: dict, usage: str) -> str:
+def hub_metadata(*, base_model: str | None, license: str | None, tags: list[str]) -> str:
+    """The Hub's model-card metadata block (YAML front matter): with `base_model_relation: quantized`
+    a published variant is listed under its base model's quantizations."""
+    import yaml
+
+    data = {"base_model": base_model, "base_model_relation": "quantized" if base_model else None,
+            "license": (license or "").lower() or None, "tags": tags, "library_name": None}
+    return "---\n" + yaml.safe_dump({k: v for k, v in data.items() if v}, sort_keys=False) + "---\n\n"
+
+
+def model_card(*, title: str, variant: dict, provenance: dict, metrics: dict, usage: str,
+               metadata: str = "") -> str:
     """Markdown card: what this is, how it measured, where it came from, how to run it."""
     prov = "\n".join(f"- **{key}**: `{value}`" for key, value in provenance.items())
     var = "\n".join(f"- **{key}**: `{value}`" for key, value in variant.items())
     return (
-        f"# {title}\n\n{var}\n\n## Measured\n\n{metrics_table(metrics)}\n\n"
+        f"{metadata}# {title}\n\n{var}\n\n## Measured\n\n{metrics_table(metrics)}\n\n"
         "Perplexity and divergence follow llama-perplexity's protocol (second half of each chunk "
         "scored, same tokens as the f16 base); speed follows llama-bench (warm-up, then repeated "
         "runs, mean ± sd).\n\n"

@@ -139,3 +139,13 @@ def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, 
     for line in lines:
         get_run_logger().info("registry: %s", line)
     return lines
+@step(name="serve", task_run_name="serve-{variant_name}", retries=0)
+def serve_task(variant_name: str, built: Built, inputs: PackageInputs, config):
+    """Serve, smoke-test and load one variant where its format can serve (None otherwise)."""
+    serve = getattr(get_format(built.format), "serve", None)
+    result = serve(built, inputs, config) if serve is not None else None
+    if result is not None:
+        get_run_logger().info("serve %s: %s %s, smoke %s, decode %.1f tok/s through the server", variant_name,
+                              "reused" if result.reused else "served", result.server,
+                              "pass" if result.passed else "FAIL", result.metrics.get("serve_decode_tps", float("nan")))
+    return result

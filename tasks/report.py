@@ -191,6 +191,8 @@ def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, gguf_artifact
     tracking.log_values(ctx.client, run_id, metrics=outcome.metrics, tags={
         "slmforge.gate": outcome.gate, "slmforge.gate_reasons": "; ".join(outcome.gate_reasons) or "-",
         **({"slmforge.error": outcome.error} if outcome.error else {}),
+        **({"slmforge.serve": "pass" if outcome.metrics["serve_smoke_pass"] else "fail"}
+           if "serve_smoke_pass" in outcome.metrics else {}),
     })
     files = [ctx.config_file]
     if outcome.metrics.get("prompts"):  # the greedy answers behind task_score / golden_agreement

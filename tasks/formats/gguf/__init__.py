@@ -43,16 +43,25 @@ class GgufFormat:
 
         return gguf_size_facts(built.path)
 
+    def serve(self, built: Built, inputs: PackageInputs, config: GgufConfig):
+        """Serve the file on loopback, check its answers, load it (None when `serve.enabled` is off)."""
+        from tasks.formats.gguf.serving import serve_gguf
+
+        return serve_gguf(built, inputs, config.serve) if config.serve.enabled else None
+
     def package(self, built: Built, inputs: PackageInputs, config: GgufConfig) -> Packaged:
         from tasks.formats.gguf.package import package_gguf_variant
 
+        serve = config.serve
+        # Deployment files are sized and alerted from the served figures: only where they were measured.
+        deploy = config.deploy if config.deploy.enabled and serve.enabled and serve.load.enabled else None
         result = package_gguf_variant(
             built.path, hf_dir=inputs.hf_dir, model_name=inputs.model_name, quant=built.quant,
             variant_key=built.key, metrics=inputs.metrics, provenance=inputs.provenance,
-            config=config.package, store_root=inputs.store_root,
+            config=config.package, store_root=inputs.store_root, serve=serve, deploy=deploy, threads=inputs.threads,
         )
         return Packaged(folder=result.folder, key=result.key, reused=result.reused, label=result.ollama_tag,
-                        files_to_track=["README.md", "Modelfile", "slmforge-manifest.json"])
+                        files_to_track=["README.md", "Modelfile", "slmforge-manifest.json", *result.deploy_files])
 
 
 FORMAT = GgufFormat()

@@ -12,6 +12,9 @@ from tasks.formats.gguf.budget import BudgetTarget
 from tasks.formats.gguf.calibration import CalibrationConfig
 from tasks.formats.gguf.variants import QuantRecipe, TypeSpec, resolve
 
+from tasks.deploy.config import DeployConfig
+from tasks.serve.config import ServeConfig
+
 DEFAULT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")
 # llama.cpp's LLAMA_FTYPE_MOSTLY_* names (llama-cpp-python 0.3.36).
 QUANT_TYPES = (
@@ -34,6 +37,8 @@ class PackageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     num_ctx: int | None = Field(None, ge=256, description="Ollama context size (default: the model's).")
     ollama_template: str | None = Field(None, description="Ollama TEMPLATE to use instead of translating.")
+    base_model: str | None = Field(None, description=(
+        "Hub repo id of the base model, for the card's `base_model` (default: the repo of a hub source)."))
 
 
 class GgufConfig(BaseModel):
@@ -53,6 +58,9 @@ class GgufConfig(BaseModel):
                                         "[{max_size: 100MB}, {bpw: 4.5}] (per-tensor types chosen from measured KLD).")
     threads: int | None = Field(None, ge=1, description="Quantization threads (default: all cores).")
     package: PackageConfig = Field(default_factory=PackageConfig, description="The Ollama folder of each variant.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description=(
+        "Serve each passing variant (llama-cpp-python's OpenAI-compatible server), check its answers and load it."))
+    deploy: DeployConfig = Field(default_factory=DeployConfig, description="Deployment files in each package.")
 
     @field_validator("types")
     @classmethod

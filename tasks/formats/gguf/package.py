@@ -8,12 +8,16 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tasks.hashing import sha256_file
-from tasks.naming import ollama_tag
-from tasks.card import model_card
+from tasks.naming import ollama_tag, variant_name
+from tasks.card import hub_metadata, model_card
 from tasks.codeid import code_identity
 from tasks.formats.gguf.config import PackageConfig
 from tasks.formats.gguf.chat_template import extract_parts, stop_sequences, to_go_template
 from tasks.store import link_or_copy, stored_step
+from tasks.deploy.config import DeployConfig
+from tasks.serve.card import serving_section
+from tasks.serve.config import ServeConfig
+from tasks.deploy.write import write_deployment
 
 
 class PackagedVariant(BaseModel):
@@ -21,6 +25,7 @@ class PackagedVariant(BaseModel):
     ollama_tag: str
     key: str
     reused: bool
+    deploy_files: list[str] = []
 
 
 def chat_facts(hf_dir: Path) -> tuple[str, str, int]:
@@ -48,23 +53,42 @@ def modelfile_text(gguf_name: str, hf_dir: Path, config: PackageConfig) -> str:
 
 def package_gguf_variant(
     gguf_path: Path, *, hf_dir: Path, model_name: str, quant: str, variant_key: str,
-    metrics: dict, provenance: dict, config: PackageConfig, store_root: Path,
+    metrics: dict, provenance: dict, config: PackageConfig, store_root: Path, serve: ServeConfig | None = None,
+    deploy: DeployConfig | None = None, threads: int = 1,
 ) -> PackagedVariant:
-    """Build (or reuse) the folder: GGUF, Modelfile, README.md model card, manifest."""
+    """Build (or reuse) the folder: GGUF, Modelfile, README.md model card (Hub metadata, served
+    figures, targets), deployment files sized from the measured figures, manifest."""
     tag = ollama_tag(model_name, quant)
+    serve = serve or ServeConfig(enabled=False)
     material = {"variant_key": variant_key, "metrics": metrics, "provenance": provenance,
-                "code": code_identity("tasks.formats.gguf.package", "tasks.formats.gguf.chat_template", "tasks.card"),
-                "config": config.model_dump(mode="json")}
+                "code": code_identity("tasks.formats.gguf.package", "tasks.formats.gguf.chat_template", "tasks.card",
+                                      "tasks.deploy", "tasks.serve.card"),
+                "config": config.model_dump(mode="json"), "serve": serve.model_dump(mode="json"),
+                "deploy": deploy.model_dump(mode="json") if deploy else None, "threads": threads}
+    variant = variant_name(model_name, "gguf", quant)
 
     def build(tmp: Path) -> None:
         link_or_copy(gguf_path, tmp / gguf_path.name)
         (tmp / "Modelfile").write_text(modelfile_text(gguf_path.name, hf_dir, config))
-        usage = f"```\nollama create {tag} -f Modelfile\nollama run {tag}\n```\n"
+        files = write_deployment(tmp, gguf=tmp / gguf_path.name, name=variant, ollama_tag=tag, hf_dir=hf_dir,
+                                 metrics=metrics, n_ctx=serve.n_ctx, threads=threads, config=deploy) if deploy else []
+        (tmp / "deploy-files.json").write_text(json.dumps(files))
+        usage = serving_section(metrics, levels=serve.load.concurrency, server="llama-cpp-python's server",
+                                ollama_tag=tag, gguf_name=gguf_path.name, n_ctx=serve.n_ctx, deploy_files=bool(files))
         (tmp / "README.md").write_text(model_card(
             title=f"{model_name} {quant} (GGUF)",
             variant={"format": "gguf", "quant": quant, "file": gguf_path.name, "sha256": sha256_file(gguf_path)},
             provenance=provenance, metrics=metrics, usage=usage,
+            metadata=hub_metadata(base_model=_base_model(config, provenance), license=provenance.get("license"),
+                                  tags=["gguf", "slmforge", "quantized", quant.lower(), "llama-cpp"]),
         ))
 
     stored = stored_step(store_root, "package", material, build)
-    return PackagedVariant(folder=stored.path, ollama_tag=tag, key=stored.key, reused=stored.reused)
+    deploy_files = json.loads((stored.path / "deploy-files.json").read_text())
+    return PackagedVariant(folder=stored.path, ollama_tag=tag, key=stored.key, reused=stored.reused,
+                           deploy_files=[f for f in deploy_files if not f.startswith("tokenizer/")])
+
+
+def _base_model(config: PackageConfig, provenance: dict) -> str | None:
+    source = str(provenance.get("source", ""))
+    return config.base_model or (source.removeprefix("hub:") if source.startswith("hub:") else None)

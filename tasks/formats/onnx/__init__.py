@@ -29,6 +29,12 @@ class OnnxFormat:
 
         return onnx_size_facts(built.path, n_weights=base.n_weights)
 
+    def serve(self, built: Built, inputs: PackageInputs, config: OnnxTargets):
+        """Serve the folder on loopback through its own runtime, check its answers, load it."""
+        from tasks.formats.onnx.serving import serve_onnx
+
+        return serve_onnx(built, inputs, config.serve) if config.serve.enabled else None
+
     def package(self, built: Built, inputs: PackageInputs, config: OnnxTargets) -> Packaged:
         from tasks.formats.onnx.package import package_onnx_variant
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.formats.onnx.export import AccuracyLevel, BlockSize, OnnxExportConfig
+from tasks.serve.config import ServeConfig
 
 OnnxPrecision = Literal["int4", "int8", "fp32", "fp16"]
 
@@ -35,6 +36,8 @@ class OnnxTargets(BaseModel):
         description="Asked of each packaged folder (greedy, chat template) to show that it serves.",
     )
     smoke_max_new_tokens: int = Field(32, ge=1, le=1024, description="Longest smoke-test answer, in tokens.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description=(
+        "Serve each passing folder (onnxruntime-genai behind an OpenAI-compatible app), check its answers, load it."))
 
     @field_validator("precisions")
     @classmethod

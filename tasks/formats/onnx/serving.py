@@ -1,0 +1,28 @@
+"""The ONNX serving check: the GenAI folder behind slmforge's OpenAI-compatible app
+(tasks.serve.onnx_app: onnxruntime_genai with the folder's own chat template)."""
+
+from __future__ import annotations
+
+import sys
+
+from tasks.formats.base import Built, PackageInputs
+from tasks.serve.check import ServeResult, serve_and_check
+from tasks.serve.config import ServeConfig
+from tasks.serve.server import free_port, running_server
+from tasks.versions import package_version
+
+
+def serve_onnx(built: Built, inputs: PackageInputs, config: ServeConfig) -> ServeResult:
+    def start():
+        port = free_port()
+        command = [sys.executable, "-m", "tasks.serve.onnx_app", "--model", str(built.path), "--port", str(port),
+                   "--threads", str(inputs.threads)]
+        return running_server(command, port=port, model=built.path.name, startup_timeout_s=config.startup_timeout_s)
+
+    return serve_and_check(
+        start, identity={"variant_key": built.key, "threads": inputs.threads,
+                         "hardware": inputs.provenance.get("measured_on")},
+        offline_rows=inputs.metrics.get("prompts"), config=config,
+        server_label=f"slmforge onnx_app (onnxruntime-genai {package_version('onnxruntime-genai')})",
+        store_root=inputs.store_root,
+    )
