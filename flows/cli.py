@@ -165,6 +165,9 @@ def suite(suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. configs/
         _fail(exc, debug=debug)
     print_suite(console, result)
     if result["errors"]:
+        raise typer.Exit(1)
+
+
 @app.command()
 def publish(package_dir: Path = typer.Argument(..., help="A package folder printed by `slmforge run`."),
             repo_id: str = typer.Option(..., "--repo-id", help="Hub model repo, e.g. me/smollm2-135m-q4_k_m-gguf."),

@@ -139,6 +139,8 @@ def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, 
     for line in lines:
         get_run_logger().info("registry: %s", line)
     return lines
+
+
 @step(name="serve", task_run_name="serve-{variant_name}", retries=0)
 def serve_task(variant_name: str, built: Built, inputs: PackageInputs, config):
     """Serve, smoke-test and load one variant where its format can serve (None otherwise)."""
