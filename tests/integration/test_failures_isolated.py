@@ -27,7 +27,10 @@ def config_for(tmp_path, tiny_model_dir, tracking_uri):
     def make(types, name="Tiny-Llama", **extra):
         return write_config(tmp_path / f"c-{name}-{'-'.join(types)}.yaml", {
             "name": "faults", "model_name": name, "source": {"kind": "local", "path": str(tiny_model_dir)},
-            "formats": {"gguf": {"types": types}}, "evaluate": {**QUICK_EVAL, "prompt_suite": None},
+            # Serving is not the subject here, and a random-weight model answers the server with
+            # nothing, which fails its smoke test (tests/integration/test_serve.py covers serving).
+            "formats": {"gguf": {"types": types, "serve": {"enabled": False}}},
+            "evaluate": {**QUICK_EVAL, "prompt_suite": None},
             "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"), **extra,
         })
     return make
