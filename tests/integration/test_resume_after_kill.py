@@ -41,7 +41,8 @@ def test_killed_run_resumes_without_reusing_partial_files(tiny_model_dir, tmp_pa
     assert "slmforge results" in output and "MLflow run:" in output
     for manifest_file in store.glob("*/*/slmforge-manifest.json"):
         verify_manifest(manifest_file.parent, json.loads(manifest_file.read_text())["files"])
-    evaluated = [p for p in store.glob("evaluate/*") if not p.name.startswith(".")]  # not .tmp-*, .lock-*
+    # Stored measurements are folders (not .tmp-*, .lock-*, nor the <key>.origin.json records beside them).
+    evaluated = [p for p in store.glob("evaluate/*") if p.is_dir() and not p.name.startswith(".")]
     assert len(evaluated) == 3 and all((p / "metrics.json").is_file() for p in evaluated)
     # The killed run's MLflow records were closed by the rerun, not left RUNNING forever.
     from mlflow.tracking import MlflowClient
