@@ -217,9 +217,8 @@ def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome], other_erro
     tracking.log_files(ctx.client, ctx.parent_run_id, [table])
     if other_errors:
         tracking.log_values(ctx.client, ctx.parent_run_id, tags={"slmforge.error": "\n".join(other_errors)[:5000]})
-    failed = any(o.error for o in outcomes) or bool(other_errors)
     log_run_figures(ctx.client, ctx.tracking_uri, ctx.parent_run_id)  # seen in the MLflow UI with no command
-    failed = any(o.error for o in outcomes)
+    failed = any(o.error for o in outcomes) or bool(other_errors)
     ctx.client.set_terminated(ctx.parent_run_id, "FAILED" if failed else "FINISHED")
     ctx.open_runs.discard(ctx.parent_run_id)
 

@@ -67,3 +67,22 @@ def test_dask_only_with_a_server(monkeypatch):
         uses_dask(BuildRunnerConfig(runner="dask"))
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     assert uses_dask(BuildRunnerConfig()) and not uses_dask(BuildRunnerConfig(runner="threads"))
+
+
+def test_a_failed_hardware_class_fails_the_parent_run(tmp_path):
+    """The parent of a run whose class failed (its variants all fine here) ends FAILED, with the reason."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks import report, tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.prepare_store(uri)
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("classes")
+    run_id = tracking.start_run(client, experiment_id, name="parent", tags={})
+    config_file = tmp_path / "cfg" / "resolved_config.yaml"
+    config_file.parent.mkdir()
+    ctx = report.RunContext(client, uri, experiment_id, run_id, config_file, {run_id})
+    report.close_parent_run(ctx, [], ["hardware class cpu-b: worker lost"])
+    parent = client.get_run(run_id)
+    assert parent.info.status == "FAILED" and "cpu-b" in parent.data.tags["slmforge.error"]
