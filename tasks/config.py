@@ -9,14 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from tasks import formats as format_registry
 from tasks.acquire import AcquireConfig
 from tasks.acquire.sources import ModelSource
 from tasks.build_runner import BuildRunnerConfig
-from tasks.config_errors import describe
+from tasks.config_errors import describe, read_yaml_mapping
 from tasks.errors import ConfigError
 from tasks.evaluate import EvalConfig
 from tasks.formats.gguf.convert import ConvertConfig
@@ -132,12 +131,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if path.resolve() in seen:
         chain = " -> ".join(map(str, seen + (path,)))
         raise ConfigError(str(path), [f"include cycle: {chain}; remove one of these includes"])
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), [f"top level must be a mapping, got {type(data).__name__}"])
+    data = read_yaml_mapping(path)
     includes = data.pop("include", None) or []
     # A lone string is one file; iterating it would try to include each of its characters.
     includes = [includes] if isinstance(includes, str) else includes

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
+import yaml
 from pydantic import BaseModel
+
+from tasks.errors import ConfigError
 
 
 def describe(error: dict, root: type[BaseModel]) -> str:
@@ -28,3 +32,14 @@ def known_keys(root: type[BaseModel], loc: tuple) -> list[str]:
         annotation = getattr(field, "annotation", None)
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     return list(model.model_fields) if model else []
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """A YAML file whose top level is a mapping (an empty file is an empty one); else a ConfigError."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"top level must be a mapping, got {type(data).__name__}"])
+    return data

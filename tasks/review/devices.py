@@ -11,10 +11,9 @@ import difflib
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
 
-from tasks.config_errors import describe
+from tasks.config_errors import describe, read_yaml_mapping
 from tasks.errors import ConfigError, UserError
 from tasks.resources import config_dir
 
@@ -79,12 +78,7 @@ def load_device(name_or_path: str) -> DeviceProfile:
                             f"(or give a YAML path)")
     if not path.is_file():
         raise UserError(f"device profile file not found: {path}; check the path")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), [f"top level must be a mapping, got {type(data).__name__}"])
+    data = read_yaml_mapping(path)
     data.setdefault("name", path.stem)
     try:
         return DeviceProfile.model_validate(data)
