@@ -47,27 +47,12 @@ class CompareSelection(BaseModel):
 
 def search_variant_runs(selection: CompareSelection) -> pd.DataFrame:
     """The raw runs of the selected experiments, as MLflow's search API returns them."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
+    from tasks.review.search import read_runs
     from tasks.tracking import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(selection.tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
-    experiments = client.search_experiments()
-    known = {e.name: e.experiment_id for e in experiments}
-    if missing := [name for name in selection.experiments if name not in known]:
-        raise UserError(f"no MLflow experiment named {missing} at {uri}; the store has {sorted(known) or 'none'}. "
-                        "Pass --experiment with one of those names, or point --tracking-uri at another store.")
-    ids = [known[n] for n in selection.experiments] or [e.experiment_id for e in experiments]
-    if not ids:
-        return pd.DataFrame()
-    mlflow.set_tracking_uri(uri)
-    parents = " OR ".join(f"tags.mlflow.parentRunId = '{r}'" for r in selection.parent_run_ids)
-    frame = mlflow.search_runs(experiment_ids=ids, filter_string=parents if len(selection.parent_run_ids) == 1 else "",
-                               max_results=50000, output_format="pandas")
-    names = {e.experiment_id: e.name for e in experiments}
-    return frame.assign(experiment=frame["experiment_id"].map(names)) if len(frame) else frame
+    # One parent is a server-side filter; several are selected in pandas (_select).
+    parent = f"tags.mlflow.parentRunId = '{selection.parent_run_ids[0]}'" if len(selection.parent_run_ids) == 1 else ""
+    return read_runs(resolve_tracking_uri(selection.tracking_uri), selection.experiments, filter_string=parent)
 
 
 def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFrame:

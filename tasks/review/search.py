@@ -1,33 +1,44 @@
-"""Measured runs back out of any MLflow tracking store, as pandas (MLflow's own search API)."""
+"""Runs back out of any MLflow tracking store, as pandas (MLflow's own search API): the one
+reader behind `slmforge compare`, `recommend` and `promote`."""
 
 from __future__ import annotations
 
 from tasks.errors import UserError
 
+# The columns an empty result still has, so that callers can filter and sort it.
+EMPTY_COLUMNS = ["run_id", "experiment", "start_time", "status", "tags.mlflow.runName"]
 
-def variant_runs(tracking_uri: str, *, experiments: list[str] | None = None, model: str | None = None):
-    """Child runs (one per variant) of the named experiments (default: every experiment), newest
-    first; `model` keeps variants whose name contains it (case-insensitive)."""
+
+def read_runs(tracking_uri: str, experiments: list[str] | None = None, *, filter_string: str = "",
+              order_by: list[str] | None = None):
+    """The runs of the named experiments (default: every experiment) as mlflow.search_runs' frame
+    (run_id, start_time, status, metrics.*, params.*, tags.*) plus an `experiment` name column."""
     import mlflow
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    if experiments:
-        found = {name: client.get_experiment_by_name(name) for name in experiments}
-        if missing := [name for name, exp in found.items() if exp is None]:
-            known = ", ".join(e.name for e in client.search_experiments()) or "none"
-            raise UserError(f"no MLflow experiment {', '.join(map(repr, missing))} in {tracking_uri}; "
-                            f"experiments there: {known}")
-        ids = [exp.experiment_id for exp in found.values()]
-    else:
-        ids = [e.experiment_id for e in client.search_experiments()]
+    known = {e.name: e.experiment_id for e in client.search_experiments()}
+    if missing := [name for name in experiments or [] if name not in known]:
+        raise UserError(f"no MLflow experiment named {missing} at {tracking_uri}; the store has "
+                        f"{sorted(known) or 'none'}. Pass --experiment with one of those names, "
+                        "or point --tracking-uri at another store.")
+    ids = [known[name] for name in experiments] if experiments else list(known.values())
     mlflow.set_tracking_uri(tracking_uri)
-    frame = mlflow.search_runs(experiment_ids=ids, filter_string="tags.`mlflow.parentRunId` != ''",
-                               output_format="pandas", order_by=["attributes.start_time DESC"]) if ids else None
+    frame = mlflow.search_runs(experiment_ids=ids, filter_string=filter_string, order_by=order_by,
+                               output_format="pandas") if ids else None
     if frame is None or frame.empty:
-        return pd.DataFrame(columns=["run_id", "start_time", "status", "tags.mlflow.runName"])
-    if model:
+        return pd.DataFrame(columns=EMPTY_COLUMNS)
+    names = {experiment_id: name for name, experiment_id in known.items()}
+    return frame.assign(experiment=frame["experiment_id"].map(names))
+
+
+def variant_runs(tracking_uri: str, *, experiments: list[str] | None = None, model: str | None = None):
+    """Child runs (one per variant) of the named experiments, newest first; `model` keeps
+    variants whose name contains it (case-insensitive)."""
+    frame = read_runs(tracking_uri, experiments, filter_string="tags.`mlflow.parentRunId` != ''",
+                      order_by=["attributes.start_time DESC"])
+    if model and not frame.empty:
         frame = frame[frame["tags.mlflow.runName"].str.contains(model, case=False, regex=False)]
     return frame
 
@@ -41,4 +52,4 @@ def runs_frame(runs):
              "status": r.info.status, **{f"metrics.{k}": v for k, v in r.data.metrics.items()},
              **{f"params.{k}": v for k, v in r.data.params.items()},
              **{f"tags.{k}": v for k, v in r.data.tags.items()}} for r in runs]
-    return pd.DataFrame(rows, columns=None if rows else ["run_id", "start_time", "status", "tags.mlflow.runName"])
+    return pd.DataFrame(rows, columns=None if rows else EMPTY_COLUMNS)

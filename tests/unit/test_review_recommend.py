@@ -115,3 +115,48 @@ def test_onnx_keeps_its_own_kv_type_and_its_measured_kv_counts_as_overhead():
     # whatever the device's cache type; overhead = peak - weights = measured KV + 20 MiB.
     assert fit.kv_cache_type == "f32" and fit.kv_bytes == 47_185_920
     assert fit.overhead_bytes == MEASURED_KV + 20 * MIB
+
+
+def _log_child(client, experiment_id, parent_id, row):
+    """One of the rows above as a real child run: params, metrics and tags as the pipeline logs them."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    tags = {k[5:]: v for k, v in row.items() if k.startswith("tags.")}
+    child = client.create_run(experiment_id, run_name=tags.pop("mlflow.runName"),
+                              tags={**tags, "mlflow.parentRunId": parent_id})
+    client.log_batch(child.info.run_id,
+                     metrics=[Metric(k[8:], float(v), 0, 0) for k, v in row.items() if k.startswith("metrics.")],
+                     params=[Param(k[7:], str(v)) for k, v in row.items() if k.startswith("params.")])
+    client.set_terminated(child.info.run_id, row["status"])
+
+
+def test_cli_reads_a_real_store_and_names_the_pick(tmp_path):
+    """`slmforge recommend` end to end on a SQLite MLflow store: the reader keeps child runs only,
+    --model filters them, an unknown experiment is named with the ones there."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tasks import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = tracking.ensure_experiment(client, "exp", uri)
+    parent = tracking.start_run(client, experiment_id, name="pipeline", tags={})
+    for row in (run("m-gguf-f16", quant="F16", kld=None, size=260), run("m-gguf-q8_0", quant="Q8_0", kld=0.004, size=140),
+                run("m-gguf-q4_0", quant="Q4_0", kld=0.2, size=80), run("other-gguf-q8_0", quant="Q8_0", kld=0.001, size=10)):
+        _log_child(client, experiment_id, parent, row)
+    profile = tmp_path / "dev.yaml"  # 200 MiB x 0.9 usable: Q8_0 needs 140 + 28.1 + 22.5 (KV at 1024) + 50 -> too big
+    profile.write_text(yaml.safe_dump({"memory_budget": "200MiB", "context_length": 1024, "threads": 4, "margin": 0.1}))
+
+    result = CliRunner().invoke(app, ["recommend", "--device", str(profile), "--tracking-uri", uri, "--model", "m-gguf"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "recommended: m-gguf-q4_0" in output and "m-gguf-q8_0" in output and "other-gguf" not in output
+    assert "pipeline" not in output  # the parent run is no candidate
+    assert "m-gguf-q8_0: does not fit" in output, output
+
+    missing = CliRunner().invoke(app, ["recommend", "--device", str(profile), "--tracking-uri", uri,
+                                       "--experiment", "absent"])
+    assert missing.exit_code == 1 and "no MLflow experiment named ['absent']" in " ".join(missing.output.split())
