@@ -5,13 +5,22 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+
+import pytest
 
 from tasks import hostlock
 
 
-def _try(mode) -> bool:
-    """Whether `mode` is granted at once (from another thread: its own open file, its own lock)."""
+@pytest.fixture(autouse=True)
+def own_lock_file(tmp_path, monkeypatch):
+    """A lock file of the test's own: a real run on this host must not decide the outcome."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+
+def _try(mode, waiting: list[threading.Thread]) -> bool:
+    """Whether `mode` is granted at once (from another thread: its own open file, its own lock).
+    A refused attempt goes on waiting in its thread and is put in `waiting`: it takes the lock
+    once it is free, so a later check must first let it finish (_settle)."""
     granted = []
 
     def attempt():
@@ -22,32 +31,44 @@ def _try(mode) -> bool:
     thread = threading.Thread(target=attempt)
     thread.start()
     thread.join(timeout=0.5)
+    if thread.is_alive():
+        waiting.append(thread)
     return bool(granted and granted[0])
 
 
+def _settle(waiting: list[threading.Thread]) -> None:
+    for thread in waiting:
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "a waiting attempt never got the lock after it was released"
+    waiting.clear()
+
+
 def test_builds_share_and_a_measurement_waits_for_them():
+    waiting = []
     with hostlock.shared():
-        assert _try(hostlock.shared)
-        assert not _try(hostlock.exclusive)
+        assert _try(hostlock.shared, waiting)
+        assert not _try(hostlock.exclusive, waiting)
+    _settle(waiting)  # the measurement got the host once the build was done
 
 
 def test_a_measurement_holds_the_host_alone():
+    waiting = []
     with hostlock.exclusive():
-        assert not _try(hostlock.shared)
-        assert not _try(hostlock.exclusive)
-    assert _try(hostlock.exclusive)
+        assert not _try(hostlock.shared, waiting)
+        assert not _try(hostlock.exclusive, waiting)
+    _settle(waiting)
+    assert _try(hostlock.exclusive, waiting)
 
 
-def test_a_killed_holder_frees_the_host(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+def test_a_killed_holder_frees_the_host():
+    waiting = []
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from tasks import hostlock\n"
         "with hostlock.exclusive():\n    print('held', flush=True); time.sleep(600)")],
         stdout=subprocess.PIPE, text=True, env={**__import__('os').environ})
     assert holder.stdout.readline().strip() == "held"
-    assert not _try(hostlock.shared)
+    assert not _try(hostlock.shared, waiting)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    deadline = time.monotonic() + 5
-    while not _try(hostlock.shared):
-        assert time.monotonic() < deadline
+    _settle(waiting)  # the build that waited got the host from the dead holder
+    assert _try(hostlock.exclusive, waiting)
