@@ -27,7 +27,8 @@ def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag
         f"prompts, {metrics.get('serve_smoke_errors', 0):.0f} errors, served task score "
         f"{_fmt(metrics.get('serve_task_score'), '.2f')}, same answer as offline greedy on "
         f"{_fmt(metrics.get('serve_offline_agreement'), '.2f')} of them). Single-user decode through the server: "
-        f"{_fmt(metrics.get('serve_decode_tps'))} tok/s (offline `decode_tps`: {_fmt(metrics.get('decode_tps'))}).\n\n"
+        f"{_fmt(metrics.get('serve_decode_tps'))} tok/s with {_fmt(metrics.get('serve_threads'), '.0f')} decode "
+        f"thread(s), the load client on the same host (offline `decode_tps`: {_fmt(metrics.get('decode_tps'))}).\n\n"
         "Load test (Locust, streamed chat requests, a fixed number per level):\n\n" + "\n".join(rows) + "\n\n"
     ) if "serve_smoke_pass" in metrics else ""  # serving switched off: nothing was served
     text = served + (

@@ -44,8 +44,8 @@ class ServeResult(BaseModel):
 
 
 def serve_and_check(start: Callable[[], AbstractContextManager[RunningServer]], *, identity: dict,
-                    offline_rows: list[dict] | None, config: ServeConfig, server_label: str,
-                    store_root: Path) -> ServeResult:
+                    offline_rows: list[dict] | None, config: ServeConfig, threads: int,
+                    server_label: str, store_root: Path) -> ServeResult:
     """Start the server with `start()`, ask the smoke prompts, run the load test when they pass."""
     suite_path = config.prompts_file or DEFAULT_SUITE
     suite = load_prompt_suite(suite_path)
@@ -59,6 +59,7 @@ def serve_and_check(start: Callable[[], AbstractContextManager[RunningServer]], 
                                max_tokens=suite.max_tokens, timeout_s=config.request_timeout_s)
             metrics, reasons = judge_smoke(rows, offline_rows, max_lost_answers=config.max_lost_answers)
             metrics["serve_startup_s"] = server.startup_s
+            metrics["serve_threads"] = float(threads)
             load_errors: list[str] = []
             if not reasons and config.load.enabled:
                 load_metrics, load_errors = load_test(server.base_url, server.api_key, server.model, config.load)
@@ -74,7 +75,8 @@ def serve_and_check(start: Callable[[], AbstractContextManager[RunningServer]], 
     try:
         stored = stored_step(store_root, "serve", material, build)
     except (SlmforgeError, OSError) as exc:  # the server never answered: the variant is not proven
-        return ServeResult(passed=False, reasons=[f"serving failed: {exc}"], metrics={"serve_smoke_pass": 0.0},
+        return ServeResult(passed=False, reasons=[f"serving failed: {exc}"],
+                           metrics={"serve_smoke_pass": 0.0, "serve_threads": float(threads)},
                            server=server_label)
     result = ServeResult.model_validate(json.loads((stored.path / RESULT).read_text()))
     return result.model_copy(update={"reused": stored.reused})

@@ -45,7 +45,18 @@ class ServeConfig(BaseModel):
     max_lost_answers: int = Field(1, ge=0, description=(
         "How many smoke prompts the server may answer wrongly that the same file answered rightly "
         "offline (greedy, same template) before the smoke test fails."))
+    # The load client (Locust) and the server's HTTP side run on the same host as the decode
+    # threads. Measured on 2 cores (tests/benchmarks/bench_served_vs_offline.py, SmolLM2-135M):
+    # with both cores decoding, served/offline was 0.45-0.62 and moved 25 % between rounds; with
+    # one core left to them, 0.81, within 5 %.
+    threads: int | None = Field(None, ge=1, description=(
+        "Threads the server decodes with; default: the measurement's threads minus one (at least 1), "
+        "leaving a core to the load client and the server's HTTP side on the same host."))
     n_ctx: int = Field(2048, ge=256, description="Context the server allocates (also the KV cache of deployments).")
     startup_timeout_s: float = Field(120, gt=0, description="How long to wait for the server to answer.")
     request_timeout_s: float = Field(120, gt=0, description="Limit of one smoke request.")
     load: LoadConfig = Field(default_factory=LoadConfig, description="The bounded load test.")
+
+    def server_threads(self, measure_threads: int) -> int:
+        """The decode threads of the served check, given the threads the variant was measured with."""
+        return self.threads if self.threads is not None else max(1, measure_threads - 1)

@@ -3,6 +3,9 @@ pipeline's offline `decode_tps` (the measurement worker's llama-bench-like tg ru
 interleaved (offline, served, offline, served ...) so that a shared host's load drift hits both.
 
 Usage: python tests/benchmarks/bench_served_vs_offline.py FILE.gguf [--rounds 2] [--tokens 128] [--threads 2]
+       [--server-threads N]
+The server decodes with the pipeline's serving default (ServeConfig.server_threads: --threads minus
+one, leaving a core to Locust and the HTTP side) unless --server-threads says otherwise.
 Prints each figure and the served/offline ratio (a benchmark: prints, asserts nothing).
 """
 
@@ -15,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from tasks.evaluate.process import run_worker
-from tasks.serve.config import LoadConfig
+from tasks.serve.config import LoadConfig, ServeConfig
 from tasks.serve.load import run_level, single_stream_decode_tps
 from tasks.serve.server import free_port, llama_cpp_command, running_server
 
@@ -51,16 +54,19 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--requests", type=int, default=3)
+    parser.add_argument("--server-threads", type=int, default=None)
     args = parser.parse_args()
+    server_threads = ServeConfig(threads=args.server_threads).server_threads(args.threads)
     offline, served = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             offline.append(offline_decode_tps(args.gguf, args.tokens, args.threads, Path(tmp)))
-            served.append(served_decode_tps(args.gguf, args.tokens, args.threads, args.requests))
+            served.append(served_decode_tps(args.gguf, args.tokens, server_threads, args.requests))
             print(f"round {round_ + 1}: offline decode_tps {offline[-1]:.1f}, served decode {served[-1]:.1f} tok/s")
     ratio = statistics.mean(served) / statistics.mean(offline)
     print(f"{args.gguf.name}: offline {statistics.mean(offline):.1f} tok/s, served {statistics.mean(served):.1f} tok/s, "
-          f"served/offline {ratio:.2f} ({args.rounds} interleaved rounds, {args.threads} threads)")
+          f"served/offline {ratio:.2f} ({args.rounds} interleaved rounds, offline {args.threads} threads, "
+          f"server {server_threads})")
 
 
 if __name__ == "__main__":

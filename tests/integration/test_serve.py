@@ -83,5 +83,6 @@ def test_serve_gguf_smoke_and_load_figures(tmp_path):
         assert 0 < m[f"serve_c{c}_ttft_p50_ms"] <= m[f"serve_c{c}_latency_p95_ms"]
         assert m[f"serve_c{c}_latency_p50_ms"] <= m[f"serve_c{c}_latency_p95_ms"]
     assert m["serve_decode_tps"] > 0
+    assert m["serve_threads"] == 1  # measured with 2: one core left to Locust and the HTTP side
     again = serve_gguf(built, inputs, config)  # stored: nothing served twice
     assert again.reused and again.metrics == m

@@ -115,14 +115,16 @@ def test_cli_dry_run_and_a_folder_that_is_not_a_package(package, tmp_path):
 def test_card_serving_section_shows_the_measured_figures_and_every_target():
     from tasks.serve.card import serving_section
 
-    metrics = {"serve_smoke_pass": 1.0, "serve_smoke_requests": 6, "serve_decode_tps": 38.25, "decode_tps": 26.1}
+    metrics = {"serve_smoke_pass": 1.0, "serve_smoke_requests": 6, "serve_decode_tps": 38.25, "decode_tps": 26.1,
+               "serve_threads": 1.0}
     for c, rps in ((1, 2.2), (4, 1.5)):
         metrics.update({f"serve_c{c}_requests_per_s": rps, f"serve_c{c}_output_tps": 35.5, f"serve_c{c}_latency_p50_ms": 480,
                         f"serve_c{c}_latency_p95_ms": 600, f"serve_c{c}_ttft_p50_ms": 37, f"serve_c{c}_ttft_p95_ms": 160,
                         f"serve_c{c}_errors": 0})
     text = serving_section(metrics, levels=[1, 2, 4], server="llama-cpp-python's server", ollama_tag="m:q4",
                            gguf_name="m.gguf", n_ctx=2048, deploy_files=True)
-    assert "Smoke test: **passed**" in text and "38.2 tok/s (offline `decode_tps`: 26.1)" in text
+    assert "Smoke test: **passed**" in text and "38.2 tok/s with 1 decode thread(s)" in text
+    assert "(offline `decode_tps`: 26.1)" in text
     assert "| 1 | 2.20 | 35.5 | 480 | 600 | 37 | 160 | 0 |" in text and "| 4 | 1.50 |" in text
     assert "| 2 |" not in text  # a level that was not run has no row
     for target in ("llama_cpp.server", "ollama create m:q4", "docker compose up", "k8s/llama-server.yaml",

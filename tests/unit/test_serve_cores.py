@@ -68,6 +68,15 @@ def test_serve_config_is_strict():
         LoadConfig(concurrency=[0, 2])
 
 
+def test_the_server_leaves_a_core_to_the_load_client_unless_told():
+    assert ServeConfig().server_threads(2) == 1
+    assert ServeConfig().server_threads(8) == 7
+    assert ServeConfig().server_threads(1) == 1  # never zero threads
+    assert ServeConfig(threads=4).server_threads(2) == 4
+    with pytest.raises(ValidationError):
+        ServeConfig(threads=0)
+
+
 def test_an_empty_answer_fails_unless_the_file_said_nothing_offline_too():
     served = [row("a", "", False)]
     assert judge_smoke(served, [row("a", "42", True)], max_lost_answers=1)[0]["serve_smoke_errors"] == 1

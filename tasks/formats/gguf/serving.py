@@ -14,14 +14,16 @@ from tasks.versions import package_version
 
 
 def serve_gguf(built: Built, inputs: PackageInputs, config: ServeConfig) -> ServeResult:
+    threads = config.server_threads(inputs.threads)
+
     def start():
         port = free_port()
-        command = llama_cpp_command(built.path, port=port, n_ctx=config.n_ctx, threads=inputs.threads)
+        command = llama_cpp_command(built.path, port=port, n_ctx=config.n_ctx, threads=threads)
         return running_server(command, port=port, model=built.path.stem, startup_timeout_s=config.startup_timeout_s)
 
     return serve_and_check(
-        start, identity={"variant_key": built.key, "threads": inputs.threads,
+        start, identity={"variant_key": built.key, "threads": threads,
                          "hardware": inputs.provenance.get("measured_on")},
-        offline_rows=inputs.metrics.get("prompts"), config=config,
+        offline_rows=inputs.metrics.get("prompts"), config=config, threads=threads,
         server_label=f"llama-cpp-python[server] {package_version('llama-cpp-python')}", store_root=inputs.store_root,
     )

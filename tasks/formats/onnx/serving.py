@@ -13,16 +13,18 @@ from tasks.versions import package_version
 
 
 def serve_onnx(built: Built, inputs: PackageInputs, config: ServeConfig) -> ServeResult:
+    threads = config.server_threads(inputs.threads)
+
     def start():
         port = free_port()
         command = [sys.executable, "-m", "tasks.serve.onnx_app", "--model", str(built.path), "--port", str(port),
-                   "--threads", str(inputs.threads)]
+                   "--threads", str(threads)]
         return running_server(command, port=port, model=built.path.name, startup_timeout_s=config.startup_timeout_s)
 
     return serve_and_check(
-        start, identity={"variant_key": built.key, "threads": inputs.threads,
+        start, identity={"variant_key": built.key, "threads": threads,
                          "hardware": inputs.provenance.get("measured_on")},
-        offline_rows=inputs.metrics.get("prompts"), config=config,
+        offline_rows=inputs.metrics.get("prompts"), config=config, threads=threads,
         server_label=f"slmforge onnx_app (onnxruntime-genai {package_version('onnxruntime-genai')})",
         store_root=inputs.store_root,
     )
