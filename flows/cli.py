@@ -55,6 +55,15 @@ def validate(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION) -> None:
     console.print(f"[green]{config}: valid[/green]")
 
 
+def _stop_on_sigterm(*_) -> None:
+    """The measurement workers first: the threads that wait on them do not see the exit, and would
+    keep the process (and the cores) until their measurement ended."""
+    from tasks.evaluate.process import stop_all_workers
+
+    stop_all_workers()
+    sys.exit(143)
+
+
 SORT_OPTION = typer.Option(None, "--sort-by", help="Order the results table by this metric, e.g. kld_mean.")
 
 
@@ -84,7 +93,7 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     if not debug:
         _hide_tracebacks_on_console()
     # A polite stop (systemd, a scheduler, kill) unwinds like Ctrl-C: runs are closed as KILLED.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         summary = pipeline(str(config))
     except (VariantsFailedError, RegressionError) as exc:

@@ -82,7 +82,7 @@ def measure_remotely(ctx: report.RunContext, outcomes: list[VariantOutcome], *, 
         base=base.model_dump(mode="json"), reference=reference.model_dump(mode="json"),
         tokens_file=tokens_file.resolve(), variants=built, result_file=batch / f"{cls}.json",
     ) for cls in config.hardware}
-    results = submit_all(requests, timeout_s=config.remote_timeout_s)
+    results = submit_all(requests, timeout_s=config.remote_timeout_s, worker_wait_s=config.remote_worker_wait_s)
     for result in results.values():
         if result.error:
             report.fail_open_children(ctx, tag=(CLASS_TAG, result.hardware_class), reason=result.error)

@@ -66,6 +66,10 @@ class PipelineConfig(BaseModel):
     remote_timeout_s: float = Field(
         6 * 3600, gt=0, description="How long to wait for a hardware class's measurements before failing them.",
     )
+    remote_worker_wait_s: float = Field(
+        600, gt=0, description="How long a hardware class's measurement may wait with no live worker in its work "
+        "pool before it is cancelled and the class fails (a worker that took it is watched by heartbeats instead).",
+    )
     store_dir: Path = Field(Path(".slmforge/store"), description="Content-addressed artefact store.")
 
     @field_validator("hardware")

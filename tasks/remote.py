@@ -92,28 +92,34 @@ def verify_arrival(variant: RemoteVariant) -> None:
     verify_manifest(variant.manifest_folder, variant.manifest)
 
 
-def submit_all(request_for: dict[str, MeasureRequest], *, timeout_s: float) -> dict[str, ClassResult]:
+def submit_all(request_for: dict[str, MeasureRequest], *, timeout_s: float,
+               worker_wait_s: float) -> dict[str, ClassResult]:
     """One flow run per class, all at once (each class is its own machines); waits for every one."""
     with ThreadPoolExecutor(max_workers=len(request_for)) as pool:
-        futures = {cls: pool.submit(_run_on_class, cls, request, timeout_s) for cls, request in request_for.items()}
+        futures = {cls: pool.submit(_run_on_class, cls, request, timeout_s, worker_wait_s)
+                   for cls, request in request_for.items()}
         return {cls: future.result() for cls, future in futures.items()}
 
 
-def _run_on_class(hardware_class: str, request: MeasureRequest, timeout_s: float) -> ClassResult:
+def _run_on_class(hardware_class: str, request: MeasureRequest, timeout_s: float, worker_wait_s: float) -> ClassResult:
     from prefect.deployments import run_deployment
 
+    from tasks.remote_wait import wait_for_class_run
+
     try:
-        flow_run = run_deployment(f"{MEASURE_FLOW}/{hardware_class}", parameters={"request": request.model_dump(
-            mode="json")}, timeout=timeout_s, poll_interval=2, as_subflow=False)
+        submitted = run_deployment(f"{MEASURE_FLOW}/{hardware_class}", parameters={"request": request.model_dump(
+            mode="json")}, timeout=0, as_subflow=False)
     except Exception as exc:  # noqa: BLE001 - no deployment, no server: this class fails, not the others
         return ClassResult(hardware_class=hardware_class, error=f"could not submit to work pool {hardware_class!r}: "
                            f"{exc}; start a worker with `slmforge worker start --hardware-class {hardware_class}`")
+    flow_run, gave_up = wait_for_class_run(submitted.id, pool=hardware_class, timeout_s=timeout_s,
+                                           worker_wait_s=worker_wait_s)
     state = flow_run.state
-    if state is None or not state.is_completed():
+    if gave_up or state is None or not state.is_completed():
         what = state.name if state is not None else "no state"
+        why = gave_up or (state.message if state is not None and state.message else "no message")
         return ClassResult(hardware_class=hardware_class, error=(
-            f"measurement flow run {flow_run.id} on {hardware_class!r} ended {what} "
-            f"({state.message if state is not None and state.message else 'still running after the timeout'}); "
+            f"measurement flow run {flow_run.id} on {hardware_class!r} ended {what} ({why}); "
             "rerun: finished variants are reused from the store"))
     if not request.result_file.is_file():
         return ClassResult(hardware_class=hardware_class, error=f"flow run {flow_run.id} completed but wrote no "

@@ -8,11 +8,13 @@ progress as tagged lines on stdout; stderr goes to a file whose tail explains a 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +24,11 @@ PROGRESS_TAG = "SLMFORGE_PROGRESS "
 WORKER = "tasks.evaluate.worker"
 
 ProgressCallback = Callable[[str, int, int], None]  # (what, done, total)
+# The exit status of a worker whose parent died under it.
+EXIT_PARENT_GONE = 75
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
 
 
 def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback | None = None) -> dict:
@@ -33,6 +40,8 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
         command = [sys.executable, "-m", WORKER, str(request_path), str(result_path)]
         with log_path.open("w") as log:
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+            with _live_lock:
+                _live.add(proc)
             reader = threading.Thread(target=_forward_progress, args=(proc.stdout, on_progress), daemon=True)
             reader.start()
             try:
@@ -44,6 +53,9 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
                     f"The {what} ran past evaluate.timeout_s={timeout_s:g} s and was stopped; raise the "
                     "timeout or measure fewer chunks (evaluate.max_chunks)."
                 ) from None
+            finally:
+                with _live_lock:
+                    _live.discard(proc)
             reader.join(timeout=5)
         tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-10:])
         if returncode < 0:
@@ -53,6 +65,30 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
         if returncode != 0 or not result_path.is_file():
             raise MeasurementError(f"The {what} failed (exit code {returncode}). Last lines:\n{tail}")
         return json.loads(result_path.read_text())
+
+
+def stop_all_workers() -> int:
+    """Kill every worker this process is waiting on (a stopping flow: SIGTERM, Ctrl-C); returns
+    how many. Their run_worker calls then fail as killed, which fails their variants."""
+    with _live_lock:
+        running = [proc for proc in _live if proc.poll() is None]
+    for proc in running:
+        proc.kill()
+    return len(running)
+
+
+def exit_with_parent(poll_s: float = 0.5) -> None:
+    """Called inside a worker: exit at once when the process that started it is gone (SIGKILLed, or
+    exited without stopping it). A measurement nobody waits for must not hold the cores, nor the
+    host lock's next measurement wait on it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(EXIT_PARENT_GONE)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _forward_progress(stream, on_progress: ProgressCallback | None) -> None:

@@ -89,4 +89,7 @@ def serve(request_path: Path, result_path: Path) -> None:
 
 
 if __name__ == "__main__":
+    from tasks.evaluate.process import exit_with_parent
+
+    exit_with_parent()
     serve(Path(sys.argv[1]), Path(sys.argv[2]))

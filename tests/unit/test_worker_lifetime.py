@@ -1,0 +1,80 @@
+"""A measurement worker never outlives the flow that started it: killed with it when the flow
+stops (SIGTERM handler), gone by itself when the flow process dies (SIGKILL). The worker runs a
+runtime that only sleeps (tests/unit/slow_runtime.py): what is tested is the process handling."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from tasks.errors import MeasurementError
+from tasks.evaluate.process import run_worker, stop_all_workers
+from tests.conftest import REPO
+
+SLOW = {"mode": "tokenize", "runtime": "tests.unit.slow_runtime", "model": "none.gguf"}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # exited, not yet reaped by init
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def test_a_stopping_flow_kills_the_workers_it_waits_on(tmp_path):
+    errors = []
+
+    def measure():
+        try:
+            run_worker({**SLOW, "text_file": str(tmp_path / "t.txt")}, timeout_s=300)
+        except MeasurementError as exc:
+            errors.append(str(exc))
+
+    (tmp_path / "t.txt").write_text("x")
+    waiter = threading.Thread(target=measure)
+    waiter.start()
+    assert _wait_for(lambda: psutil.Process().children(), 20)
+    worker = psutil.Process().children()[0].pid
+    assert stop_all_workers() == 1
+    waiter.join(timeout=10)
+    assert not waiter.is_alive() and _gone(worker)
+    assert "killed by SIGKILL" in errors[0]
+
+
+def test_a_worker_exits_when_its_flow_process_is_killed(tmp_path):
+    (tmp_path / "t.txt").write_text("x")
+    flow = subprocess.Popen([sys.executable, "-c", (
+        "from tasks.evaluate.process import run_worker\n"
+        f"run_worker({{**{SLOW!r}, 'text_file': {str(tmp_path / 't.txt')!r}}}, timeout_s=300)")], cwd=REPO)
+    try:
+        assert _wait_for(lambda: psutil.Process(flow.pid).children(), 20)
+        worker = psutil.Process(flow.pid).children()[0].pid
+        time.sleep(1)  # the worker is past its start-up and sleeping in the runtime
+        flow.send_signal(signal.SIGKILL)
+        flow.wait()
+        assert _wait_for(lambda: _gone(worker), 5), "the worker outlived its flow process"
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+
+
+@pytest.fixture(autouse=True)
+def no_strays():
+    yield
+    for child in psutil.Process().children(recursive=True):
+        child.kill()
