@@ -4,6 +4,7 @@ runtime that only sleeps (tests/unit/slow_runtime.py): what is tested is the pro
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -27,6 +28,13 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _workers(pid: int) -> list[int]:
+    """The measurement workers among `pid`'s children (a test session has other children too,
+    such as the Prefect test server)."""
+    return [child.pid for child in psutil.Process(pid).children()
+            if "tasks.evaluate.worker" in " ".join(child.cmdline())]
+
+
 def _wait_for(condition, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -48,8 +56,8 @@ def test_a_stopping_flow_kills_the_workers_it_waits_on(tmp_path):
     (tmp_path / "t.txt").write_text("x")
     waiter = threading.Thread(target=measure)
     waiter.start()
-    assert _wait_for(lambda: psutil.Process().children(), 20)
-    worker = psutil.Process().children()[0].pid
+    assert _wait_for(lambda: _workers(os.getpid()), 20)
+    worker = _workers(os.getpid())[0]
     assert stop_all_workers() == 1
     waiter.join(timeout=10)
     assert not waiter.is_alive() and _gone(worker)
@@ -62,8 +70,8 @@ def test_a_worker_exits_when_its_flow_process_is_killed(tmp_path):
         "from tasks.evaluate.process import run_worker\n"
         f"run_worker({{**{SLOW!r}, 'text_file': {str(tmp_path / 't.txt')!r}}}, timeout_s=300)")], cwd=REPO)
     try:
-        assert _wait_for(lambda: psutil.Process(flow.pid).children(), 20)
-        worker = psutil.Process(flow.pid).children()[0].pid
+        assert _wait_for(lambda: _workers(flow.pid), 20)
+        worker = _workers(flow.pid)[0]
         time.sleep(1)  # the worker is past its start-up and sleeping in the runtime
         flow.send_signal(signal.SIGKILL)
         flow.wait()
@@ -76,5 +84,5 @@ def test_a_worker_exits_when_its_flow_process_is_killed(tmp_path):
 @pytest.fixture(autouse=True)
 def no_strays():
     yield
-    for child in psutil.Process().children(recursive=True):
-        child.kill()
+    for pid in _workers(os.getpid()):
+        psutil.Process(pid).kill()
