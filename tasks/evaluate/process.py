@@ -68,8 +68,9 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
 
 
 def stop_all_workers() -> int:
-    """Kill every worker this process is waiting on (a stopping flow: SIGTERM, Ctrl-C); returns
-    how many. Their run_worker calls then fail as killed, which fails their variants."""
+    """Kill every worker this process is waiting on (a flow stopped by SIGTERM; Ctrl-C reaches the
+    workers by itself, through the terminal's process group); returns how many. Their run_worker
+    calls then fail as killed, which fails their variants."""
     with _live_lock:
         running = [proc for proc in _live if proc.poll() is None]
     for proc in running:
