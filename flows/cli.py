@@ -320,8 +320,10 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)
+    checks = summary.get("package_checks", {})
     for name, folder in summary["packages"].items():
-        console.print(f"package  {name}: {folder}", markup=False)
+        verdicts = "; ".join(f"{check.replace('_', ' ')}: {v}" for check, v in checks.get(name, {}).items())
+        console.print(f"package  {name}: {folder}" + (f" ({verdicts})" if verdicts else ""), markup=False)
     for name, reasons in summary["gate_failures"].items():
         console.print(f"gate failed  {name}: {'; '.join(reasons)}", markup=False)
     for cls, result in summary.get("hardware_classes", {}).items():

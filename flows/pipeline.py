@@ -193,6 +193,7 @@ def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: 
             outcome.error = f"packaging failed: {exc}"
             continue
         outcome.package_dir, outcome.package_files = packaged.folder, packaged.files_to_track
+        outcome.package_checks = packaged.checks
 
 
 def _register(ctx: report.RunContext, config: PipelineConfig) -> list[str]:
@@ -230,6 +231,7 @@ def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> d
     return {
         "rows": summary_rows(outcomes),
         "packages": {o.variant.name: str(o.package_dir) for o in outcomes if o.package_dir},
+        "package_checks": {o.variant.name: o.package_checks for o in outcomes if o.package_checks},
         "gate_failures": {o.variant.name: o.gate_reasons for o in outcomes if o.gate == "fail"},
         "errors": {o.variant.name: o.error for o in outcomes if o.error},
         "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id,

@@ -193,6 +193,7 @@ def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, gguf_artifact
         **({"slmforge.error": outcome.error} if outcome.error else {}),
         **({"slmforge.serve": "pass" if outcome.metrics["serve_smoke_pass"] else "fail"}
            if "serve_smoke_pass" in outcome.metrics else {}),
+        **{f"slmforge.{name}": verdict for name, verdict in outcome.package_checks.items()},
     })
     files = [ctx.config_file]
     if outcome.metrics.get("prompts"):  # the greedy answers behind task_score / golden_agreement

@@ -30,6 +30,7 @@ class VariantOutcome(BaseModel):
     gate_reasons: list[str] = Field(default_factory=list)
     package_dir: Path | None = None
     package_files: list[str] = Field(default_factory=list, description="Files of the package logged to MLflow.")
+    package_checks: dict[str, str] = Field(default_factory=dict, description="The package's checks and verdicts.")
     error: str | None = None
     reused: bool = False
     measurement: dict | None = Field(None, description="The stored measurement behind the figures "

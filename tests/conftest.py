@@ -9,7 +9,20 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import QUICK_EVAL, REPO, write_config  # noqa: F401 - re-exported for older imports
+
+
+TIERS = {"unit": "unit", "integration": "integration", "formats": "integration", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(items):
+    """Every test carries its tier from its folder (tests/unit, tests/integration, tests/e2e), so
+    `-m unit` (`make test-fast`) and `-m "not e2e"` select by cost without a marker per file."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        tier = TIERS.get(parts[0]) if len(parts) > 1 else None
+        if tier:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -71,14 +84,3 @@ def tiny_model_dir(tmp_path_factory, embedded_tokenizer_dir) -> Path:
 def tracking_uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
 
-
-def write_config(path: Path, data: dict) -> Path:
-    """Write a YAML config (JSON is valid YAML) and return its path."""
-    path.write_text(json.dumps(data, indent=2, default=str))
-    return path
-
-
-QUICK_EVAL = {
-    "max_chunks": 2, "n_ctx": 128, "prefill_tokens": 32, "decode_tokens": 8, "repetitions": 3,
-    "ttft_prompt_tokens": 8, "threads": 2,
-}

@@ -8,7 +8,10 @@
 | prometheus/prometheus.yml, alerts.yml | yamllint; promtool check config / check rules |
 | grafana/dashboard.json | JSON; every panel's PromQL through promtool (as recording rules) |
 
-A validator that is not installed is a failure, not a skip: a file nobody checked is not "valid".
+The pipeline checks every package with the validators this host has (`check_deployment`): a file
+whose validator is missing is "not validated: <tool> not found; <how to get it>", never "valid", and
+the run goes on. `validate_deployment` (the tests, `slmforge check-deploy`) treats a missing
+validator as a failure: a file nobody checked is not "valid".
 """
 
 from __future__ import annotations
@@ -32,14 +35,34 @@ YAMLLINT_CONFIG = ("{extends: default, rules: {line-length: {max: 250}, document
 KUBERNETES_VERSION = "1.33.0"
 
 
-def _tool(name: str) -> str:
-    """A validator's executable: the venv's own, the tools venv's (checkov), or the system's."""
+# How to get each validator, for the "not validated" notes (none of them is needed to run).
+HOW_TO_GET = {
+    "checkov": "`make test-tools` (its own venv .venv-tools), or `pipx install checkov`",
+    "promtool": "Prometheus's promtool (Debian: apt-get install prometheus; or the release archive from prometheus.io)",
+    "docker-compose": "docker-compose (Debian: apt-get install docker-compose; or Docker's compose plugin)",
+    "yamllint": "pip install yamllint (a dependency of slmforge: reinstall with `make setup`)",
+    "kubernetes-validate": "pip install kubernetes-validate (a dependency of slmforge: `make setup`)",
+}
+# The executables each file's validators need (VALIDATORS below, in the same order).
+NEEDS = {
+    "Dockerfile": ("checkov",), "compose.yaml": ("yamllint", "docker-compose"),
+    "k8s": ("yamllint", "kubernetes-validate", "checkov"), "prometheus.yml": ("yamllint", "promtool"),
+    "alerts.yml": ("yamllint", "promtool"), "dashboard.json": ("promtool",),
+}
+
+
+def find_tool(name: str) -> str | None:
+    """A validator's executable: the venv's own, the tools venv's (checkov), the system's, or None."""
     for folder in (Path(sys.executable).parent, REPO / ".venv-tools" / "bin"):
         if (folder / name).is_file():
             return str(folder / name)
-    found = shutil.which(name)
+    return shutil.which(name)
+
+
+def _tool(name: str) -> str:
+    found = find_tool(name)
     if found is None:
-        raise FileNotFoundError(f"validator {name!r} is not installed; run `make setup`")
+        raise FileNotFoundError(f"validator {name!r} is not installed; {HOW_TO_GET.get(name, 'run `make test-tools`')}")
     return found
 
 
@@ -110,8 +133,46 @@ VALIDATORS = {
 }
 
 
+def _kind(path: Path) -> str:
+    return "k8s" if path.parent.name in ("k8s", "vllm") else path.name
+
+
 def validators_for(path: Path) -> list:
-    return VALIDATORS["k8s"] if path.parent.name in ("k8s", "vllm") else VALIDATORS[path.name]
+    return VALIDATORS[_kind(path)]
+
+
+def available_validators() -> dict[str, bool]:
+    """Which validators this host has: part of a package's key, so a host that gains one re-checks."""
+    return {name: find_tool(name) is not None for name in sorted(HOW_TO_GET)}
+
+
+def check_deployment(folder: Path, files: list[str]) -> dict[str, dict]:
+    """Per file: {"status": "valid" | "invalid" | "not validated", "checked_by": [...], "note": str}.
+    Only a file whose every validator ran and passed is "valid"; a missing validator says how to get it."""
+    report = {}
+    for name in files:
+        path = folder / name
+        needs = NEEDS[_kind(path)]
+        missing = [tool for tool in needs if find_tool(tool) is None]
+        if missing:
+            note = "; ".join(f"not validated: {tool} not found; {HOW_TO_GET[tool]}" for tool in missing)
+            report[name] = {"status": "not validated", "checked_by": [], "missing": missing, "note": note}
+            continue
+        failures = validate_file(path)
+        report[name] = {"status": "invalid" if failures else "valid", "checked_by": list(needs), "missing": [],
+                        "note": "; ".join(failures)[-2000:] if failures else f"valid ({', '.join(needs)})"}
+    return report
+
+
+def validation_summary(report: dict[str, dict]) -> str:
+    """One line for a run's summary and MLflow: "valid", "invalid: FILES" or "not validated: TOOLS not found"."""
+    invalid = sorted(name for name, r in report.items() if r["status"] == "invalid")
+    missing = sorted({tool for r in report.values() for tool in r["missing"]})
+    if invalid:
+        return f"invalid: {', '.join(invalid)}"
+    if missing:
+        return f"not validated: {', '.join(missing)} not found"
+    return "valid" if report else "no deployment files"
 
 
 def validate_file(path: Path) -> list[str]:

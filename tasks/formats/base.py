@@ -61,6 +61,8 @@ class Packaged(BaseModel):
     reused: bool
     label: str = Field(description="How to refer to it when deploying, e.g. an Ollama tag.")
     files_to_track: list[str] = Field(default_factory=list, description="Files logged to MLflow.")
+    checks: dict[str, str] = Field(default_factory=dict, description="Checks the package made, by name, with "
+                                   "their one-line verdict (e.g. deploy_validation: 'valid' or 'not validated: ...').")
 
 
 class PackageInputs(BaseModel):

@@ -8,7 +8,7 @@ def _fmt(value: float | None, digits: str = ".1f") -> str:
 
 
 def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag: str, gguf_name: str,
-                    n_ctx: int, deploy_files: bool) -> str:
+                    n_ctx: int, deploy_files: bool, validation: dict[str, dict] | None = None) -> str:
     """Markdown: the smoke and load figures measured through the server, then the targets."""
     rows = ["| users | requests/s | output tok/s | p50 latency ms | p95 latency ms | TTFT p50 ms | TTFT p95 ms | errors |",
             "|---|---|---|---|---|---|---|---|"]
@@ -47,4 +47,6 @@ def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag
             "(vLLM loads the GGUF with the tokenizer in `tokenizer/`)\n"
             "- **Monitoring**: `prometheus/prometheus.yml` + `prometheus/alerts.yml`, Grafana `grafana/dashboard.json`\n"
         )
+        text += "\nChecks of the deployment files (each by its own field's validator, when this host had it):\n\n"
+        text += "".join(f"- `{name}`: {check['note']}\n" for name, check in (validation or {}).items())
     return text

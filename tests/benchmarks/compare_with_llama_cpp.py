@@ -30,6 +30,7 @@ sys.path[:0] = [str(REPO), str(Path(__file__).parent)]  # run as a plain script 
 from llama_tools import _NUM, _grab, _ppl_args, _run, find_tools, run_llama_bench  # noqa: E402
 
 from tasks.evaluate import default_threads  # noqa: E402
+from tasks.formats.gguf.llama_tools import tools_dir  # noqa: E402
 from tasks.evaluate.process import run_worker  # noqa: E402
 
 RUNTIME = "tasks.formats.gguf.runtime"
@@ -182,7 +183,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-ctx", type=int, default=512)
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions (the issue's r=3)")
-    parser.add_argument("--tools", type=Path, default=REPO, help="where llama.cpp's tools were built")
+    parser.add_argument("--tools", type=Path, default=tools_dir(),
+                        help="where llama.cpp's tools were built (default: the binding's own build, `make peers`)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--no-speed", action="store_true", help="quality only (no llama-bench, no speed worker)")
     args = parser.parse_args()

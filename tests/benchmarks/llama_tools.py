@@ -84,7 +84,7 @@ def find_tools(root: str | os.PathLike[str]) -> dict[str, Path]:
     if missing:
         raise FileNotFoundError(
             f"{', '.join(missing)} not found under {root}; "
-            "run tests/benchmarks/build_llama_tools.sh first"
+            "`make peers` prints the folder of the one llama.cpp build (the binding's own)"
         )
     return found
 

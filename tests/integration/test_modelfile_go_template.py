@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tasks.formats.gguf.config import PackageConfig
+from tests.helpers import require_tool
 from tasks.formats.gguf.package import modelfile_text
 
 GO_PROGRAM = Path(__file__).resolve().parents[1] / "go" / "ollama_template" / "main.go"
@@ -27,9 +28,8 @@ CONVERSATIONS = [
 
 
 def render_go(template: str, conversations: list) -> list[str]:
-    if shutil.which("go") is None:
-        pytest.fail("Go is not installed; `make setup` installs golang-go")
-    done = subprocess.run(["go", "run", str(GO_PROGRAM)], input=json.dumps(
+    go = require_tool("go", "Debian's golang-go: `make test-tools` installs it as root")
+    done = subprocess.run([go, "run", str(GO_PROGRAM)], input=json.dumps(
         {"template": template, "conversations": conversations}), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

@@ -11,7 +11,7 @@ from tasks.formats.gguf.calibration import (
     SHINGLE_WORDS, StdlibDocstrings, calibration_text, shingles, stdlib_docstrings,
 )
 from tasks.formats.gguf.config import GgufConfig
-from tasks.formats.gguf.llama_tools import BUILD_SCRIPT, TOOLS_VERSION
+from tasks.formats.gguf.llama_tools import BUILD_SCRIPT, TOOLS_VERSION, same_build_as_binding
 from tasks.formats.gguf.quantize_tool import quantize_args
 from tasks.versions import package_version
 
@@ -50,6 +50,8 @@ def test_quantize_command_line(tmp_path):
 def test_tools_are_built_from_the_binding_s_own_llama_cpp():
     assert f"VERSION={TOOLS_VERSION}\n" in BUILD_SCRIPT.read_text()
     assert package_version("llama-cpp-python") == TOOLS_VERSION
+    # One compile: the tools and the installed binding load the same libllama, byte for byte.
+    assert same_build_as_binding()
 
 
 def test_calibration_text_shares_no_run_of_words_with_the_evaluation_text():

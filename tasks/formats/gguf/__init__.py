@@ -61,7 +61,8 @@ class GgufFormat:
             config=config.package, store_root=inputs.store_root, serve=serve, deploy=deploy, threads=inputs.threads,
         )
         return Packaged(folder=result.folder, key=result.key, reused=result.reused, label=result.ollama_tag,
-                        files_to_track=["README.md", "Modelfile", "slmforge-manifest.json", *result.deploy_files])
+                        files_to_track=["README.md", "Modelfile", "slmforge-manifest.json", *result.deploy_files],
+                        checks={"deploy_validation": result.deploy_validation} if result.deploy_validation else {})
 
 
 FORMAT = GgufFormat()

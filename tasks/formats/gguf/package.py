@@ -17,7 +17,8 @@ from tasks.store import link_or_copy, stored_step
 from tasks.deploy.config import DeployConfig
 from tasks.serve.card import serving_section
 from tasks.serve.config import ServeConfig
-from tasks.deploy.write import write_deployment
+from tasks.deploy.validate import available_validators, check_deployment, validation_summary
+from tasks.deploy.write import VALIDATED, write_deployment
 
 
 class PackagedVariant(BaseModel):
@@ -26,6 +27,7 @@ class PackagedVariant(BaseModel):
     key: str
     reused: bool
     deploy_files: list[str] = []
+    deploy_validation: str | None = None
 
 
 def chat_facts(hf_dir: Path) -> tuple[str, str, int]:
@@ -64,7 +66,9 @@ def package_gguf_variant(
                 "code": code_identity("tasks.formats.gguf.package", "tasks.formats.gguf.chat_template", "tasks.card",
                                       "tasks.deploy", "tasks.serve.card"),
                 "config": config.model_dump(mode="json"), "serve": serve.model_dump(mode="json"),
-                "deploy": deploy.model_dump(mode="json") if deploy else None, "threads": threads}
+                "deploy": deploy.model_dump(mode="json") if deploy else None, "threads": threads,
+                # A host that gains (or loses) a validator checks its packages again.
+                "validators": available_validators() if deploy else None}
     variant = variant_name(model_name, "gguf", quant)
 
     def build(tmp: Path) -> None:
@@ -73,8 +77,11 @@ def package_gguf_variant(
         files = write_deployment(tmp, gguf=tmp / gguf_path.name, name=variant, ollama_tag=tag, hf_dir=hf_dir,
                                  metrics=metrics, n_ctx=serve.n_ctx, threads=threads, config=deploy) if deploy else []
         (tmp / "deploy-files.json").write_text(json.dumps(files))
+        validation = check_deployment(tmp, [f for f in files if f in VALIDATED])
+        (tmp / "deploy-validation.json").write_text(json.dumps(validation, indent=2))
         usage = serving_section(metrics, levels=serve.load.concurrency, server="llama-cpp-python's server",
-                                ollama_tag=tag, gguf_name=gguf_path.name, n_ctx=serve.n_ctx, deploy_files=bool(files))
+                                ollama_tag=tag, gguf_name=gguf_path.name, n_ctx=serve.n_ctx, deploy_files=bool(files),
+                                validation=validation)
         (tmp / "README.md").write_text(model_card(
             title=f"{model_name} {quant} (GGUF)",
             variant={"format": "gguf", "quant": quant, "file": gguf_path.name, "sha256": sha256_file(gguf_path)},
@@ -85,8 +92,11 @@ def package_gguf_variant(
 
     stored = stored_step(store_root, "package", material, build)
     deploy_files = json.loads((stored.path / "deploy-files.json").read_text())
+    validation = json.loads((stored.path / "deploy-validation.json").read_text())
     return PackagedVariant(folder=stored.path, ollama_tag=tag, key=stored.key, reused=stored.reused,
-                           deploy_files=[f for f in deploy_files if not f.startswith("tokenizer/")])
+                           deploy_files=[f for f in deploy_files if not f.startswith("tokenizer/")]
+                           + (["deploy-validation.json"] if deploy_files else []),
+                           deploy_validation=validation_summary(validation) if deploy_files else None)
 
 
 def _base_model(config: PackageConfig, provenance: dict) -> str | None:

@@ -4,13 +4,14 @@ code package, and tasks.resources.config_dir() finds the configs both in a check
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tasks.resources import config_dir
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SHIPPED = ("pyproject.toml", "README.md", "flows", "tasks", "configs")
 
@@ -32,10 +33,12 @@ def wheel(tmp_path_factory) -> Path:
             shutil.copy2(origin, source / name)
     out = tmp_path_factory.mktemp("wheel")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # A newcomer's `make setup` shows no page of setuptools warnings about config folders.
+    assert "absent from the `packages` configuration" not in done.stdout + done.stderr, done.stdout[-3000:]
     (built,) = out.glob("slmforge-*.whl")
     return built
 
@@ -44,6 +47,8 @@ def test_the_wheel_holds_every_config_under_the_installed_name(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "slmforge_configs/prompts/default.yaml" in names
     expected = {f"slmforge_configs/{p.relative_to(REPO / 'configs')}" for p in (REPO / "configs").rglob("*.yaml")}
+    folders = {f"slmforge_configs.{p.name}" for p in (REPO / "configs").iterdir() if p.is_dir()}
+    assert folders <= set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     assert expected <= names
     assert not any(name.startswith("configs/") for name in names)  # no generic top-level package
 

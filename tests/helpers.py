@@ -1,0 +1,39 @@
+"""Helpers shared by the tests (fixtures live in conftest.py; plain functions and constants here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+QUICK_EVAL = {
+    "max_chunks": 2, "n_ctx": 128, "prefill_tokens": 32, "decode_tokens": 8, "repetitions": 3,
+    "ttft_prompt_tokens": 8, "threads": 2,
+}
+
+
+def write_config(path: Path, data: dict) -> Path:
+    """Write a YAML config (JSON is valid YAML) and return its path."""
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def tools_required() -> bool:
+    """CI (SLMFORGE_REQUIRE_TOOLS=1) must run every check: a missing validator fails there."""
+    return os.environ.get("SLMFORGE_REQUIRE_TOOLS", "") not in ("", "0")
+
+
+def require_tool(name: str, how: str, *, found: str | None = None) -> str:
+    """The tool's path; where it is missing, skip with the reason on a developer's machine and fail in CI."""
+    path = found or shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed ({how})"
+        if tools_required():
+            pytest.fail(f"{message}; CI requires it (SLMFORGE_REQUIRE_TOOLS=1)")
+        pytest.skip(message)
+    return path
