@@ -28,10 +28,17 @@ def tool_problems(gguf_config) -> list[str]:
 
     if all(r.plain for r in gguf_config.recipes()) and not gguf_config.targets:
         return []
+    from tasks.formats.gguf.llama_tools import BUILD_SCRIPT, same_build_as_binding
+
     problems = []
     for name in ("llama-imatrix", "llama-quantize"):
         try:
             tool_path(name)
         except SourceError as exc:
             problems.append(f"formats.gguf: {exc}")
+    if not problems and not same_build_as_binding():
+        # Tools of another llama.cpp than the binding's would make files the binding did not
+        # measure the same way: one compile for both is the rule.
+        problems.append("formats.gguf: the installed llama-cpp-python is not the wheel of the tools' own build "
+                        f"(tools.json); run `PYTHON=.venv/bin/python bash {BUILD_SCRIPT}` to install it")
     return problems
