@@ -50,7 +50,11 @@ if ! tools_built; then
   say "compiling llama.cpp once for the binding and its tools (${TOOLS[*]}): about 6 min on 2 cores; log: $DEST/build.log"
   start=$SECONDS
   # A line a minute, so minutes of compiling are not minutes of silence.
-  ( while sleep 60; do say "  still compiling: $(( (SECONDS - start) / 60 )) min, $(grep -c 'Building [CX]* object' "$DEST/build.log" 2>/dev/null || echo 0) objects"; done ) &
+  # Ninja numbers its steps ([67/207]): the last one says how far the compile is.
+  ( while sleep 60; do
+      step="$(grep -oE '^ *\[[0-9]+/[0-9]+\]' "$DEST/build.log" 2>/dev/null | tail -1 | tr -d ' []' || true)"
+      say "  still compiling: $(( (SECONDS - start) / 60 )) min${step:+, step $step}"
+    done ) &
   ticker=$!
   trap 'kill $ticker 2>/dev/null || true' EXIT
   # Tools on, everything else a binding does not need off. mtmd is in the targets only because
