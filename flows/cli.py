@@ -308,9 +308,12 @@ def _hide_tracebacks_on_console() -> None:
 
 
 def print_summary(summary: dict, sort_by: str | None = None) -> None:
+    from tasks.reference import is_requantization
+
     columns = ("format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean",
                "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
-    table = Table(title=f"slmforge results ({summary['source']}, tier {summary['tier']})")
+    table = Table(title=f"slmforge results ({summary['source']}, tier {summary['tier']})",
+                  caption=f"quality figures against: {summary['reference']}" if summary.get("reference") else None)
     for column in columns:
         table.add_column(column, justify="left" if column in ("format", "quant", "gate") else "right")
     rows = summary["rows"]
@@ -320,6 +323,9 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)
+    if is_requantization(summary.get("reference")):
+        console.print(f"reference: {summary['reference']}: a quant's KLD is that of re-quantizing the already quantized "
+                      "source, not the quantization loss from the original weights", markup=False)
     for name, folder in summary["packages"].items():
         console.print(f"package  {name}: {folder}", markup=False)
     for name, reasons in summary["gate_failures"].items():
