@@ -119,7 +119,7 @@ def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERI
     """The best passing variant that fits a device, from the measured runs, and why better ones did not."""
     _quiet_defaults()
     from tasks.review.devices import load_device
-    from tasks.review.recommend import recommend as choose
+    from tasks.review.recommend import recommend_per_tier
     from tasks.review.search import variant_runs
     from tasks.review.show import print_recommendation
     from tasks.tracking import resolve_tracking_uri
@@ -127,11 +127,12 @@ def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERI
     try:
         profile = load_device(device)
         runs = variant_runs(resolve_tracking_uri(tracking_uri), experiments=experiment, model=model)
-        answer = choose(runs, profile)
+        answers = recommend_per_tier(runs, profile)  # one pick per model tier
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         _fail(exc, debug=debug)
-    print_recommendation(answer, console)
-    if answer.pick is None:
+    for answer in answers:
+        print_recommendation(answer, console)
+    if all(answer.pick is None for answer in answers):
         raise typer.Exit(2)
 
 

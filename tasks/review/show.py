@@ -10,6 +10,8 @@ from tasks.review.recommend import TIE_SIGMAS, Recommendation
 
 def print_recommendation(rec: Recommendation, console) -> None:
     d = rec.device
+    if rec.tier is not None:
+        console.print(f"tier {rec.tier}", style="bold", markup=False)
     bandwidth = f", bandwidth {d.memory_bandwidth / 1e9:g} GB/s" if d.memory_bandwidth else ""
     console.print(f"device {d.name}: budget {mib(d.memory_budget)} (margin {d.margin:.0%} -> {mib(d.usable_bytes)} "
                   f"usable), context {d.context_length}, KV cache {d.kv_cache_type}, swa_full {d.swa_full}, "
