@@ -62,9 +62,9 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
     # Finished runs only: a killed or failed run may hold part of its figures (e.g. speed but no KLD).
     frame = raw[raw["params.format"].notna() & (raw["status"] == "FINISHED")].copy()
     # What the quality columns are against: a quantized source's dequantization is no original weights.
-    reference = frame["params.reference"] if "params.reference" in frame else pd.Series(None, index=frame.index)
+    reference = (frame["params.reference"] if "params.reference" in frame else pd.Series(None, index=frame.index)).astype(object)
     out = pd.DataFrame({"format": frame["params.format"], "quant": frame["params.quant"],
-                        "reference": reference.fillna("unrecorded (before references were logged)"),
+                        "reference": reference.where(reference.notna(), "unrecorded (before references were logged)"),
                         "experiment": frame.get("experiment"), "run_id": frame["run_id"],
                         "start_time": frame["start_time"]})
     for column, tag in _TAGS.items():

@@ -114,7 +114,7 @@ def test_a_wrong_expected_hash_says_the_parts_are_as_installed(site, tmp_path):
 
 
 def test_a_wrong_total_size_is_reported_before_joining(site, tmp_path):
-    with pytest.raises(CorruptArtifactError, match=r"add up to 2,021 bytes, expected 2,022.*fakepart-3: 17"):
+    with pytest.raises(CorruptArtifactError, match=r"add up to 2,025 bytes, expected 2,026.*fakepart-3: 17"):
         _join(site, tmp_path, _parts(size=len(WHOLE) + 1))
 
 
