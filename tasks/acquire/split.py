@@ -126,6 +126,7 @@ def _join(located: list[Part], target: Path) -> str:
                     while block := source.read(_CHUNK):
                         digest.update(block)
                         out.write(block)
+        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 is for the half-written file, not the cached one
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

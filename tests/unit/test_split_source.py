@@ -56,6 +56,7 @@ def test_parts_are_joined_in_order_and_verified(site, tmp_path):
     assert joined.path.read_bytes() == WHOLE and not joined.reused
     assert joined.sha256 == hashlib.sha256(WHOLE).hexdigest()
     assert joined.path.parent.name == joined.sha256  # keyed by content: another version is another file
+    assert joined.path.stat().st_mode & 0o777 == 0o644  # not the temporary file's private mode
     assert sorted(p.name for p in joined.path.parent.iterdir()) == ["whole.gguf", "whole.gguf.lock"]
 
 
