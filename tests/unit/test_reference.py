@@ -105,3 +105,11 @@ def test_comparison_table_and_figures_name_each_models_reference():
     assert reference_notes(table) == [f"reference of q: {Q4KM}"]
     older = variant_table(_raw(None), CompareSelection())  # a run logged before the reference was
     assert older.loc[0, "reference"].startswith("unrecorded")
+
+
+def test_registry_versions_and_the_mlflow_view_carry_the_reference():
+    from tasks.review.mlflow_ui import KEY_COLUMNS
+    from tasks.review.registry import version_tags
+
+    assert version_tags({"run_id": "r", "params.reference": Q4KM})["reference"] == Q4KM
+    assert "tags.`slmforge.reference`" in KEY_COLUMNS
