@@ -40,6 +40,7 @@ class Candidate(BaseModel):
     kld_mean: float | None = None
     kld_mean_se: float = 0.0
     size_bytes: float | None = None
+    reference: str | None = Field(None, description="What its kld_mean is against (param `reference`).")
     decode_tps: float | None = None
     speed_kind: str = Field("none", description="measured (on this device), predicted, or none")
     fit: Fit | None = None
@@ -112,7 +113,7 @@ def judge(row: dict, device: DeviceProfile, *, measured: bool) -> Candidate:
         name=str(row.get("tags.mlflow.runName")), format=str(row.get("params.format") or ""), quant=quant,
         run_id=str(row["run_id"]), hardware_id=str(row.get("tags.slmforge.hardware_id") or ""),
         kld_mean=0.0 if is_base else metric("kld_mean"), kld_mean_se=0.0 if is_base else metric("kld_mean_se") or 0.0,
-        size_bytes=metric("size_bytes"),
+        size_bytes=metric("size_bytes"), reference=_text(row.get("params.reference")) or None,
     )
     candidate.decode_tps, candidate.speed_kind = _speed(metric, device, measured=measured)
     candidate.fit, missing = _fit(row, metric, device)

@@ -113,3 +113,4 @@ def test_registry_versions_and_the_mlflow_view_carry_the_reference():
 
     assert version_tags({"run_id": "r", "params.reference": Q4KM})["reference"] == Q4KM
     assert "tags.`slmforge.reference`" in KEY_COLUMNS
+

@@ -176,3 +176,17 @@ def test_one_answer_per_tier_smallest_first():
     assert "does not fit" in answers[1].candidates[0].excluded  # q8: 1800 MiB > 1080 MiB usable
     # Runs with no tier tag at all: one answer, as before tiers.
     assert [a.tier for a in recommend_per_tier(frame(untagged), device(300))] == ["unknown"]
+
+
+def test_the_answer_says_what_each_kld_is_against():
+    import io
+
+    from rich.console import Console
+
+    from tasks.review.show import print_recommendation
+
+    reference = "f16 of the dequantized Q4_K_M source"
+    out = io.StringIO()
+    rows = [dict(run("q-q4", quant="Q4_K_M", kld=0.006, size=100), **{"params.reference": reference})]
+    print_recommendation(recommend(frame(*rows), device(300)), Console(file=out, width=250))
+    assert f"kld_mean against: {reference}" in out.getvalue()
