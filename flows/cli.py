@@ -119,7 +119,7 @@ def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERI
     """The best passing variant that fits a device, from the measured runs, and why better ones did not."""
     _quiet_defaults()
     from tasks.review.devices import load_device
-    from tasks.review.recommend import recommend as choose
+    from tasks.review.recommend import recommend_per_tier
     from tasks.review.search import variant_runs
     from tasks.review.show import print_recommendation
     from tasks.tracking import resolve_tracking_uri
@@ -127,11 +127,12 @@ def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERI
     try:
         profile = load_device(device)
         runs = variant_runs(resolve_tracking_uri(tracking_uri), experiments=experiment, model=model)
-        answer = choose(runs, profile)
+        answers = recommend_per_tier(runs, profile)  # one pick per model tier
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         _fail(exc, debug=debug)
-    print_recommendation(answer, console)
-    if answer.pick is None:
+    for answer in answers:
+        print_recommendation(answer, console)
+    if all(answer.pick is None for answer in answers):
         raise typer.Exit(2)
 
 
@@ -308,9 +309,12 @@ def _hide_tracebacks_on_console() -> None:
 
 
 def print_summary(summary: dict, sort_by: str | None = None) -> None:
+    from tasks.reference import is_requantization
+
     columns = ("format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean",
                "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
-    table = Table(title=f"slmforge results ({summary['source']}, tier {summary['tier']})")
+    table = Table(title=f"slmforge results ({summary['source']}, tier {summary['tier']})",
+                  caption=f"quality figures against: {summary['reference']}" if summary.get("reference") else None)
     for column in columns:
         table.add_column(column, justify="left" if column in ("format", "quant", "gate") else "right")
     rows = summary["rows"]
@@ -320,6 +324,9 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)
+    if is_requantization(summary.get("reference")):
+        console.print(f"reference: {summary['reference']}: a quant's KLD is that of re-quantizing the already quantized "
+                      "source, not the quantization loss from the original weights", markup=False)
     checks = summary.get("package_checks", {})
     for name, folder in summary["packages"].items():
         verdicts = "; ".join(f"{check.replace('_', ' ')}: {v}" for check, v in checks.get(name, {}).items())

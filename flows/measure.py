@@ -59,7 +59,7 @@ def measure_on_worker(request: dict) -> None:
             if outcome.error is None:
                 _measure(outcome, **inputs)
             report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware["hardware_id"], versions=versions,
-                                    tags={CLASS_TAG: req.hardware_class})
+                                    reference=report.reference_of(model, config), tags={CLASS_TAG: req.hardware_class})
             outcomes.append(outcome)
         _apply_gates(outcomes, config, hardware)
         for outcome in outcomes:

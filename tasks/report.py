@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from tasks import tracking
 from tasks.acquire import AcquiredModel
+from tasks.reference import reference_label
 from tasks.review import records
 from tasks.review.mlflow_ui import log_run_figures, mark_model_development
 from tasks.variants import VariantOutcome, summary_frame
@@ -105,6 +106,8 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
 
 
 OWNER_TAG = "slmforge.owner"
+# What the quality figures are against (tasks.reference): on the parent and every child run.
+REFERENCE_TAG = "slmforge.reference"
 
 
 def owner(pid: int | None = None) -> str:
@@ -143,12 +146,17 @@ def _alive(pid: int, started: str) -> bool:
         return False
 
 
-def log_model_facts(ctx: RunContext, model: AcquiredModel) -> None:
+def reference_of(model: AcquiredModel, config) -> str:
+    """What this run's quality figures are against, e.g. 'f16 of the dequantized Q4_K_M source'."""
+    return reference_label(from_quantized=model.from_quantized, outtype=config.convert.outtype)
+
+
+def log_model_facts(ctx: RunContext, model: AcquiredModel, *, reference: str) -> None:
     tracking.log_values(ctx.client, ctx.parent_run_id, params={
         "source": model.source, "source_revision": model.source_revision, "architecture": model.architecture,
         "param_count": model.param_count, "license": model.license or "unknown",
-        "from_quantized_file_type": model.from_quantized or "none",
-    }, tags={"slmforge.tier": model.tier})
+        "from_quantized_file_type": model.from_quantized or "none", "reference": reference,
+    }, tags={"slmforge.tier": model.tier, REFERENCE_TAG: reference})
 
 
 def note_model_layout(ctx: RunContext, base_gguf: Path, eval_config) -> None:
@@ -159,15 +167,16 @@ def note_model_layout(ctx: RunContext, base_gguf: Path, eval_config) -> None:
 
 
 def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: AcquiredModel, hardware_id: str,
-                     versions: dict, tags: dict[str, str] | None = None) -> str:
+                     versions: dict, reference: str, tags: dict[str, str] | None = None) -> str:
     """The child run of one variant, logged as soon as it is measured (or failed): params and figures."""
     v = outcome.variant
     run_id = tracking.start_run(ctx.client, ctx.experiment_id, name=v.name, parent_run_id=ctx.parent_run_id, tags={
         "slmforge.tier": model.tier, "slmforge.hardware_id": hardware_id,
-        "slmforge.artifact_path": str(v.path), "slmforge.artifact_key": v.key, OWNER_TAG: owner(), **(tags or {}),
+        "slmforge.artifact_path": str(v.path), "slmforge.artifact_key": v.key, OWNER_TAG: owner(),
+        REFERENCE_TAG: reference, **(tags or {}),
     })
     ctx.open_runs.add(run_id)
-    params = {"format": v.format, "quant": v.quant, "source": model.source,
+    params = {"format": v.format, "quant": v.quant, "source": model.source, "reference": reference,
               "source_revision": model.source_revision, **{f"version.{k}": x for k, x in versions.items()}}
     params.update(outcome.built.params if outcome.built else {})  # recipe facts, e.g. imatrix (issue 11)
     for name in ("threads", "n_gpu_layers", "n_ctx", "chunks"):

@@ -69,10 +69,12 @@ def _acquire_gguf(source: GgufSource, config: AcquireConfig, store_root: Path) -
         store_root, "acquire", material,
         lambda tmp: gguf_source.dequantize_to_hf(path, tmp, dtype=config.dequantize_dtype),
     )
-    label = f"gguf:{source.package}/{source.file}" if source.package else f"gguf:{path}"
+    label = (f"gguf:{source.parts.label()}/{source.file}" if source.parts else
+             f"gguf:{source.package}/{source.file}" if source.package else f"gguf:{path}")
     described = _describe(stored.path, config, source=label, revision=file_sha)
     return described.model_copy(update={
-        "license": facts["license"] or gguf_source.package_license(source),
+        # The file's or package's own word first; the config's (with its provenance in a comment) fills the gap.
+        "license": facts["license"] or gguf_source.package_license(source) or source.license,
         "from_quantized": str(facts["file_type"]),
         "reused": stored.reused,
     })

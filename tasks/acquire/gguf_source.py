@@ -25,6 +25,10 @@ def locate_gguf(source: GgufSource) -> Path:
         if not path.is_file():
             raise SourceError(f"GGUF file {path} does not exist; check `source.path`.")
         return path
+    if source.parts is not None:
+        from tasks.acquire.split import joined_gguf
+
+        return joined_gguf(source.parts, source.file).path
     if source.assemble:
         from tasks.acquire.assembled import assembled_gguf
 

@@ -22,7 +22,7 @@ QUALITY_METRICS: dict[str, str] = {
 }
 # The columns of the comparison table, in reading order (public metric names, DESIGN.md).
 TABLE_COLUMNS = (
-    "model", "tier", "hardware_id", "format", "quant", "size_bytes", "bits_per_weight", "perplexity",
+    "model", "tier", "hardware_id", "format", "quant", "reference", "size_bytes", "bits_per_weight", "perplexity",
     "perplexity_ratio", "kld_mean", "kld_p99", "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms",
     "peak_rss_bytes", "decode_efficiency", "gate", "reused", "experiment", "run_id", "parent_run_id", "start_time",
 )
@@ -61,7 +61,10 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
         return pd.DataFrame(columns=list(TABLE_COLUMNS))
     # Finished runs only: a killed or failed run may hold part of its figures (e.g. speed but no KLD).
     frame = raw[raw["params.format"].notna() & (raw["status"] == "FINISHED")].copy()
+    # What the quality columns are against: a quantized source's dequantization is no original weights.
+    reference = (frame["params.reference"] if "params.reference" in frame else pd.Series(None, index=frame.index)).astype(object)
     out = pd.DataFrame({"format": frame["params.format"], "quant": frame["params.quant"],
+                        "reference": reference.where(reference.notna(), "unrecorded (before references were logged)"),
                         "experiment": frame.get("experiment"), "run_id": frame["run_id"],
                         "start_time": frame["start_time"]})
     for column, tag in _TAGS.items():

@@ -46,11 +46,23 @@ def quality_figure(frame: pd.DataFrame, *, axis: str, quality: str) -> Figure:
         ax.set_ylabel(f"{quality} ({QUALITY_METRICS[quality]} is better)")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    # Quality is measured against each model's own f16: across models it says what a quant loses.
-    fig.suptitle(f"{quality} vs {x_label} (each model vs its own f16): Pareto front dashed, front points ringed",
+    # Quality is measured against each model's own reference: across models it says what a quant loses,
+    # and where that reference is a quantized source's dequantization the footnote says so.
+    fig.suptitle(f"{quality} vs {x_label} (each model vs its own reference): Pareto front dashed, front points ringed",
                  fontsize=11)
-    fig.tight_layout()
+    notes = reference_notes(frame)
+    fig.tight_layout(rect=(0, 0.03 * len(notes) / max(rows, 1), 1, 1))
+    for i, note in enumerate(notes):
+        fig.text(0.01, 0.005 + 0.02 * i / max(rows, 1), note, fontsize=8, ha="left", va="bottom")
     return fig
+
+
+def reference_notes(frame: pd.DataFrame) -> list[str]:
+    """One line per model: 'reference of <model>: f16 of the dequantized Q4_K_M source'."""
+    if "reference" not in frame:
+        return []
+    pairs = frame[["model", "reference"]].dropna().drop_duplicates().sort_values("model")
+    return [f"reference of {model}: {ref}" for model, ref in pairs.itertuples(index=False)]
 
 
 def _panel(ax, rows: pd.DataFrame, *, x: tuple, quality: str, colours: dict, markers: dict) -> None:

@@ -27,7 +27,7 @@ SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + key; the UI's own prefix
 KEY_COLUMNS = [*(f"metrics.`{m}`" for m in ("size_bytes", "kld_mean", "perplexity_ratio", "top1_agreement",
                                             "decode_tps", "peak_rss_bytes")),
                "params.`quant`", "params.`format`", "tags.`slmforge.gate`", "tags.`slmforge.tier`",
-               "tags.`slmforge.hardware_id`"]
+               "tags.`slmforge.hardware_id`", "tags.`slmforge.reference`"]  # what the KLD is against
 VARIANTS_VIEW = {
     "searchFilter": "params.format LIKE '%'",  # variant runs carry `format`; parents do not
     "orderByKey": "metrics.`size_bytes`", "orderByAsc": True, "selectedColumns": KEY_COLUMNS,

@@ -9,6 +9,9 @@ The ranking rule (also in the README):
 3. Quality first: the lowest kld_mean among the eligible. Variants whose kld_mean is within the noise
    of that one (difference <= 2 x sqrt(se_a^2 + se_b^2), the kld_mean_se each run recorded) tie;
    a tie goes to the faster decode (measured on the device, else predicted), then to the smaller file.
+Per tier (tag slmforge.tier): each KLD is against that model's own reference, so it ranks quants of
+comparable models; a 1.5B's Q4 and a 135M's Q8 answer different needs. `recommend_per_tier` gives one
+answer per tier, smallest tier first.
 Speed where the device was never measured: decode_tps = decode_efficiency x device bandwidth /
 weight_bytes (bytes read per token), marked predicted; no bandwidth or no efficiency: none.
 """
@@ -37,6 +40,7 @@ class Candidate(BaseModel):
     kld_mean: float | None = None
     kld_mean_se: float = 0.0
     size_bytes: float | None = None
+    reference: str | None = Field(None, description="What its kld_mean is against (param `reference`).")
     decode_tps: float | None = None
     speed_kind: str = Field("none", description="measured (on this device), predicted, or none")
     fit: Fit | None = None
@@ -45,6 +49,7 @@ class Candidate(BaseModel):
 
 class Recommendation(BaseModel):
     device: DeviceProfile
+    tier: str | None = Field(None, description="The model tier these candidates are of; None: all tiers together.")
     pick: Candidate | None
     candidates: list[Candidate] = Field(description="Every variant, best quality first.")
     measured_on_device: bool
@@ -60,6 +65,19 @@ def recommend(runs, device: DeviceProfile) -> Recommendation:
     pick = _pick(eligible)
     return Recommendation(device=device, pick=pick, candidates=candidates, measured_on_device=on_device,
                           notes=_why_not(candidates, pick))
+
+
+TIER_ORDER = ("micro", "small", "medium", "large")
+TIER_TAG = "tags.slmforge.tier"
+
+
+def recommend_per_tier(runs, device: DeviceProfile) -> list[Recommendation]:
+    """One recommendation per model tier, smallest tier first (runs without the tag: tier 'unknown')."""
+    if runs.empty or TIER_TAG not in runs:
+        return [recommend(runs, device).model_copy(update={"tier": "unknown" if not runs.empty else None})]
+    tiers = runs[TIER_TAG].fillna("unknown").astype(str)
+    order = sorted(tiers.unique(), key=lambda t: (TIER_ORDER.index(t) if t in TIER_ORDER else len(TIER_ORDER), t))
+    return [recommend(runs[tiers == tier], device).model_copy(update={"tier": tier}) for tier in order]
 
 
 def _why_not(candidates: list[Candidate], pick: Candidate | None) -> list[str]:
@@ -95,7 +113,7 @@ def judge(row: dict, device: DeviceProfile, *, measured: bool) -> Candidate:
         name=str(row.get("tags.mlflow.runName")), format=str(row.get("params.format") or ""), quant=quant,
         run_id=str(row["run_id"]), hardware_id=str(row.get("tags.slmforge.hardware_id") or ""),
         kld_mean=0.0 if is_base else metric("kld_mean"), kld_mean_se=0.0 if is_base else metric("kld_mean_se") or 0.0,
-        size_bytes=metric("size_bytes"),
+        size_bytes=metric("size_bytes"), reference=_text(row.get("params.reference")) or None,
     )
     candidate.decode_tps, candidate.speed_kind = _speed(metric, device, measured=measured)
     candidate.fit, missing = _fit(row, metric, device)

@@ -60,7 +60,7 @@ def version_tags(row: dict) -> dict[str, str]:
     """Version tags from a child run's search row: figures, provenance, where and how measured."""
     tags = {name: str(row[f"metrics.{name}"]) for name in VERSION_TAGS
             if isinstance(row.get(f"metrics.{name}"), float) and not math.isnan(row[f"metrics.{name}"])}
-    for key in ("quant", "format", "source", "source_revision", "version.llama-cpp-python",
+    for key in ("quant", "format", "source", "source_revision", "reference", "version.llama-cpp-python",
                 "version.onnxruntime-genai"):
         if isinstance(row.get(f"params.{key}"), str):
             tags[key] = row[f"params.{key}"]

@@ -10,6 +10,8 @@ from tasks.review.recommend import TIE_SIGMAS, Recommendation
 
 def print_recommendation(rec: Recommendation, console) -> None:
     d = rec.device
+    if rec.tier is not None:
+        console.print(f"tier {rec.tier}", style="bold", markup=False)
     bandwidth = f", bandwidth {d.memory_bandwidth / 1e9:g} GB/s" if d.memory_bandwidth else ""
     console.print(f"device {d.name}: budget {mib(d.memory_budget)} (margin {d.margin:.0%} -> {mib(d.usable_bytes)} "
                   f"usable), context {d.context_length}, KV cache {d.kv_cache_type}, swa_full {d.swa_full}, "
@@ -17,6 +19,9 @@ def print_recommendation(rec: Recommendation, console) -> None:
     where = "measured on this device" if rec.measured_on_device else \
         "never measured on this device: speeds predicted from decode efficiency x bandwidth"
     console.print(f"figures: {where}", markup=False)
+    for reference in sorted({c.reference for c in rec.candidates if c.reference}):
+        # A quantized source's own dequantization scores its re-quantization near 0: say so beside the ranking.
+        console.print(f"kld_mean against: {reference}", markup=False)
     console.print(f"rule: lowest kld_mean among passing variants that fit; within {TIE_SIGMAS:g} x combined "
                   "kld_mean_se counts as a tie, won by the faster decode, then the smaller file", markup=False)
     if rec.pick is None:

@@ -6,7 +6,7 @@ import pandas as pd
 
 from tasks.review.devices import DeviceProfile
 from tasks.review.fit import KvLayout
-from tasks.review.recommend import recommend
+from tasks.review.recommend import recommend, recommend_per_tier
 
 LAYOUT = KvLayout(architecture="llama", n_head_kv=[3] * 30, head_dim_k=64, head_dim_v=64,
                   swa_layers=[False] * 30, kv_layers=30).to_params()
@@ -160,3 +160,33 @@ def test_cli_reads_a_real_store_and_names_the_pick(tmp_path):
     missing = CliRunner().invoke(app, ["recommend", "--device", str(profile), "--tracking-uri", uri,
                                        "--experiment", "absent"])
     assert missing.exit_code == 1 and "no MLflow experiment named ['absent']" in " ".join(missing.output.split())
+
+
+def test_one_answer_per_tier_smallest_first():
+    # Each KLD is against its own model's reference: a 1.5B's Q4 must not be ranked against a 135M's Q8.
+    micro = [dict(run("s-q8", quant="Q8_0", kld=0.004, size=140), **{"tags.slmforge.tier": "micro"}),
+             dict(run("s-q4", quant="Q4_K_M", kld=0.06, size=100), **{"tags.slmforge.tier": "micro"})]
+    small = [dict(run("q-q8", quant="Q8_0", kld=0.001, size=1800), **{"tags.slmforge.tier": "small"}),
+             dict(run("q-q4", quant="Q4_K_M", kld=0.02, size=1000), **{"tags.slmforge.tier": "small"})]
+    untagged = run("old-q8", quant="Q8_0", kld=0.0001, size=140)  # a run from before tiers were tagged
+    answers = recommend_per_tier(frame(*small, *micro, untagged), device(1200))
+    assert [a.tier for a in answers] == ["micro", "small", "unknown"]
+    assert [a.pick.name if a.pick else None for a in answers] == ["s-q8", "q-q4", "old-q8"]
+    assert {c.name for c in answers[1].candidates} == {"q-q8", "q-q4"}  # no micro run ranked in the small tier
+    assert "does not fit" in answers[1].candidates[0].excluded  # q8: 1800 MiB > 1080 MiB usable
+    # Runs with no tier tag at all: one answer, as before tiers.
+    assert [a.tier for a in recommend_per_tier(frame(untagged), device(300))] == ["unknown"]
+
+
+def test_the_answer_says_what_each_kld_is_against():
+    import io
+
+    from rich.console import Console
+
+    from tasks.review.show import print_recommendation
+
+    reference = "f16 of the dequantized Q4_K_M source"
+    out = io.StringIO()
+    rows = [dict(run("q-q4", quant="Q4_K_M", kld=0.006, size=100), **{"params.reference": reference})]
+    print_recommendation(recommend(frame(*rows), device(300)), Console(file=out, width=250))
+    assert f"kld_mean against: {reference}" in out.getvalue()

@@ -43,7 +43,8 @@ def stored_measurement(store: Path, *, with_time: bool = True) -> dict:
 def log(ctx, measurement, *, reused: bool) -> dict:
     variant = Variant(name="m-gguf-q8_0", format="gguf", quant="Q8_0", path=Path("m.gguf"), key="v")
     outcome = VariantOutcome(variant=variant, metrics={"kld_mean": 0.01}, reused=reused, measurement=measurement)
-    run_id = report.open_variant_run(ctx, outcome, model=MODEL, hardware_id="h", versions={})
+    run_id = report.open_variant_run(ctx, outcome, model=MODEL, hardware_id="h", versions={},
+                                     reference="f16 of the source weights")
     return {"id": run_id, **ctx.client.get_run(run_id).data.tags, "reused_metric": ctx.client.get_run(run_id).data.metrics["reused"]}
 
 
