@@ -1,19 +1,13 @@
 """Importance-matrix config: labels, automatic imatrix for the types that need one, up-front errors,
-and a calibration text that shares nothing with the evaluation text."""
+(the calibration text and the tools' build: tests/integration/test_calibration_and_tools.py)."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from tasks.evaluate.corpus import BuiltinCorpus, load_corpus_text
-from tasks.formats.gguf.calibration import (
-    SHINGLE_WORDS, StdlibDocstrings, calibration_text, shingles, stdlib_docstrings,
-)
 from tasks.formats.gguf.config import GgufConfig
-from tasks.formats.gguf.llama_tools import BUILD_SCRIPT, TOOLS_VERSION, same_build_as_binding
 from tasks.formats.gguf.quantize_tool import quantize_args
-from tasks.versions import package_version
 
 
 def test_labels_params_and_automatic_imatrix():
@@ -47,22 +41,6 @@ def test_quantize_command_line(tmp_path):
                     "q6_k", str(tmp_path / "in.gguf"), str(tmp_path / "out.gguf"), "Q4_K_M", "2"]
 
 
-def test_tools_are_built_from_the_binding_s_own_llama_cpp():
-    assert f"VERSION={TOOLS_VERSION}\n" in BUILD_SCRIPT.read_text()
-    assert package_version("llama-cpp-python") == TOOLS_VERSION
-    # One compile: the tools and the installed binding load the same libllama, byte for byte.
-    assert same_build_as_binding()
-
-
-def test_calibration_text_shares_no_run_of_words_with_the_evaluation_text():
-    evaluation = load_corpus_text(BuiltinCorpus())
-    text, name = calibration_text(StdlibDocstrings())
-    assert name == "cpython-stdlib-docstrings" and len(text) > 500_000  # far more than 32 chunks of 512 tokens
-    assert not shingles(text) & shingles(evaluation)  # no evaluation chunk quotes the calibration text
-    assert shingles(stdlib_docstrings()) & shingles(evaluation)  # the filter had something to remove
-    assert SHINGLE_WORDS <= 8
-
-
 def test_the_evaluation_text_is_refused_as_calibration_text(tmp_path):
     from tests.conftest import write_config
     from tasks.config import load_config
@@ -81,14 +59,3 @@ def test_the_evaluation_text_is_refused_as_calibration_text(tmp_path):
     assert load_config(write_config(tmp_path / "good.yaml", good)).formats["gguf"].calibration.text.path == other
 
 
-def test_calibration_text_can_be_read_by_two_builds_at_once():
-    # Builds run in threads; CPython 3.11's ast.parse from two threads at once failed in a pipeline
-    # run ("AST constructor recursion depth mismatch"): the reading is now serialised and cached.
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tasks.formats.gguf import calibration
-
-    calibration._read_docstrings.cache_clear()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first, second = pool.map(lambda _: calibration.stdlib_docstrings(), range(2))
-    assert first == second and len(first) > 500_000
