@@ -1,0 +1,126 @@
+"""Peak memory and disk of each heavy step, predicted from the model's facts before it starts.
+
+Each step has one or more strategies, cheapest-to-trust first; `choose` picks the first that fits the
+memory this process may use, or raises InsufficientMemoryError naming the step, the need, the limit and
+the remedy, before any work. Every figure is a peak resident set size (what the kernel must hold at
+once, file-mapped model pages included: a model mapped but not resident would thrash).
+
+The constants were measured on the 2-core, 24 GiB build host (see tests/benchmarks/measure_step_memory.py
+and README "Memory planning"); each comment says which run. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.errors import InsufficientMemoryError
+from tasks.plan.limits import MemoryLimit, gib
+from tasks.plan.shapes import ModelShape
+
+# A Python process with torch + transformers imported, before any weight (measured: 0.46 GB).
+TORCH_PROCESS = 480 * 2**20
+# A process with llama-cpp-python loaded and a context allocated, before the model (measured: 0.25 GB).
+LLAMA_PROCESS = 260 * 2**20
+# transformers' GGUF loader dequantizes every tensor to float32 and holds them all, then the model
+# (at the target dtype) is built and copied into a fresh one to save: two model copies on top.
+TRANSFORMERS_F32_COPIES = 1.0
+STREAM_SHARD_BYTES = 512 * 2**20  # tasks.acquire.dequantize_stream's shard size: one shard held at a time
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+SLACK = 1.10  # allocator fragmentation and what the formulas leave out (ratio measured / formula <= 1.1)
+
+
+@dataclass(frozen=True)
+class Need:
+    """One strategy's predicted peak memory and disk for one step."""
+
+    step: str
+    strategy: str
+    peak_bytes: int
+    disk_bytes: int
+    note: str = ""
+
+
+def dequantize_needs(shape: ModelShape, dtype: str) -> list[Need]:
+    """GGUF -> HF folder: the transformers path at the configured dtype, then the streaming path
+    (one tensor and one shard at a time), then streaming at 2 bytes a weight when f32 was asked
+    (half the disk)."""
+    out = DTYPE_BYTES[dtype]
+    largest = shape.vocab * shape.hidden  # the embedding (or output) matrix: the biggest tensor
+    whole = TORCH_PROCESS + shape.n_weights * (4 * TRANSFORMERS_F32_COPIES + 2 * out)
+    streaming = TORCH_PROCESS + STREAM_SHARD_BYTES + largest * (4 + out) + shape.source_bytes // 8
+    needs = [
+        Need("acquire", f"transformers-{dtype}", int(whole * SLACK), shape.n_weights * out),
+        Need("acquire", f"streaming-{dtype}", int(streaming * SLACK), shape.n_weights * out,
+             "dequantized one tensor at a time, written in shards"),
+    ]
+    if out == 4:
+        needs.append(Need("acquire", "streaming-bfloat16", int((streaming - largest * 2) * SLACK), shape.n_weights * 2,
+                          "bf16 instead of f32: half the disk; rounds the dequantized values to 8 mantissa bits"))
+    return needs
+
+
+def convert_need(shape: ModelShape, hf_dtype: str, outtype: str = "f16") -> Need:
+    """HF -> f16 GGUF (llama.cpp's converter): tensors read lazily and written one by one, the input
+    safetensors mapped; the GGUF writer holds the output tensors until it writes them."""
+    out = 4 if outtype == "f32" else 1 if outtype == "q8_0" else 2
+    peak = TORCH_PROCESS + shape.n_weights * (out + DTYPE_BYTES[hf_dtype] * 0.25)
+    return Need("convert", outtype, int(peak * SLACK), shape.n_weights * out)
+
+
+def quantize_need(shape: ModelShape, bits_per_weight: float, label: str) -> Need:
+    """llama.cpp quantize: the f16 input mapped, one output tensor at a time."""
+    peak = LLAMA_PROCESS + shape.n_weights * 2 * 0.5 + shape.vocab * shape.hidden * 4
+    return Need(f"build {label}", "llama_model_quantize", int(peak * SLACK), int(shape.n_weights * bits_per_weight / 8))
+
+
+def llama_pass_need(step: str, shape: ModelShape, *, model_bytes: int, n_ctx: int, disk_bytes: int = 0,
+                    logits_rows: int | None = None) -> Need:
+    """A llama.cpp process holding one model: its weights, the f16 KV cache, a float32 logits row per
+    scored position (the reference and quality passes ask for all of them) and the compute buffer."""
+    rows = n_ctx if logits_rows is None else logits_rows
+    compute = n_ctx * (shape.hidden * 4 * 8 + shape.vocab * 4)  # llama.cpp's graph buffer at n_ctx (ubatch 512)
+    peak = LLAMA_PROCESS + model_bytes + shape.kv_bytes(n_ctx) + rows * shape.vocab * 4 + compute
+    return Need(step, "llama.cpp", int(peak * SLACK), disk_bytes)
+
+
+def reference_need(shape: ModelShape, *, n_ctx: int, chunks: int) -> Need:
+    """The f16 reference pass; stores ~2 bytes per vocabulary entry per scored token (uint16 log-probs)."""
+    disk = chunks * (n_ctx // 2 - 1) * (2 * shape.vocab + 12)
+    return llama_pass_need("reference pass", shape, model_bytes=shape.n_weights * 2, n_ctx=n_ctx, disk_bytes=disk)
+
+
+def measure_need(shape: ModelShape, *, variant: str, model_bytes: int, n_ctx: int, speed_ctx: int) -> Need:
+    """One variant's measurement worker: the quality pass (all logits of a chunk, plus the reference
+    chunk decoded to float32 beside them) and the speed tests (a context of prefill + decode + depth)."""
+    ctx = max(n_ctx, speed_ctx)
+    need = llama_pass_need(f"measure {variant}", shape, model_bytes=model_bytes, n_ctx=ctx)
+    reference_rows = (n_ctx // 2) * shape.vocab * 4 * 2
+    return Need(need.step, need.strategy, need.peak_bytes + int(reference_rows * SLACK), 0)
+
+
+def onnx_export_need(shape: ModelShape, precision: str = "int4") -> Need:
+    """onnxruntime-genai's model builder: the HF model loaded in float32, the ONNX graph built beside it
+    (int4 matmuls; the embedding and untied output stay at 16 bits)."""
+    matrices = shape.vocab * shape.hidden * 2
+    bytes_out = (shape.n_weights - matrices) * (0.5625 if precision == "int4" else 2) + matrices * 2
+    peak = TORCH_PROCESS + shape.n_weights * 4 + bytes_out
+    return Need(f"build onnx {precision}", "model builder", int(peak * SLACK), int(bytes_out))
+
+
+def serve_need(shape: ModelShape, *, variant: str, model_bytes: int, n_ctx: int) -> Need:
+    """llama-cpp-python's server for one variant at the serving context (one logits row per slot)."""
+    return llama_pass_need(f"serve {variant}", shape, model_bytes=model_bytes, n_ctx=n_ctx, logits_rows=1)
+
+
+def choose(needs: list[Need], limit: MemoryLimit, *, remedy: str = "") -> Need:
+    """The first strategy whose peak fits what this process may use; else InsufficientMemoryError."""
+    for need in needs:
+        if need.peak_bytes <= limit.available_bytes:
+            return need
+    best = min(needs, key=lambda n: n.peak_bytes)
+    tried = ", ".join(f"{n.strategy} {gib(n.peak_bytes)}" for n in needs)
+    raise InsufficientMemoryError(
+        step=best.step, need_bytes=best.peak_bytes, limit=limit,
+        detail=f"strategies tried: {tried}",
+        remedy=remedy or "run on a host (or in a container) with more memory, or free memory on this one",
+    )
