@@ -24,7 +24,10 @@ LLAMA_PROCESS = 260 * 2**20
 # transformers' GGUF loader dequantizes every tensor to float32 and holds them all, then the model
 # (at the target dtype) is built and copied into a fresh one to save: two model copies on top.
 TRANSFORMERS_F32_COPIES = 1.0
-STREAM_SHARD_BYTES = 512 * 2**20  # tasks.acquire.dequantize_stream's shard size: one shard held at a time
+STREAM_SHARD_BYTES = 512 * 2**20
+# Architectures the streaming dequantize knows how to undo the converter for, each checked tensor for tensor
+# against the transformers path (tests/integration/test_dequantize_stream.py).
+STREAMABLE_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2"})  # tasks.acquire.dequantize_stream's shard size: one shard held at a time
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 SLACK = 1.10  # allocator fragmentation and what the formulas leave out (ratio measured / formula <= 1.1)
 
@@ -48,11 +51,11 @@ def dequantize_needs(shape: ModelShape, dtype: str) -> list[Need]:
     largest = shape.vocab * shape.hidden  # the embedding (or output) matrix: the biggest tensor
     whole = TORCH_PROCESS + shape.n_weights * (4 * TRANSFORMERS_F32_COPIES + 2 * out)
     streaming = TORCH_PROCESS + STREAM_SHARD_BYTES + largest * (4 + out) + shape.source_bytes // 8
-    needs = [
-        Need("acquire", f"transformers-{dtype}", int(whole * SLACK), shape.n_weights * out),
-        Need("acquire", f"streaming-{dtype}", int(streaming * SLACK), shape.n_weights * out,
-             "dequantized one tensor at a time, written in shards"),
-    ]
+    needs = [Need("acquire", f"transformers-{dtype}", int(whole * SLACK), shape.n_weights * out)]
+    if shape.architecture not in STREAMABLE_ARCHITECTURES:
+        return needs
+    needs.append(Need("acquire", f"streaming-{dtype}", int(streaming * SLACK), shape.n_weights * out,
+                      "dequantized one tensor at a time, written in shards"))
     if out == 4:
         needs.append(Need("acquire", "streaming-bfloat16", int((streaming - largest * 2) * SLACK), shape.n_weights * 2,
                           "bf16 instead of f32: half the disk; rounds the dequantized values to 8 mantissa bits"))

@@ -13,6 +13,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,3 +116,41 @@ class StepMeter:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+
+
+class StepNote:
+    """What a metered step tells the meter once it knows (its model size, whether it reused its result)."""
+
+    def __init__(self) -> None:
+        self.n_weights = 0
+        self.chunks = 1
+        self.reused = False
+        self.strategy: str | None = None
+        self.predicted_peak_bytes: int | None = None
+
+
+_collected: dict[str, list[StepRecord]] = {}
+_collected_lock = threading.Lock()
+
+
+@contextmanager
+def metered(run_key: str, step: str) -> Iterator[StepNote]:
+    """Meter one step of run `run_key` (the flow run id); the record joins that run's list, which the
+    flow takes at its end (`take_records`). Steps run on a thread pool: the list is locked."""
+    from tasks.plan.costs import step_units
+
+    note = StepNote()
+    with StepMeter() as meter:
+        yield note
+    if note.n_weights <= 0:
+        return
+    record = StepRecord(step=step, wall_s=round(meter.wall_s, 3), peak_rss_bytes=meter.peak_rss_bytes,
+                        units=step_units(step, note.n_weights, chunks=note.chunks), reused=note.reused,
+                        strategy=note.strategy, predicted_peak_bytes=note.predicted_peak_bytes)
+    with _collected_lock:
+        _collected.setdefault(run_key, []).append(record)
+
+
+def take_records(run_key: str) -> list[StepRecord]:
+    with _collected_lock:
+        return _collected.pop(run_key, [])

@@ -17,6 +17,7 @@ class ModelShape(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
+    architecture: str = Field("", description="GGUF/HF architecture name, e.g. 'qwen2' (empty: unknown).")
     n_weights: int = Field(gt=0, description="Every weight in the file (an untied output matrix counts).")
     n_layers: int = Field(gt=0)
     hidden: int = Field(gt=0)
@@ -45,7 +46,7 @@ def shape_from_gguf(path: Path, name: str | None = None) -> ModelShape:
     hidden = _int(reader, f"{arch}.embedding_length") or 1
     tokens = reader.fields.get("tokenizer.ggml.tokens")
     return ModelShape(
-        name=name or path.stem,
+        name=name or path.stem, architecture=arch,
         n_weights=sum(int(t.n_elements) for t in reader.tensors),
         n_layers=_int(reader, f"{arch}.block_count") or 1,
         hidden=hidden,
@@ -67,7 +68,7 @@ def shape_from_hf(folder: Path, name: str | None = None) -> ModelShape:
     heads = config.get("num_attention_heads", 1)
     hidden = config["hidden_size"]
     return ModelShape(
-        name=name or folder.name, n_weights=inspect.count_parameters(weights), n_layers=config["num_hidden_layers"],
+        name=name or folder.name, architecture=config.get("model_type", ""), n_weights=inspect.count_parameters(weights), n_layers=config["num_hidden_layers"],
         hidden=hidden, vocab=config["vocab_size"], n_kv_heads=config.get("num_key_value_heads", heads),
         head_dim=config.get("head_dim") or hidden // heads, source_bytes=sum(f.stat().st_size for f in weights),
     )
@@ -80,7 +81,7 @@ def dense_shape(name: str, *, n_layers: int, hidden: int, ffn: int, vocab: int, 
     attention = 2 * hidden * hidden + 2 * hidden * n_kv_heads * head_dim
     per_layer = attention + 3 * hidden * ffn + 2 * hidden
     n_weights = n_layers * per_layer + vocab * hidden * (1 if tied else 2) + hidden
-    return ModelShape(name=name, n_weights=n_weights, n_layers=n_layers, hidden=hidden, vocab=vocab,
+    return ModelShape(name=name, architecture="qwen2", n_weights=n_weights, n_layers=n_layers, hidden=hidden, vocab=vocab,
                       n_kv_heads=n_kv_heads, head_dim=head_dim, source_bytes=int(n_weights * source_bits_per_weight / 8),
                       source_quantized=source_bits_per_weight < 16 and source_bits_per_weight > 0)
 

@@ -15,7 +15,7 @@ from tasks.plan.shapes import ModelShape, dense_shape, medium_tier_shapes
 
 GiB = 2**30
 # Qwen2.5-Coder-1.5B as its Q4_K_M GGUF header says (the real small-tier model).
-QWEN15 = ModelShape(name="qwen1.5b", n_weights=1_777_088_000, n_layers=28, hidden=1536, vocab=151_936,
+QWEN15 = ModelShape(name="qwen1.5b", architecture="qwen2", n_weights=1_777_088_000, n_layers=28, hidden=1536, vocab=151_936,
                     n_kv_heads=2, head_dim=128, source_bytes=1_117_320_768, source_quantized=True)
 
 
