@@ -24,7 +24,7 @@ PERMUTED_QK = {"llama", "mistral"}
 def main(gguf_path: Path, out_dir: Path, dtype_name: str) -> None:
     import torch
     from gguf import GGUFReader, dequantize
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     folder, name = str(gguf_path.parent), gguf_path.name
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
@@ -65,6 +65,7 @@ def main(gguf_path: Path, out_dir: Path, dtype_name: str) -> None:
     config.architectures = [type(model).__name__]
     config.dtype = dtype
     config.save_pretrained(out_dir)
+    GenerationConfig.from_model_config(config).save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out_dir)
 
 

@@ -62,11 +62,11 @@ def dequantize_needs(shape: ModelShape, dtype: str) -> list[Need]:
     return needs
 
 
-def convert_need(shape: ModelShape, hf_dtype: str, outtype: str = "f16") -> Need:
+def convert_need(shape: ModelShape, hf_bytes_per_weight: float, outtype: str = "f16") -> Need:
     """HF -> f16 GGUF (llama.cpp's converter): tensors read lazily and written one by one, the input
     safetensors mapped; the GGUF writer holds the output tensors until it writes them."""
     out = 4 if outtype == "f32" else 1 if outtype == "q8_0" else 2
-    peak = TORCH_PROCESS + shape.n_weights * (out + DTYPE_BYTES[hf_dtype] * 0.25)
+    peak = TORCH_PROCESS + shape.n_weights * (out + hf_bytes_per_weight * 0.25)
     return Need("convert", outtype, int(peak * SLACK), shape.n_weights * out)
 
 

@@ -67,7 +67,7 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
     ev = config.evaluate
     chunks = ev.max_chunks or 24
     hf_dtype = _acquire(plan, config, shape, cost)
-    plan.rows.append(_row(N.convert_need(shape, hf_dtype, config.convert.outtype), limit, cost, shape))
+    plan.rows.append(_row(N.convert_need(shape, N.DTYPE_BYTES[hf_dtype], config.convert.outtype), limit, cost, shape))
     variants = _variants(config)
     if any(imatrix for _, _, _, imatrix in variants):
         need = N.llama_pass_need("imatrix", shape, model_bytes=shape.n_weights * 2, n_ctx=512)
