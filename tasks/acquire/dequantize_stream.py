@@ -24,7 +24,7 @@ PERMUTED_QK = {"llama", "mistral"}
 
 def main(gguf_path: Path, out_dir: Path, dtype_name: str) -> None:
     import torch
-    from gguf import GGUFReader, dequantize
+    from gguf import GGUFReader
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     folder, name = str(gguf_path.parent), gguf_path.name
@@ -43,23 +43,20 @@ def main(gguf_path: Path, out_dir: Path, dtype_name: str) -> None:
     mapping = _hf_to_gguf_names(reader, list(wanted), config)
     shards = _plan_shards(wanted, torch.empty(0, dtype=dtype).element_size())
     out_dir.mkdir(parents=True, exist_ok=True)
-    weight_map = {}
     fd = os.open(gguf_path, os.O_RDONLY)
+    element = torch.empty(0, dtype=dtype).element_size()
+    weight_map = {}
     for index, names in enumerate(shards, start=1):
         file = f"model-{index:05d}-of-{len(shards):05d}.safetensors"
-        tensors = {}
-        for hf_name in names:
-            tensor = by_name[mapping[hf_name]]
-            values = dequantize(_read(fd, tensor), tensor.tensor_type).reshape(tuple(wanted[hf_name]))
-            values = _undo_converter(hf_name, values, config)
-            tensors[hf_name] = torch.from_numpy(values).to(dtype).contiguous()
-            del values
-            weight_map[hf_name] = file
-        from safetensors.torch import save_file
-
-        save_file(tensors, str(out_dir / file), metadata={"format": "pt"})
-        del tensors
-    total = sum(_numel(s) for s in wanted.values()) * torch.empty(0, dtype=dtype).element_size()
+        with (out_dir / file).open("wb") as sink:
+            _write_header(sink, {n: wanted[n] for n in names}, dtype_name, element)
+            for hf_name in names:
+                tensor = _dequantized(fd, by_name[mapping[hf_name]], tuple(wanted[hf_name]), dtype)
+                sink.write(memoryview(_undo_converter(hf_name, tensor, config).view(-1).view(torch.uint8).numpy()))
+                del tensor
+                weight_map[hf_name] = file
+    os.close(fd)
+    total = sum(_numel(s) for s in wanted.values()) * element
     (out_dir / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
     if hasattr(config, "quantization_config"):
@@ -69,6 +66,39 @@ def main(gguf_path: Path, out_dir: Path, dtype_name: str) -> None:
     config.save_pretrained(out_dir)
     GenerationConfig.from_model_config(config).save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out_dir)
+
+
+SAFETENSORS_DTYPE = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
+ROWS_BYTES = 32 * 2**20  # quantized bytes dequantized at once: bounds gguf-py's float32 intermediates
+
+
+def _write_header(sink, shapes: dict, dtype_name: str, element: int) -> None:
+    """The safetensors header (8-byte little-endian length, JSON, space padding to 8 bytes): the offsets
+    are known from the shapes, so every tensor can follow as soon as it is dequantized."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, shape in shapes.items():
+        size = _numel(shape) * element
+        header[name] = {"dtype": SAFETENSORS_DTYPE[dtype_name], "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    sink.write(len(text).to_bytes(8, "little") + text)
+
+
+def _dequantized(fd: int, tensor, shape: tuple, dtype):
+    """One tensor at the target dtype, dequantized a block of rows at a time into its final buffer."""
+    import torch
+    from gguf import dequantize
+
+    raw = _read(fd, tensor)
+    out = torch.empty(shape, dtype=dtype)
+    flat_out = out.view(raw.shape[0], -1) if raw.ndim > 1 else out.view(1, -1)
+    rows = raw.reshape(flat_out.shape[0], -1) if raw.ndim > 1 else raw.reshape(1, -1)
+    step = max(1, ROWS_BYTES // max(rows.shape[1] * rows.itemsize, 1))
+    for start in range(0, rows.shape[0], step):
+        block = dequantize(rows[start:start + step], tensor.tensor_type)
+        flat_out[start:start + step] = torch.from_numpy(block.reshape(flat_out[start:start + step].shape))
+    return out
 
 
 def _read(fd: int, tensor):
@@ -101,7 +131,7 @@ def _hf_to_gguf_names(reader, hf_names: list[str], config) -> dict[str, str]:
 
 
 def _undo_converter(hf_name: str, values, config):
-    """The inverse of llama.cpp's LlamaModel.permute on q_proj / k_proj rows."""
+    """The inverse of llama.cpp's LlamaModel.permute on q_proj / k_proj rows (a torch tensor)."""
     if config.model_type not in PERMUTED_QK:
         return values
     heads = config.num_attention_heads
@@ -115,7 +145,7 @@ def _undo_converter(hf_name: str, values, config):
 def _unpermute(w, n_head: int):
     """permute() reshaped rows as (head, 2, half) and swapped the last two: swap them back."""
     rows = w.shape[0]
-    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape).copy()
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape).contiguous()
 
 
 def _plan_shards(shapes: dict, element_size: int) -> list[list[str]]:
