@@ -53,7 +53,7 @@ class Plan:
 
     def problems(self) -> list[str]:
         """One line per thing that would stop the run: a step that fits no strategy, the disk."""
-        out = [f"{r.step}: needs {gib(r.peak_bytes)} of memory ({r.strategy}), this process may use "
+        out = [f"{r.step}: needs {gib(r.peak_bytes)} of memory ({r.strategy}; {N.SAFETY:.2f}x to start), this process may use "
                f"{gib(self.limit.available_bytes)}" for r in self.rows if not r.fits]
         if self.disk_bytes > self.disk_free_bytes:
             out.append(f"disk: the run writes about {gib(self.disk_bytes)}, the store's file system has "
@@ -98,7 +98,7 @@ def _acquire(plan: Plan, config, shape: ModelShape, cost: CostModel) -> str:
                               plan.limit, cost, shape))
         return "bfloat16"
     options = N.dequantize_needs(shape, config.acquire.dequantize_dtype)
-    chosen = next((n for n in options if n.peak_bytes <= plan.limit.available_bytes), None)
+    chosen = next((n for n in options if N.fits(n, plan.limit)), None)
     need = chosen or min(options, key=lambda n: n.peak_bytes)
     note = "" if need is options[0] else f"instead of {options[0].strategy} ({gib(options[0].peak_bytes)}): {need.note}"
     plan.rows.append(_row(need, plan.limit, cost, shape, note=note))
@@ -109,7 +109,7 @@ def _row(need: N.Need, limit: MemoryLimit, cost: CostModel, shape: ModelShape, *
          note: str = "") -> PlanRow:
     seconds = cost.seconds(need.step, step_units(need.step, shape.n_weights, chunks=chunks))
     return PlanRow(step=need.step, strategy=need.strategy, seconds=seconds, peak_bytes=need.peak_bytes,
-                   disk_bytes=need.disk_bytes, fits=need.peak_bytes <= limit.available_bytes, note=note or need.note)
+                   disk_bytes=need.disk_bytes, fits=N.fits(need, limit), note=note or need.note)
 
 
 def _variants(config) -> list[tuple[str, str, float, bool]]:

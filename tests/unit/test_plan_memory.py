@@ -93,12 +93,38 @@ def test_sigkill_is_reported_as_out_of_memory_with_the_limit():
     assert killed_by_signal_message(1, "x") is None
 
 
+# Peak RSS measured on the 2-core host (tests/benchmarks/measure_step_memory.py, /usr/bin/time -v):
+# (model, strategy) -> bytes. The predictions must stay within 15 % of them.
+MEASURED = {
+    ("qwen", "transformers-float32"): 14_764_511_232,  # VmHWM 14,418,468 kB
+    ("qwen", "streaming-float32"): int(2.27 * GiB),
+    ("smol", "transformers-bfloat16"): 1_074_336 * 1024,
+    ("smol", "transformers-float32"): 1_652_984 * 1024,
+    ("smol", "streaming-float32"): int(0.86 * GiB),
+    ("smol", "streaming-bfloat16"): int(0.78 * GiB),
+}
+SMOL = ModelShape(name="smol", architecture="llama", n_weights=134_515_008, n_layers=30, hidden=576, vocab=49_152,
+                  n_kv_heads=3, head_dim=64, source_bytes=98_362_432, source_quantized=True)
+
+
+@pytest.mark.parametrize(("model", "strategy"), sorted(MEASURED))
+def test_dequantize_predictions_are_within_15_percent_of_the_measured_peaks(model, strategy):
+    shape = {"qwen": QWEN15, "smol": SMOL}[model]
+    need = next(n for n in needs.dequantize_needs(shape, strategy.split("-")[1]) if n.strategy == strategy)
+    assert need.peak_bytes == pytest.approx(MEASURED[model, strategy], rel=0.15)
+
+
 def test_the_default_f32_dequantize_of_the_15b_needs_far_more_than_streaming():
     whole, stream, stream_bf16 = needs.dequantize_needs(QWEN15, "float32")
     assert whole.strategy == "transformers-float32" and stream.strategy == "streaming-float32"
-    assert whole.peak_bytes > 15 * GiB           # f32 tensors held + two f32 model copies
-    assert stream.peak_bytes < 3 * GiB            # one shard and the largest tensor
+    assert whole.peak_bytes > 12 * GiB            # packed tensors + the model twice at f32
+    assert stream.peak_bytes < 3 * GiB            # the tokenizer and the largest tensor
     assert stream_bf16.disk_bytes == whole.disk_bytes // 2
+
+
+def test_an_architecture_the_streaming_path_does_not_know_has_only_the_transformers_path():
+    gemma = QWEN15.model_copy(update={"architecture": "gemma3"})
+    assert [n.strategy for n in needs.dequantize_needs(gemma, "float32")] == ["transformers-float32"]
 
 
 def test_choose_takes_the_first_strategy_that_fits_and_names_it():
