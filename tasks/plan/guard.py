@@ -58,6 +58,14 @@ def check_measure(base_gguf: Path, variant: Path, *, name: str, n_ctx: int, spee
                          "(`hardware:` classes)")
 
 
+def check_llama_pass(step: str, shape_gguf: Path, *, model_file: Path, n_ctx: int, logits_rows: int | None = None) -> None:
+    """A llama.cpp process holding `model_file` at `n_ctx` (importance matrix, a served variant)."""
+    if (shape := gguf_shape(shape_gguf)) is None:
+        return
+    require(N.llama_pass_need(step, shape, model_bytes=path_bytes(model_file), n_ctx=n_ctx, logits_rows=logits_rows),
+            remedy="free memory or lower the step's context (n_ctx)")
+
+
 def check_onnx_export(hf_dir: Path, precision: str) -> None:
     from tasks.plan.shapes import shape_from_hf
 

@@ -21,6 +21,11 @@ GGUF_BPW = {"F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.69
             "IQ4_NL": 4.5, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "Q3_K_L": 4.27, "Q2_K": 2.96, "Q2_K_S": 2.6}
 
 
+# What holds a format's model while it is measured or served (the KV-cache formula is llama.cpp's; ONNX
+# Runtime GenAI's cache is the same size for the same shape).
+RUNTIMES = {"gguf": "llama.cpp", "onnx": "onnxruntime-genai"}
+
+
 @dataclass(frozen=True)
 class PlanRow:
     step: str
@@ -81,12 +86,14 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
     for fmt, label, bpw, _ in [("gguf", "F16", 16.0, False), *variants]:
         need = N.measure_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),
                               n_ctx=ev.n_ctx, speed_ctx=speed_ctx)
+        need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
         plan.rows.append(_row(need, limit, cost, shape, chunks=chunks))
     for fmt, label, bpw, _ in variants:
         serve = getattr(config.formats[fmt], "serve", None)
         if serve is not None and serve.enabled:
             need = N.serve_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),
                                 n_ctx=serve.n_ctx)
+            need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
             plan.rows.append(_row(need, limit, cost, shape))
     return plan
 
