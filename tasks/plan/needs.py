@@ -5,8 +5,9 @@ memory this process may use, or raises InsufficientMemoryError naming the step, 
 the remedy, before any work. Every figure is a peak resident set size (what the kernel must hold at
 once, file-mapped model pages included: a model mapped but not resident would thrash).
 
-The constants were measured on the 2-core, 24 GiB build host (see tests/benchmarks/measure_step_memory.py
-and README "Memory planning"); each comment says which run. Pure: no I/O.
+The dequantize constants were fitted on peaks measured on the 2-core, 24 GiB build host
+(tests/benchmarks/measure_step_memory.py); each comment says which run, and says "estimate" where a
+formula is not fitted yet. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from tasks.errors import InsufficientMemoryError
 from tasks.plan.limits import MemoryLimit, gib
 from tasks.plan.shapes import ModelShape
 
-# A Python process with torch + transformers imported, before any weight (measured: 0.46 GB).
+# A Python process with torch + transformers imported, before any weight (estimate; convert's fit below).
 TORCH_PROCESS = 480 * 2**20
-# A process with llama-cpp-python loaded and a context allocated, before the model (measured: 0.25 GB).
+# A process with llama-cpp-python loaded and a context allocated, before the model (estimate).
 LLAMA_PROCESS = 260 * 2**20
 # transformers' path (tasks.acquire.dequantize): the packed GGUF tensors, the loaded model and the fresh copy
 # saved from it. peak = base + GGUF bytes + copies x weights x dtype bytes, fitted on measured peaks (RSS):
@@ -32,10 +33,11 @@ TRANSFORMERS_COPIES = 1.85
 STREAM_BASE = 617_000_000
 STREAM_PER_VOCAB = 2763
 STREAM_LARGEST_COPIES = 1.5
-STREAM_SHARD_BYTES = 512 * 2**20
-# Architectures the streaming dequantize knows how to undo the converter for, each checked tensor for tensor
-# against the transformers path (tests/integration/test_dequantize_stream.py).
-STREAMABLE_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2"})  # tasks.acquire.dequantize_stream's shard size: one shard held at a time
+STREAM_SHARD_BYTES = 512 * 2**20  # tasks.acquire.dequantize_stream's shard files (sizes on disk, not memory)
+# Architectures the streaming dequantize knows how to undo llama.cpp's converter for: llama checked tensor for
+# tensor against the transformers path (tests/integration/test_dequantize_stream.py); qwen2 stores its tensors
+# unpermuted (transformers' own loader applies no processor to it); mistral GGUFs say "llama".
+STREAMABLE_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2"})
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 SLACK = 1.0  # the formulas below that are not fitted yet are taken as they are
 # A step starts only when its central prediction times this fits: the fits above are within about 10 %.
