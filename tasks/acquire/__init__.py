@@ -61,8 +61,9 @@ def acquire_model(source: ModelSource, config: AcquireConfig, *, store_root: Pat
 def _acquire_gguf(source: GgufSource, config: AcquireConfig, store_root: Path) -> AcquiredModel:
     path = gguf_source.locate_gguf(source)
     facts = gguf_source.read_gguf_facts(path)
-    file_sha = sha256_file(path)
+    # The memory check first: a step that cannot fit fails in a second, before even hashing a large file.
     need, note = gguf_source.dequantize_strategy(path, config.dequantize_dtype)
+    file_sha = sha256_file(path)
     method, dtype = need.strategy.split("-", 1)
     material = {
         "gguf_sha256": file_sha,
