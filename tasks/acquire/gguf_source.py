@@ -88,12 +88,12 @@ def dequantize_strategy(gguf_path: Path, dtype: str, limit: MemoryLimit | None =
     """The first dequantize strategy that fits this process's memory (configured dtype through
     transformers; then streaming), and a sentence saying why when it is not the configured one.
     InsufficientMemoryError, before any work, when none fits."""
-    from tasks.plan.needs import choose, dequantize_needs
+    from tasks.plan.needs import SAFETY, choose, dequantize_needs
     from tasks.plan.shapes import shape_from_gguf
 
     limit = limit or read_memory_limit()
     options = dequantize_needs(shape_from_gguf(gguf_path), dtype)
-    smallest = min(n.peak_bytes for n in options)
+    smallest = min(n.peak_bytes for n in options) * SAFETY
     chosen = choose(options, limit, remedy=(
         f"give this process at least {gib(smallest)} (a container's or cgroup's memory limit, or free memory on "
         "the host), or acquire a smaller model"))
