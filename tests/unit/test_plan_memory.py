@@ -161,3 +161,17 @@ def test_medium_shapes_have_their_published_sizes():
     assert 28e9 < q30.n_weights < 30e9
     assert q14.source_bytes == pytest.approx(q14.n_weights * 4.85 / 8, rel=1e-6) and q14.source_quantized
     assert dense_shape("t", n_layers=1, hidden=8, ffn=16, vocab=10, n_heads=2, n_kv_heads=1, tied=True).n_weights > 0
+
+
+def test_a_dequantize_killed_by_the_oom_killer_says_so(tmp_path, monkeypatch):
+    """Before: `Could not dequantize … with transformers: Converting and de-quantizing…: 0%`."""
+    import subprocess
+
+    from tasks.acquire import gguf_source
+    from tasks.errors import SourceError
+
+    killed = subprocess.CompletedProcess([], -signal.SIGKILL, "", "Converting and de-quantizing GGUF tensors...: 0%")
+    monkeypatch.setattr(gguf_source.subprocess, "run", lambda *a, **k: killed)
+    with pytest.raises(SourceError, match=r"killed by SIGKILL, probably out of memory: limit .*GiB") as info:
+        gguf_source.dequantize_to_hf(tmp_path / "m.gguf", tmp_path / "out", dtype="float32")
+    assert "The dequantize of m.gguf (transformers, float32)" in str(info.value)
