@@ -75,16 +75,20 @@ def _limit_and_usage(folder: Path) -> tuple[int, int] | None:
         if text == "max" or int(text) >= _UNLIMITED:
             return None
         usage = int(usage_file.read_text().strip())
-        # Page cache the kernel drops before it kills (inactive file pages) is room, not use.
-        return int(text), max(usage - _stat(folder / "memory.stat", ("total_inactive_file", "inactive_file")), 0)
+        # Page cache nobody maps (files just written or read: the dequantized weights) is dropped by the
+        # kernel before it kills anything: room, not use. Mapped file pages (a loaded model) stay in use.
+        stat = _stats(folder / "memory.stat")
+        cache = stat.get("total_cache", stat.get("file", 0))
+        mapped = stat.get("total_mapped_file", stat.get("file_mapped", 0))
+        return int(text), max(usage - max(cache - mapped, 0), 0)
     return None
 
 
-def _stat(path: Path, keys: tuple[str, ...]) -> int:
+def _stats(path: Path) -> dict[str, int]:
     if not path.is_file():
-        return 0
-    values = dict(line.split()[:2] for line in path.read_text().splitlines() if len(line.split()) >= 2)
-    return next((int(values[k]) for k in keys if k in values), 0)
+        return {}
+    pairs = (line.split()[:2] for line in path.read_text().splitlines() if len(line.split()) >= 2)
+    return {key: int(value) for key, value in pairs if value.isdigit()}
 
 
 def _cgroup_memory_folders(proc: Path) -> list[Path]:
