@@ -53,7 +53,7 @@ def main() -> None:
     plan = plan_run(config, source_shape(config), limit=limit, disk_free_bytes=2**50,
                     cost=CostModel(others, run.hardware_id))
     measured = {s.step: s.model_dump() for s in run.steps}
-    print(f"| step | strategy | predicted time | measured time | ratio | predicted peak | measured peak | ratio |")
+    print("| step | strategy | predicted time | measured time | ratio | predicted peak | measured peak | ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     totals = [0.0, 0.0]
     for row in plan.rows:
