@@ -75,8 +75,8 @@ def load_run_records(store_root: Path) -> list[RunRecord]:
 class StepMeter:
     """Context manager: wall time and sampled peak RSS of the work done inside it.
 
-    Counted: every descendant process of this one (steps run their heavy work in children) plus this
-    process's own growth since the step began (in-process work such as llama.cpp's quantize).
+    Counted: every descendant process of this one started during the step (steps run their heavy work in
+    children) plus this process's own growth since the step began (in-process work such as quantize).
     Steps that overlap (builds beside the reference pass) see each other's children: the record says
     the peak of the host's slmforge work during the step, an upper bound of the step's own.
     """
@@ -86,6 +86,8 @@ class StepMeter:
 
         self._me = psutil.Process()
         self._start_rss = self._me.memory_info().rss
+        # Children already running belong to something else (the temporary Prefect server, another step).
+        self._others = {child.pid for child in self._me.children(recursive=True)}
         self.peak_rss_bytes = 0
         self.wall_s = 0.0
         self._stop = threading.Event()
@@ -111,6 +113,8 @@ class StepMeter:
 
         total = max(self._me.memory_info().rss - self._start_rss, 0)
         for child in self._me.children(recursive=True):
+            if child.pid in self._others:
+                continue
             try:
                 total += child.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
