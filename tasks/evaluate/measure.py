@@ -107,7 +107,8 @@ def measure_variant(
         from tasks.plan.guard import check_measure
 
         check_measure(base.path, built.path, name=f"measure {built.format} {built.quant}", n_ctx=config.n_ctx,
-                      speed_ctx=config.prefill_tokens + config.decode_tokens + max(config.depths, default=0))
+                      speed_ctx=config.prefill_tokens + config.decode_tokens + max(config.depths, default=0),
+                      quality=not is_base)
         metrics = {**fmt.size_facts(built, base), **_run_measurements(
             built, fmt.runtime_module, reference, tokens_file, config, is_base, on_progress)}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))

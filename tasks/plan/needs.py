@@ -28,11 +28,14 @@ LLAMA_PROCESS = 260 * 2**20
 TRANSFORMERS_BASE = 600_000_000
 TRANSFORMERS_COPIES = 1.85
 # The streaming path (tasks.acquire.dequantize_stream): the tokenizer built from the GGUF grows with the
-# vocabulary, and the largest tensor is held at the target dtype (plus half again while written).
-# Fitted on SmolLM2-135M -> f32 0.86 GiB, -> bf16 0.78 GiB; Qwen2.5-Coder-1.5B -> f32 2.27 GiB.
-STREAM_BASE = 617_000_000
-STREAM_PER_VOCAB = 2763
-STREAM_LARGEST_COPIES = 1.5
+# vocabulary, and the largest tensor is held at the target dtype. Fitted on SmolLM2-135M -> f32 0.86 GiB,
+# -> bf16 0.78 GiB; Qwen2.5-Coder-1.5B -> f32 2.27 GiB, -> bf16 2.03 GiB (the pipeline run's step record).
+STREAM_BASE = 478_000_000
+STREAM_PER_VOCAB = 6750
+STREAM_LARGEST_COPIES = 1.0
+# llama.cpp's converter: tensors read lazily from the mapped safetensors; the 1.5B's bf16 -> f16 peaked at
+# 1.81 GiB (one pipeline run's step record): the torch process plus 0.4 bytes per input byte.
+CONVERT_PER_INPUT_BYTE = 0.405
 STREAM_SHARD_BYTES = 512 * 2**20  # tasks.acquire.dequantize_stream's shard files (sizes on disk, not memory)
 # Architectures the streaming dequantize knows how to undo llama.cpp's converter for: llama checked tensor for
 # tensor against the transformers path (tests/integration/test_dequantize_stream.py); qwen2 stores its tensors
@@ -79,8 +82,8 @@ def convert_need(shape: ModelShape, hf_bytes_per_weight: float, outtype: str = "
     """HF -> f16 GGUF (llama.cpp's converter): tensors read lazily and written one by one, the input
     safetensors mapped; the GGUF writer holds the output tensors until it writes them."""
     out = 4 if outtype == "f32" else 1 if outtype == "q8_0" else 2
-    peak = TORCH_PROCESS + shape.n_weights * (out + hf_bytes_per_weight * 0.25)
-    return Need("convert", outtype, int(peak * SLACK), shape.n_weights * out)
+    peak = TORCH_PROCESS + CONVERT_PER_INPUT_BYTE * shape.n_weights * hf_bytes_per_weight * out / 2
+    return Need("convert", outtype, int(peak), shape.n_weights * out)
 
 
 def quantize_need(shape: ModelShape, bits_per_weight: float, label: str) -> Need:
@@ -94,7 +97,7 @@ def llama_pass_need(step: str, shape: ModelShape, *, model_bytes: int, n_ctx: in
     """A llama.cpp process holding one model: its weights, the f16 KV cache, a float32 logits row per
     scored position (the reference and quality passes ask for all of them) and the compute buffer."""
     rows = n_ctx if logits_rows is None else logits_rows
-    compute = n_ctx * (shape.hidden * 4 * 8 + shape.vocab * 4)  # llama.cpp's graph buffer at n_ctx (ubatch 512)
+    compute = n_ctx * shape.hidden * 4 * 8  # llama.cpp's graph buffer at n_ctx (ubatch 512), estimate
     peak = LLAMA_PROCESS + model_bytes + shape.kv_bytes(n_ctx) + rows * shape.vocab * 4 + compute
     return Need(step, "llama.cpp", int(peak * SLACK), disk_bytes)
 
@@ -105,13 +108,18 @@ def reference_need(shape: ModelShape, *, n_ctx: int, chunks: int) -> Need:
     return llama_pass_need("reference pass", shape, model_bytes=shape.n_weights * 2, n_ctx=n_ctx, disk_bytes=disk)
 
 
-def measure_need(shape: ModelShape, *, variant: str, model_bytes: int, n_ctx: int, speed_ctx: int) -> Need:
-    """One variant's measurement worker: the quality pass (all logits of a chunk, plus the reference
-    chunk decoded to float32 beside them) and the speed tests (a context of prefill + decode + depth)."""
-    ctx = max(n_ctx, speed_ctx)
-    need = llama_pass_need(f"measure {variant}", shape, model_bytes=model_bytes, n_ctx=ctx)
-    reference_rows = (n_ctx // 2) * shape.vocab * 4 * 2
-    return Need(need.step, need.strategy, need.peak_bytes + int(reference_rows * SLACK), 0)
+def measure_need(shape: ModelShape, *, variant: str, model_bytes: int, n_ctx: int, speed_ctx: int,
+                 quality: bool = True) -> Need:
+    """One variant's measurement workers, one after the other: the quality pass (all logits of a chunk, the
+    reference's scored half decoded to float32 beside them) and the speed tests (prefill + decode + depth).
+    The f16 base has no quality pass (the reference pass scored it). Measured on the 1.5B (quick protocol):
+    f16 base 3.54 GiB, Q4_K_M 1.78 GiB; these formulas give 3.56 and 1.73."""
+    speed = llama_pass_need(f"measure {variant}", shape, model_bytes=model_bytes, n_ctx=speed_ctx, logits_rows=1)
+    if not quality:
+        return Need(speed.step, speed.strategy, speed.peak_bytes, 0)
+    need = llama_pass_need(f"measure {variant}", shape, model_bytes=model_bytes, n_ctx=n_ctx)
+    reference_rows = (n_ctx // 2) * shape.vocab * 4
+    return Need(need.step, need.strategy, max(need.peak_bytes + reference_rows, speed.peak_bytes), 0)
 
 
 def onnx_export_need(shape: ModelShape, precision: str = "int4") -> Need:

@@ -85,7 +85,7 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
     speed_ctx = ev.prefill_tokens + ev.decode_tokens + max(ev.depths, default=0)
     for fmt, label, bpw, _ in [("gguf", "F16", 16.0, False), *variants]:
         need = N.measure_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),
-                              n_ctx=ev.n_ctx, speed_ctx=speed_ctx)
+                              n_ctx=ev.n_ctx, speed_ctx=speed_ctx, quality=label != "F16")
         need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
         plan.rows.append(_row(need, limit, cost, shape, chunks=chunks))
     for fmt, label, bpw, _ in variants:
