@@ -83,8 +83,10 @@ def refuse_unfit(console: Console, config) -> None:
 
     try:
         plan, _ = host_plans(config)
-    except SourceError as exc:  # a source whose shape is not known before download: each step checks itself
-        console.print(f"memory plan skipped before the run: {exc}", markup=False)
+    except (SourceError, ValueError, OSError, KeyError, IndexError) as exc:
+        # A source whose shape is not known before download, or a file acquire will reject with its own
+        # precise error: each step still checks its own memory before it starts.
+        console.print(f"memory plan skipped before the run: {type(exc).__name__}: {exc}", markup=False)
         return
     if problems := plan.problems():
         console.print(f"Not started: this run would not fit this host ({plan.limit.describe()}):", style="red",
