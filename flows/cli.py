@@ -88,6 +88,14 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
         for problem in problems:
             console.print(f"  - {problem}", markup=False)
         raise typer.Exit(1)
+    from flows.plan_cli import refuse_unfit
+
+    try:
+        refuse_unfit(console, loaded)  # nothing starts that cannot finish
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug, config=loaded)
     from flows.pipeline import pipeline
 
     if not debug:
@@ -103,6 +111,18 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     except Exception as exc:  # noqa: BLE001 - one paragraph saying what to do; --debug re-raises
         _fail(exc, debug=debug, config=loaded)
     print_summary(summary, sort_by)
+
+
+@app.command()
+def plan(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION) -> None:
+    """Before running: each step's predicted time, peak memory and disk on this host, and the medium tier's."""
+    from flows.plan_cli import run_plan_command
+
+    try:
+        status = run_plan_command(console, config)
+    except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
+        _fail(exc, debug=debug)
+    raise typer.Exit(status)
 
 
 DEVICE_OPTION = typer.Option(..., "--device", help="Device profile: a name under configs/devices/ or a YAML path.")
@@ -313,6 +333,8 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
 
     columns = ("format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean",
                "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
+    if summary.get("memory_plan"):
+        console.print(f"memory plan  acquire: {summary['memory_plan']}", markup=False)
     table = Table(title=f"slmforge results ({summary['source']}, tier {summary['tier']})",
                   caption=f"quality figures against: {summary['reference']}" if summary.get("reference") else None)
     for column in columns:

@@ -23,6 +23,7 @@ from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.gates import check_gates
 from tasks.hardware import hardware_facts
 from tasks.naming import variant_name
+from tasks.plan.records import take_records
 from tasks.review.watch import RegressionError, check_regressions, publish_regressions
 from tasks.prefect_tasks import (
     acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, register_task,
@@ -49,6 +50,7 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
                                                                     config.evaluate.threads)
         model = acquire_task(config.source, config.acquire, store)
         report.log_model_facts(ctx, model, reference=report.reference_of(model, config))
+        report.log_model_plan(ctx, model)
         base = base_task(model, config.model_name, config.convert, store)
         report.note_model_layout(ctx, base.path, config.evaluate)  # what fitting to a device needs
         inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
@@ -77,6 +79,8 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
         regressions = check_regressions(ctx, outcomes, config.regressions, hardware_id=hardware["hardware_id"],
                                         versions=versions)
         registry = _register(ctx, config)
+        report.log_step_records(ctx, take_records(str(runtime.flow_run.id)), store_root=store,
+                                hardware_id=hardware["hardware_id"], model=model)
         report.close_parent_run(ctx, outcomes, class_errors)
         report.publish_prefect_artifacts(ctx, outcomes)
         publish_regressions(regressions)
@@ -242,5 +246,6 @@ def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model, conf
         "mlflow_view_url": view_url(ctx.tracking_uri, ctx.experiment_id),  # the variants, key figures as columns
         "flow_run_id": str(runtime.flow_run.id), "source": model.source, "tier": model.tier,
         "reference": report.reference_of(model, config),
+        "memory_plan": model.strategy_note,
         "reused": {o.variant.name: o.reused for o in outcomes},
     }

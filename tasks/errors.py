@@ -8,7 +8,9 @@
     │   ├── HubAccessError        repo missing, gated or revision unknown
     │   ├── UnsupportedModelError the converter/exporter cannot handle this architecture
     │   ├── CorruptArtifactError  a GGUF or stored artefact is truncated or altered
-    │   └── MeasurementError      a measurement worker failed, was killed (out of memory) or timed out
+    │   ├── MeasurementError      a measurement worker failed, was killed (out of memory) or timed out
+    │   └── InsufficientMemoryError  a step would not fit in the memory this process may use, with any
+    │                             strategy: raised before the step starts (tasks.plan.needs.choose)
     └── TransientError            worth a retry: network hiccup
 
 The Prefect wrappers retry only `TransientError` (see `tasks.prefect_tasks.retry_only_transient`):
@@ -65,6 +67,19 @@ class CorruptArtifactError(UserError):
 
 class MeasurementError(UserError):
     """A measurement subprocess failed, was killed or ran out of time; fails its variant only."""
+
+
+class InsufficientMemoryError(UserError):
+    """A step's predicted peak memory exceeds what this process may use (host free memory or its cgroup's
+    room), whatever strategy it takes; raised before any work, so nothing is killed halfway."""
+
+    def __init__(self, *, step: str, need_bytes: int, limit, detail: str = "", remedy: str = "") -> None:
+        self.step, self.need_bytes, self.limit = step, need_bytes, limit
+        detail = f" ({detail})" if detail else ""
+        super().__init__(
+            f"Step {step!r} needs about {need_bytes / 2**30:.2f} GiB of memory at its peak{detail}, but this "
+            f"process may use {limit.describe()}. Nothing was started. To do: {remedy}."
+        )
 
 
 class TransientError(SlmforgeError):

@@ -21,6 +21,7 @@ from tasks.evaluate import measure
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
 from tasks.formats.gguf.convert import ConvertConfig
+from tasks.plan.records import metered
 from tasks.progress import StepProgress
 
 
@@ -44,31 +45,44 @@ def _waits(step_name: str):
     return lambda: get_run_logger().info("%s waits: a timed measurement holds this host's cores", step_name)
 
 
+def _run_key() -> str:
+    """The flow run a step belongs to: its measured time and memory join that run's records."""
+    from prefect import runtime
+
+    return str(runtime.flow_run.id)
+
+
 def _report(what: str, reused: bool, path: Path) -> None:
     get_run_logger().info("%s: %s %s", what, "reused (hashes verified)" if reused else "built", path)
 
 
 @step(name="acquire")
 def acquire_task(source, config: AcquireConfig, store_root: Path) -> AcquiredModel:
-    with hostlock.shared(on_wait=_waits("acquire")):
+    with hostlock.shared(on_wait=_waits("acquire")), metered(_run_key(), "acquire") as note:
         model = acquire_model(source, config, store_root=store_root)
+        note.n_weights, note.reused = model.param_count, model.reused
+        note.strategy, note.predicted_peak_bytes = model.acquire_strategy, model.predicted_peak_bytes
+    if model.strategy_note:
+        get_run_logger().warning("acquire: %s", model.strategy_note)
     _report(f"acquire {model.source} ({model.param_count:,} params, {model.tier})", model.reused, model.hf_dir)
     return model
 
 
 @step(name="convert")
 def base_task(model: AcquiredModel, model_name: str, config: ConvertConfig, store_root: Path) -> BaseArtifact:
-    with hostlock.shared(on_wait=_waits("convert")):
+    with hostlock.shared(on_wait=_waits("convert")), metered(_run_key(), "convert") as note:
         base = get_format(REFERENCE_FORMAT).build_base(model, model_name=model_name, config=config,
                                                        store_root=store_root)
+        note.n_weights, note.reused, note.strategy = base.n_weights, base.reused, config.outtype
     _report(f"convert to {config.outtype} (the reference)", base.reused, base.path)
     return base
 
 
 @step(name="build", task_run_name="build-{format_name}-{quant}")
 def build_task(format_name: str, quant: str, inputs: BuildInputs, config) -> Built:
-    with hostlock.shared(on_wait=_waits("build")):
+    with hostlock.shared(on_wait=_waits("build")), metered(_run_key(), f"build {format_name} {quant}") as note:
         built = get_format(format_name).build(quant, inputs, config)
+        note.n_weights, note.reused = inputs.base.n_weights, built.reused
     _report(f"build {format_name} {quant}", built.reused, built.path)
     return built
 
@@ -93,9 +107,11 @@ def tokens_task(base: BaseArtifact, config: EvalConfig, store_root: Path) -> Pat
 
 @step(name="reference-pass")
 def reference_task(base: BaseArtifact, tokens_file: Path, config: EvalConfig, store_root: Path) -> measure.Reference:
-    with hostlock.shared(on_wait=_waits("reference pass")):  # not timed, but it would slow one that is
+    with hostlock.shared(on_wait=_waits("reference pass")), \
+            metered(_run_key(), "reference pass") as note:  # not timed, but it would slow one that is
         ref = measure.compute_reference(base, tokens_file, config, store_root=store_root,
                                         on_progress=StepProgress(f"reference {base.quant}"))
+        note.n_weights, note.reused, note.chunks = base.n_weights, ref.reused, int(ref.figures["chunks"])
     figures = ref.figures
     get_run_logger().info("reference pass %s: %d chunks, %.1f MB stored (%.0f bytes per scored token)",
                           "reused" if ref.reused else "computed", figures["chunks"], figures["stored_bytes"] / 1e6,
@@ -109,10 +125,14 @@ def measure_task(variant_name: str, built: Built, *, base: BaseArtifact, referen
                  is_base: bool) -> tuple[dict, bool]:
     # Alone on this host's cores: no build or other measurement of any slmforge process beside it.
     with hostlock.exclusive(on_wait=lambda: get_run_logger().info("measure waits: builds or a measurement run here")):
-        metrics, reused = measure.measure_variant(
-            built, base=base, reference=reference, tokens_file=tokens_file, config=config, hardware_id=hardware_id,
-            store_root=store_root, is_base=is_base, on_progress=StepProgress(variant_name),
-        )
+        with metered(_run_key(), f"measure {variant_name}") as note:
+            metrics, reused = measure.measure_variant(
+                built, base=base, reference=reference, tokens_file=tokens_file, config=config,
+                hardware_id=hardware_id, store_root=store_root, is_base=is_base,
+                on_progress=StepProgress(variant_name),
+            )
+            note.n_weights, note.reused = base.n_weights, reused
+            note.chunks = int(reference.figures["chunks"])
     get_run_logger().info(
         "measure %s: %s ppl=%.3f kld=%.4g decode=%.1f tok/s", variant_name, "reused" if reused else "measured",
         metrics.get("perplexity", float("nan")), metrics.get("kld_mean", float("nan")), metrics.get("decode_tps", 0.0),

@@ -159,6 +159,28 @@ def log_model_facts(ctx: RunContext, model: AcquiredModel, *, reference: str) ->
     }, tags={"slmforge.tier": model.tier, REFERENCE_TAG: reference})
 
 
+def log_model_plan(ctx: RunContext, model: AcquiredModel) -> None:
+    """How acquire fitted the memory it had (param `acquire_strategy`, tag when it deviated)."""
+    tags = {"slmforge.memory_plan": model.strategy_note} if model.strategy_note else {}
+    tracking.log_values(ctx.client, ctx.parent_run_id, params={"acquire_strategy": model.acquire_strategy or "n/a"},
+                        tags=tags)
+
+
+def log_step_records(ctx: RunContext, steps: list, *, store_root: Path, hardware_id: str,
+                     model: AcquiredModel) -> None:
+    """Each step's wall time and peak memory: metrics on the parent run and a JSON record in the store,
+    which `slmforge plan` fits its cost model on."""
+    from tasks.plan.records import RunRecord, save_run_record
+
+    metrics = {}
+    for step in steps:
+        key = "step." + step.step.replace(" ", "_")
+        metrics[f"{key}.wall_s"], metrics[f"{key}.peak_rss_bytes"] = step.wall_s, step.peak_rss_bytes
+    tracking.log_values(ctx.client, ctx.parent_run_id, metrics=metrics)
+    save_run_record(store_root, RunRecord(hardware_id=hardware_id, model=model.source, n_weights=model.param_count,
+                                          steps=steps))
+
+
 def note_model_layout(ctx: RunContext, base_gguf: Path, eval_config) -> None:
     """The model's KV geometry (from the base GGUF) and the speed worker's context, logged on the
     parent and kept for every child: `slmforge recommend` fits variants to devices with them."""

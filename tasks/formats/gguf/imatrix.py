@@ -53,6 +53,9 @@ def compute_imatrix(base_gguf: Path, *, base_key: str, model_name: str, calibrat
 
 def _build(tmp: Path, base_gguf: Path, text: str, dataset: str, file_name: str, calibration: CalibrationConfig,
            threads: int | None, tools: dict) -> None:
+    from tasks.plan.guard import check_llama_pass
+
+    check_llama_pass("imatrix", base_gguf, model_file=base_gguf, n_ctx=calibration.n_ctx)
     text_file = f"{dataset}.txt"  # relative, run in tmp: llama-imatrix records this name as the dataset
     (tmp / text_file).write_text(text, encoding="utf-8")
     args = ["-m", str(base_gguf.resolve()), "-f", text_file, "-o", file_name, "--chunks", str(calibration.chunks),

@@ -17,6 +17,9 @@ def serve_gguf(built: Built, inputs: PackageInputs, config: ServeConfig) -> Serv
     threads = config.server_threads(inputs.threads)
 
     def start():
+        from tasks.plan.guard import check_llama_pass
+
+        check_llama_pass(f"serve {built.quant}", built.path, model_file=built.path, n_ctx=config.n_ctx, logits_rows=1)
         port = free_port()
         command = llama_cpp_command(built.path, port=port, n_ctx=config.n_ctx, threads=threads)
         return running_server(command, port=port, model=built.path.stem, startup_timeout_s=config.startup_timeout_s)

@@ -39,6 +39,9 @@ def export_onnx_variant(
                 "code": code_identity("tasks.formats.onnx.export", __name__)}
 
     def build(tmp: Path) -> None:
+        from tasks.plan.guard import check_onnx_export
+
+        check_onnx_export(hf_dir, precision)
         result = export_onnx(hf_dir, tmp / MODEL_DIR, config, timeout_s=targets.export_timeout_s)
         _ensure_chat_template(tmp / MODEL_DIR, hf_dir)
         record = {"model_name": model_name, "precision": precision, "wall_s": result.wall_s,

@@ -1,0 +1,74 @@
+"""The check each heavy step's core makes right before its work: predicted peak vs what this process may use.
+
+Raises InsufficientMemoryError (a UserError: never retried) naming the step, the need, the limit and the
+remedy, so that a step too big for its host fails in a second instead of being OOM-killed minutes in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.plan import needs as N
+from tasks.plan.limits import read_memory_limit
+
+
+def require(need: N.Need, *, remedy: str = "") -> N.Need:
+    return N.choose([need], read_memory_limit(), remedy=remedy or (
+        "free memory on this host or raise the container's/cgroup's limit; `slmforge plan CONFIG` shows every "
+        "step's need"))
+
+
+def gguf_shape(path: Path):
+    """The shape from a GGUF header; None when the file is no readable GGUF (the step's own tool then
+    says what is wrong with it, better than a guess here)."""
+    from tasks.plan.shapes import shape_from_gguf
+
+    try:
+        return shape_from_gguf(path)
+    except (ValueError, OSError, KeyError, IndexError):
+        return None
+
+
+def path_bytes(path: Path) -> int:
+    """A variant's bytes: a file, or every file of a folder (ONNX)."""
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def check_convert(hf_dir: Path, outtype: str) -> None:
+    from tasks.plan.shapes import shape_from_hf
+
+    shape = shape_from_hf(hf_dir)
+    require(N.convert_need(shape, shape.source_bytes / shape.n_weights, outtype))
+
+
+def check_reference(base_gguf: Path, *, n_ctx: int, chunks: int) -> None:
+    if (shape := gguf_shape(base_gguf)) is None:
+        return
+    require(N.reference_need(shape, n_ctx=n_ctx, chunks=chunks),
+            remedy="free memory or lower evaluate.n_ctx; the reference pass holds the f16 model")
+
+
+def check_measure(base_gguf: Path, variant: Path, *, name: str, n_ctx: int, speed_ctx: int,
+                  quality: bool = True) -> None:
+    if (shape := gguf_shape(base_gguf)) is None:
+        return
+    need = N.measure_need(shape, variant=name, model_bytes=path_bytes(variant), n_ctx=n_ctx,
+                          speed_ctx=speed_ctx, quality=quality)
+    require(need, remedy="free memory, lower evaluate.n_ctx / depths, or measure this variant on a bigger host "
+                         "(`hardware:` classes)")
+
+
+def check_llama_pass(step: str, shape_gguf: Path, *, model_file: Path, n_ctx: int, logits_rows: int | None = None) -> None:
+    """A llama.cpp process holding `model_file` at `n_ctx` (importance matrix, a served variant)."""
+    if (shape := gguf_shape(shape_gguf)) is None:
+        return
+    require(N.llama_pass_need(step, shape, model_bytes=path_bytes(model_file), n_ctx=n_ctx, logits_rows=logits_rows),
+            remedy="free memory or lower the step's context (n_ctx)")
+
+
+def check_onnx_export(hf_dir: Path, precision: str) -> None:
+    from tasks.plan.shapes import shape_from_hf
+
+    require(N.onnx_export_need(shape_from_hf(hf_dir), precision),
+            remedy="free memory or switch the ONNX format off for this model (`formats: {onnx: null}`)")

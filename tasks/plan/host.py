@@ -1,0 +1,52 @@
+"""The plan of a config on this host: the model's shape from its source, this process's memory limit, the
+store's free disk and the cost model fitted on this store's recorded runs; the medium tier priced beside it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tasks.errors import SourceError
+from tasks.plan.costs import CostModel
+from tasks.plan.limits import read_memory_limit
+from tasks.plan.plan import Plan, plan_run
+from tasks.plan.records import load_run_records
+from tasks.plan.shapes import ModelShape, medium_tier_shapes, shape_from_gguf, shape_from_hf
+
+
+def source_shape(config) -> ModelShape:
+    """The model's facts from its source, without dequantizing or downloading weights."""
+    source = config.source
+    if source.kind == "gguf":
+        from tasks.acquire.gguf_source import locate_gguf
+
+        return shape_from_gguf(locate_gguf(source), name=config.model_name)
+    if source.kind == "local":
+        return shape_from_hf(source.path.expanduser(), name=config.model_name)
+    raise SourceError(
+        f"`slmforge plan` reads the model's shape from its files, and a {source.kind} source has none here before "
+        "it is downloaded; download it once (huggingface-cli download) and plan it as `source: {kind: local, path: …}`."
+    )
+
+
+def free_disk(path: Path) -> int:
+    """Free bytes on the file system that will hold `path` (its nearest existing parent)."""
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def host_plans(config, *, hardware_id: str | None = None) -> tuple[Plan, list[Plan]]:
+    """(this config's plan, the same config on the medium tier's 14B and 30B shapes), all on this host."""
+    if hardware_id is None:
+        from tasks.hardware import hardware_facts
+
+        hardware_id = hardware_facts()["hardware_id"]
+    shape = source_shape(config)
+    limit, disk = read_memory_limit(), free_disk(config.store_dir)
+    cost = CostModel(load_run_records(config.store_dir), hardware_id)
+    plan = plan_run(config, shape, limit=limit, disk_free_bytes=disk, cost=cost)
+    bits = shape.source_bits_per_weight if shape.source_quantized else 16.0
+    medium = [plan_run(config, m, limit=limit, disk_free_bytes=disk, cost=cost) for m in medium_tier_shapes(bits)]
+    return plan, medium

@@ -1,0 +1,136 @@
+"""A whole run priced before it starts: per step, the strategy that fits, its time, peak memory and disk.
+
+`plan_run` walks the steps a config will take (acquire, convert, imatrix, each build, the reference pass,
+each measurement, each served variant) and asks `tasks.plan.needs` for their peaks and `tasks.plan.costs`
+for their times. A step that fits with no strategy is a problem: `slmforge plan` shows it, `slmforge run`
+refuses to start. Pure: the shape, the limit, the free disk and the cost model are passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tasks.plan import needs as N
+from tasks.plan.costs import CostModel, step_units
+from tasks.plan.limits import MemoryLimit, gib
+from tasks.plan.shapes import ModelShape
+
+# Bits per weight of llama.cpp's file types on a Llama-shaped model (llama-quantize's own table).
+GGUF_BPW = {"F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.69, "Q5_K_S": 5.54, "Q5_0": 5.5,
+            "Q5_1": 6.0, "Q4_K_M": 4.85, "Q4_K_S": 4.58, "Q4_0": 4.55, "Q4_1": 5.0, "IQ4_XS": 4.25,
+            "IQ4_NL": 4.5, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "Q3_K_L": 4.27, "Q2_K": 2.96, "Q2_K_S": 2.6}
+
+
+# What holds a format's model while it is measured or served (the KV-cache formula is llama.cpp's; ONNX
+# Runtime GenAI's cache is the same size for the same shape).
+RUNTIMES = {"gguf": "llama.cpp", "onnx": "onnxruntime-genai"}
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    step: str
+    strategy: str
+    seconds: float
+    peak_bytes: int
+    disk_bytes: int
+    fits: bool
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    model: ModelShape
+    limit: MemoryLimit
+    disk_free_bytes: int
+    rows: list[PlanRow] = field(default_factory=list)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(r.seconds for r in self.rows)
+
+    @property
+    def peak_bytes(self) -> int:
+        return max((r.peak_bytes for r in self.rows), default=0)
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(r.disk_bytes for r in self.rows)
+
+    def problems(self) -> list[str]:
+        """One line per thing that would stop the run: a step that fits no strategy, the disk."""
+        out = [f"{r.step}: needs {gib(r.peak_bytes)} of memory ({r.strategy}; {N.SAFETY:.2f}x to start), this process may use "
+               f"{gib(self.limit.available_bytes)}" for r in self.rows if not r.fits]
+        if self.disk_bytes > self.disk_free_bytes:
+            out.append(f"disk: the run writes about {gib(self.disk_bytes)}, the store's file system has "
+                       f"{gib(self.disk_free_bytes)} free")
+        return out
+
+
+def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: int, cost: CostModel) -> Plan:
+    """Every step of a run of `config` on a model of `shape`, on this host."""
+    plan = Plan(model=shape, limit=limit, disk_free_bytes=disk_free_bytes)
+    ev = config.evaluate
+    chunks = ev.max_chunks or 24
+    hf_dtype = _acquire(plan, config, shape, cost)
+    plan.rows.append(_row(N.convert_need(shape, N.DTYPE_BYTES[hf_dtype], config.convert.outtype), limit, cost, shape))
+    variants = _variants(config)
+    if any(imatrix for _, _, _, imatrix in variants):
+        need = N.llama_pass_need("imatrix", shape, model_bytes=shape.n_weights * 2, n_ctx=512)
+        plan.rows.append(_row(need, limit, cost, shape, chunks=32))
+    for fmt, label, bpw, _ in variants:
+        need = (N.onnx_export_need(shape, label) if fmt == "onnx" else N.quantize_need(shape, bpw, label))
+        plan.rows.append(_row(need.__class__(f"build {fmt} {label}", need.strategy, need.peak_bytes, need.disk_bytes),
+                              limit, cost, shape))
+    plan.rows.append(_row(N.reference_need(shape, n_ctx=ev.n_ctx, chunks=chunks), limit, cost, shape, chunks=chunks))
+    speed_ctx = ev.prefill_tokens + ev.decode_tokens + max(ev.depths, default=0)
+    for fmt, label, bpw, _ in [("gguf", "F16", 16.0, False), *variants]:
+        need = N.measure_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),
+                              n_ctx=ev.n_ctx, speed_ctx=speed_ctx, quality=label != "F16")
+        need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
+        plan.rows.append(_row(need, limit, cost, shape, chunks=chunks))
+    for fmt, label, bpw, _ in variants:
+        serve = getattr(config.formats[fmt], "serve", None)
+        if serve is not None and serve.enabled:
+            need = N.serve_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),
+                                n_ctx=serve.n_ctx)
+            need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
+            plan.rows.append(_row(need, limit, cost, shape))
+    return plan
+
+
+def _acquire(plan: Plan, config, shape: ModelShape, cost: CostModel) -> str:
+    """The acquire row (the first dequantize strategy that fits); returns the dtype of the HF weights."""
+    if config.source.kind != "gguf":
+        plan.rows.append(_row(N.Need("acquire", "download/read", N.TORCH_PROCESS, shape.source_bytes),
+                              plan.limit, cost, shape))
+        return "bfloat16"
+    options = N.dequantize_needs(shape, config.acquire.dequantize_dtype)
+    chosen = next((n for n in options if N.fits(n, plan.limit)), None)
+    need = chosen or min(options, key=lambda n: n.peak_bytes)
+    note = "" if need is options[0] else f"instead of {options[0].strategy} ({gib(options[0].peak_bytes)}): {need.note}"
+    plan.rows.append(_row(need, plan.limit, cost, shape, note=note))
+    return need.strategy.split("-", 1)[1]
+
+
+def _row(need: N.Need, limit: MemoryLimit, cost: CostModel, shape: ModelShape, *, chunks: int = 1,
+         note: str = "") -> PlanRow:
+    seconds = cost.seconds(need.step, step_units(need.step, shape.n_weights, chunks=chunks))
+    return PlanRow(step=need.step, strategy=need.strategy, seconds=seconds, peak_bytes=need.peak_bytes,
+                   disk_bytes=need.disk_bytes, fits=N.fits(need, limit), note=note or need.note)
+
+
+def _variants(config) -> list[tuple[str, str, float, bool]]:
+    """(format, label, bits per weight, uses the imatrix) of every configured variant."""
+    out = []
+    gguf = config.formats.get("gguf")
+    if gguf is not None:
+        for recipe in gguf.recipes():
+            out.append(("gguf", recipe.label, GGUF_BPW.get(recipe.type, 8.5), recipe.imatrix))
+        for target in gguf.targets:
+            out.append(("gguf", target.label(), target.bpw or 4.85, target.imatrix))
+    onnx = config.formats.get("onnx")
+    if onnx is not None:
+        for precision in onnx.precisions:
+            bpw = {"int4": 4.5, "int8": 8.5, "fp16": 16.0, "fp32": 32.0}.get(precision, 16.0)
+            out.append(("onnx", precision, bpw, False))
+    return out

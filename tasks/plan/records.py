@@ -1,0 +1,160 @@
+"""Each step's measured wall time and peak memory, recorded on every run so the cost model learns.
+
+`StepMeter` times a step and samples the resident memory of the processes it starts (and of this
+process above where it stood when the step began) every quarter second; the records land as JSON under
+`<store>/plan/runs/` and as `step.<name>.wall_s` / `step.<name>.peak_rss_bytes` metrics on the MLflow
+parent run (tasks.report.log_step_records).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SAMPLE_S = 0.25
+
+
+class StepRecord(BaseModel):
+    """One step of one run as measured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    step: str = Field(description="Step name as the plan names it, e.g. 'acquire', 'reference pass'.")
+    wall_s: float = Field(ge=0)
+    peak_rss_bytes: int = Field(ge=0, description="Peak of this step's processes' resident memory, summed.")
+    units: float = Field(gt=0, description="Work done in the cost model's units (billions of weights x chunks...).")
+    predicted_peak_bytes: int | None = Field(None, description="What the plan predicted for this step.")
+    strategy: str | None = None
+    reused: bool = Field(False, description="Taken from the store: not a measure of the work (the model skips it).")
+
+
+class RunRecord(BaseModel):
+    """Every step of one run, with where it ran and on what model."""
+
+    model_config = ConfigDict(extra="forbid")
+    hardware_id: str
+    model: str
+    n_weights: int
+    recorded_at: float = Field(default_factory=time.time)
+    steps: list[StepRecord] = Field(default_factory=list)
+
+
+def records_dir(store_root: Path) -> Path:
+    return store_root / "plan" / "runs"
+
+
+def save_run_record(store_root: Path, record: RunRecord) -> Path:
+    """Write atomically (temporary file, then rename): a reader never sees half a record."""
+    folder = records_dir(store_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{int(record.recorded_at)}-{uuid.uuid4().hex[:8]}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(record.model_dump_json(indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def load_run_records(store_root: Path) -> list[RunRecord]:
+    """Every recorded run under the store; an unreadable file is skipped (a record is never worth a failure)."""
+    out = []
+    for path in sorted(records_dir(store_root).glob("*.json")):
+        try:
+            out.append(RunRecord.model_validate(json.loads(path.read_text())))
+        except (ValueError, OSError):
+            continue
+    return out
+
+
+class StepMeter:
+    """Context manager: wall time and sampled peak RSS of the work done inside it.
+
+    Counted: every descendant process of this one started during the step (steps run their heavy work in
+    children) plus this process's own growth since the step began (in-process work such as quantize).
+    Steps that overlap (builds beside the reference pass) see each other's children: the record says
+    the peak of the host's slmforge work during the step, an upper bound of the step's own.
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self._start_rss = self._me.memory_info().rss
+        # Children already running belong to something else (the temporary Prefect server, another step).
+        self._others = {child.pid for child in self._me.children(recursive=True)}
+        self.peak_rss_bytes = 0
+        self.wall_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_loop, daemon=True, name="step-meter")
+
+    def __enter__(self) -> StepMeter:
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sample()
+        self.wall_s = time.perf_counter() - self._t0
+
+    def _sample_loop(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self._sample()
+
+    def _sample(self) -> None:
+        import psutil
+
+        total = max(self._me.memory_info().rss - self._start_rss, 0)
+        for child in self._me.children(recursive=True):
+            if child.pid in self._others:
+                continue
+            try:
+                total += child.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+
+
+class StepNote:
+    """What a metered step tells the meter once it knows (its model size, whether it reused its result)."""
+
+    def __init__(self) -> None:
+        self.n_weights = 0
+        self.chunks = 1
+        self.reused = False
+        self.strategy: str | None = None
+        self.predicted_peak_bytes: int | None = None
+
+
+_collected: dict[str, list[StepRecord]] = {}
+_collected_lock = threading.Lock()
+
+
+@contextmanager
+def metered(run_key: str, step: str) -> Iterator[StepNote]:
+    """Meter one step of run `run_key` (the flow run id); the record joins that run's list, which the
+    flow takes at its end (`take_records`). Steps run on a thread pool: the list is locked."""
+    from tasks.plan.costs import step_units
+
+    note = StepNote()
+    with StepMeter() as meter:
+        yield note
+    if note.n_weights <= 0:
+        return
+    record = StepRecord(step=step, wall_s=round(meter.wall_s, 3), peak_rss_bytes=meter.peak_rss_bytes,
+                        units=step_units(step, note.n_weights, chunks=note.chunks), reused=note.reused,
+                        strategy=note.strategy, predicted_peak_bytes=note.predicted_peak_bytes)
+    with _collected_lock:
+        _collected.setdefault(run_key, []).append(record)
+
+
+def take_records(run_key: str) -> list[StepRecord]:
+    with _collected_lock:
+        return _collected.pop(run_key, [])

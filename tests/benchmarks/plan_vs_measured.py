@@ -1,0 +1,75 @@
+"""`slmforge plan`'s prediction beside a recorded run of the same config: time and peak memory per step.
+
+    .venv/bin/python tests/benchmarks/plan_vs_measured.py CONFIG [--record FILE]
+
+The plan is made as it was before the run: from every record in the store except the run's own (with
+none left, the built-in defaults), with the memory limit the run saw when it started (its acquire
+strategy). Steps the run reused from the store are shown but not compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def _match(plan_step: str, measured: dict) -> dict | None:
+    """A plan row's recorded step: same name, or a measure row by its format and quant ('measure gguf Q4_K_M'
+    is the run's 'measure <Model>-Q4_K_M...'; the base is F16)."""
+    if plan_step in measured:
+        return measured[plan_step]
+    if plan_step.startswith("measure "):
+        quant = plan_step.split()[-1]
+        hits = [r for name, r in measured.items()
+                if name.startswith("measure ") and name.lower().endswith("-" + quant.lower())]
+        return hits[0] if len(hits) == 1 else None
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--record", type=Path, help="The run's record (default: the newest in the store).")
+    args = parser.parse_args()
+    from tasks.config import load_config
+    from tasks.plan.costs import CostModel
+    from tasks.plan.limits import MemoryLimit
+    from tasks.plan.plan import plan_run
+    from tasks.plan.records import RunRecord, load_run_records, records_dir
+    from tasks.plan.host import source_shape
+
+    config = load_config(args.config)
+    path = args.record or sorted(records_dir(config.store_dir).glob("*.json"))[-1]
+    run = RunRecord.model_validate(json.loads(path.read_text()))
+    others = [r for r in load_run_records(config.store_dir) if r.recorded_at != run.recorded_at]
+    acquire = next(s for s in run.steps if s.step == "acquire")
+    # The limit the run had: enough for the strategy it took and no more (the plan then picks the same one).
+    limit = MemoryLimit(available_bytes=int((acquire.predicted_peak_bytes or 0) * 1.2) or 2**40,
+                        host_available_bytes=2**40)
+    plan = plan_run(config, source_shape(config), limit=limit, disk_free_bytes=2**50,
+                    cost=CostModel(others, run.hardware_id))
+    measured = {s.step: s.model_dump() for s in run.steps}
+    print("| step | strategy | predicted time | measured time | ratio | predicted peak | measured peak | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    totals = [0.0, 0.0]
+    for row in plan.rows:
+        got = _match(row.step, measured)
+        if got is None or got["reused"]:
+            print(f"| {row.step} | {row.strategy} | {row.seconds:.0f} s | {'reused' if got else '-'} | | "
+                  f"{row.peak_bytes / 2**30:.2f} GiB | | |")
+            continue
+        totals[0] += row.seconds
+        totals[1] += got["wall_s"]
+        print(f"| {row.step} | {row.strategy} | {row.seconds:.0f} s | {got['wall_s']:.0f} s | "
+              f"{got['wall_s'] / row.seconds:.2f} | {row.peak_bytes / 2**30:.2f} GiB | "
+              f"{got['peak_rss_bytes'] / 2**30:.2f} GiB | {got['peak_rss_bytes'] / row.peak_bytes:.2f} |")
+    if totals[0]:
+        print(f"| total (compared steps) | | {totals[0]:.0f} s | {totals[1]:.0f} s | {totals[1] / totals[0]:.2f} | | | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The cost model (rates learned from recorded runs) and the whole-run plan built from a config."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.plan.costs import DEFAULT_SECONDS_PER_UNIT, CostModel, kind_of, step_units
+from tasks.plan.limits import MemoryLimit
+from tasks.plan.plan import plan_run
+from tasks.plan.records import RunRecord, StepRecord, load_run_records, save_run_record
+from tasks.plan.shapes import ModelShape
+
+GiB = 2**30
+QWEN15 = ModelShape(name="qwen1.5b", architecture="qwen2", n_weights=1_777_088_000, n_layers=28, hidden=1536,
+                    vocab=151_936, n_kv_heads=2, head_dim=128, source_bytes=1_117_320_768, source_quantized=True)
+
+
+def record(hardware_id: str, *steps: tuple[str, float, float, bool]) -> RunRecord:
+    return RunRecord(hardware_id=hardware_id, model="m", n_weights=10**9, steps=[
+        StepRecord(step=name, wall_s=wall, peak_rss_bytes=1, units=units, reused=reused)
+        for name, wall, units, reused in steps])
+
+
+def test_step_kinds_and_units():
+    assert kind_of("build gguf Q4_K_M") == "build gguf" and kind_of("measure x-gguf-Q8_0") == "measure"
+    assert step_units("reference pass", 2 * 10**9, chunks=4) == pytest.approx(8.0)
+    assert step_units("acquire", 2 * 10**9, chunks=4) == pytest.approx(2.0)  # chunks do not matter there
+
+
+def test_without_records_the_built_in_defaults_are_used():
+    model = CostModel([], "hw-a")
+    assert model.rate("acquire").basis == "built-in default"
+    assert model.seconds("acquire", 2.0) == pytest.approx(2 * DEFAULT_SECONDS_PER_UNIT["acquire"])
+
+
+def test_this_hosts_records_win_over_other_hosts_and_reused_steps_are_ignored():
+    records = [
+        record("hw-a", ("acquire", 30.0, 1.0, False), ("acquire", 90.0, 3.0, False), ("acquire", 0.1, 1.0, True)),
+        record("hw-b", ("acquire", 500.0, 1.0, False), ("convert", 40.0, 2.0, False)),
+    ]
+    model = CostModel(records, "hw-a")
+    assert model.rate("acquire").seconds_per_unit == pytest.approx(120 / 4)  # ratio of sums, reused left out
+    assert model.rate("acquire").basis == "this host (2 steps)"
+    assert model.rate("convert").seconds_per_unit == pytest.approx(20.0)  # only another host measured it
+    assert model.rate("convert").basis.startswith("other hosts")
+
+
+def test_records_round_trip_through_the_store_and_bad_files_are_skipped(tmp_path):
+    save_run_record(tmp_path, record("hw-a", ("convert", 12.0, 1.0, False)))
+    (tmp_path / "plan" / "runs" / "broken.json").write_text("{not json")
+    loaded = load_run_records(tmp_path)
+    assert len(loaded) == 1 and loaded[0].steps[0].wall_s == 12.0
+
+
+def _config(**overrides):
+    from tasks.config import PipelineConfig
+
+    data = {"name": "t", "model_name": "T", "source": {"kind": "gguf", "path": "/x.gguf"},
+            "formats": {"gguf": {"types": ["Q4_K_M"], "serve": {"enabled": False}}},
+            "evaluate": {"max_chunks": 2, "n_ctx": 512}}
+    data.update(overrides)
+    return PipelineConfig.model_validate(data)
+
+
+def test_plan_of_the_15b_on_a_roomy_host_fits_and_prices_every_step():
+    config = _config()
+    plan = plan_run(config, QWEN15, limit=MemoryLimit(20 * GiB, 20 * GiB), disk_free_bytes=100 * GiB,
+                    cost=CostModel([], "hw"))
+    steps = [row.step for row in plan.rows]
+    assert steps == ["acquire", "convert", "build gguf Q4_K_M", "reference pass", "measure gguf F16",
+                     "measure gguf Q4_K_M"]
+    assert plan.rows[0].strategy == "transformers-bfloat16" and not plan.problems()
+    assert plan.total_seconds == pytest.approx(sum(r.seconds for r in plan.rows)) and plan.total_seconds > 0
+
+
+def test_plan_under_a_small_cap_takes_streaming_and_says_why():
+    plan = plan_run(_config(), QWEN15, limit=MemoryLimit(6 * GiB, 20 * GiB), disk_free_bytes=100 * GiB,
+                    cost=CostModel([], "hw"))
+    acquire = plan.rows[0]
+    assert acquire.strategy == "streaming-bfloat16" and acquire.fits
+    assert "instead of transformers-bfloat16" in acquire.note
+
+
+def test_plan_names_the_steps_that_cannot_fit_and_the_disk():
+    plan = plan_run(_config(), QWEN15, limit=MemoryLimit(GiB // 2, 20 * GiB), disk_free_bytes=GiB,
+                    cost=CostModel([], "hw"))
+    problems = plan.problems()
+    assert any(p.startswith("acquire: needs") for p in problems)
+    assert any(p.startswith("reference pass: needs") for p in problems)
+    assert problems[-1].startswith("disk: the run writes about")
