@@ -85,6 +85,12 @@ class Format(Protocol):
     def variants(self, config: BaseModel) -> list[str]:
         """The quant labels this config asks for, in table order."""
 
+    def refusal(self, architecture: str, config: BaseModel) -> str | None:
+        """Why this format cannot take a model of `architecture` at all (None: it can). Asked once the
+        architecture is known and before anything is converted, so a model a format cannot take fails
+        in seconds with the reason, not after the other formats' work. Optional: a format without it
+        is asked nothing (see `tasks.formats.refusals`)."""
+
     def build(self, quant: str, inputs: BuildInputs, config: BaseModel) -> Built:
         """Build (or reuse from the store) one variant."""
 
