@@ -58,3 +58,21 @@ def ties_embeddings(hf_dir: Path) -> bool:
 
     config = AutoConfig.from_pretrained(hf_dir)
     return bool(getattr(config.get_text_config(), "tie_word_embeddings", False))
+
+
+def install_olive_embedding_fix() -> None:
+    """Let the builder's own `make_embedding` run again under Olive (export child process only).
+
+    Olive 0.13's ModelBuilder pass replaces the builder's `make_embedding` with its own, written for
+    pre-quantized (GPTQ/AWQ) checkpoints, which lacks the builder's shared-embedding branches: under
+    Olive, `shared_embeddings` silently did nothing (a tied tiny Gemma 3 kept its fp32 embedding).
+    Olive's version stays for pre-quantized embeddings, the only case it was written for."""
+    from olive.passes.onnx import model_builder as olive_pass
+    from onnxruntime_genai.models.builders.base import Model
+
+    builders_own, olives = Model.make_embedding, olive_pass.patched_make_embedding
+
+    def make_embedding(self, embedding):
+        return olives(self, embedding) if hasattr(embedding, "qweight") else builders_own(self, embedding)
+
+    olive_pass.patched_make_embedding = make_embedding  # what the pass installs when it runs

@@ -189,8 +189,10 @@ _CHILD = f"""
 import json, sys
 from importlib import metadata
 from olive.workflows import run
+from tasks.formats.onnx.embeddings import install_olive_embedding_fix
 from tasks.formats.onnx.legacy_config import install
 install()  # the builder reads transformers-4 config names (legacy_config.py)
+install_olive_embedding_fix()  # Olive's own make_embedding cannot share (embeddings.py)
 out = run(json.load(open(sys.argv[1])))
 ok = bool(out is not None and out.has_output_model())
 vers = {{n: metadata.version(n) for n in ("olive-ai", "onnxruntime", "onnxruntime-genai")}}
