@@ -141,3 +141,21 @@ def test_unknown_embedding_mode_is_a_config_error(tmp_path):
         load_config(write_config(tmp_path / "c.yaml", {
             "name": "t", "model_name": "M", "source": {"kind": "local", "path": "/nowhere"},
             "formats": {"onnx": {"embeddings": "int2"}}}))
+
+
+def test_a_folder_without_chat_template_is_prompted_with_the_text_itself(tmp_path):
+    import json
+
+    from tasks.formats.onnx.runtime import chat_template, prompt_text
+
+    class NoTemplating:  # GenAI's tokenizer raises "Empty chat template" here
+        def apply_chat_template(self, *args, **kwargs):
+            raise AssertionError("must not be asked")
+
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<eos>"}))
+    assert chat_template(tmp_path) is None
+    assert prompt_text(NoTemplating(), None, [{"role": "user", "content": "What is 7 times 8?"}]) == "What is 7 times 8?"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
+    assert chat_template(tmp_path) == "{{ messages }}"
+    (tmp_path / "chat_template.jinja").write_text("{{ bos_token }}")
+    assert chat_template(tmp_path) == "{{ bos_token }}"  # the separate file wins, as transformers writes it

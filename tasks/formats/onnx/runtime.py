@@ -132,11 +132,7 @@ class GenaiModel:
         return time.perf_counter() - started
 
     def chat_tokens(self, message: str) -> list[int]:
-        template_file = self.model.folder / "chat_template.jinja"
-        # Without template_str GenAI reads tokenizer_config.json's template (absent in newer exports).
-        template = template_file.read_text() if template_file.is_file() else None
-        messages = json.dumps([{"role": "user", "content": message}])
-        text = self.tokenizer.apply_chat_template(messages, template_str=template, add_generation_prompt=True)
+        text = prompt_text(self.tokenizer, chat_template(self.model.folder), [{"role": "user", "content": message}])
         return [int(t) for t in self.tokenizer.encode(text)]
 
     def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
@@ -155,6 +151,24 @@ class GenaiModel:
 
     def detokenize(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(np.asarray(token_ids, dtype=np.int32)) if token_ids else ""
+
+
+def chat_template(folder: Path) -> str | None:
+    """The folder's chat template (chat_template.jinja, else tokenizer_config.json's), None when it has
+    none: a pretrained model, which GenAI refuses to template ("Empty chat template")."""
+    template_file, config_file = folder / "chat_template.jinja", folder / "tokenizer_config.json"
+    if template_file.is_file():
+        return template_file.read_text()
+    template = json.loads(config_file.read_text()).get("chat_template") if config_file.is_file() else None
+    return template if isinstance(template, str) and template else None
+
+
+def prompt_text(tokenizer: Any, template: str | None, messages: list[dict]) -> str:
+    """The prompt for `messages`: through the chat template, or, for a model without one, the messages'
+    text itself (the tokenizer adds BOS), as the GGUF path and its prompt-only server render it."""
+    if template is None:
+        return "\n\n".join(m["content"] for m in messages if isinstance(m.get("content"), str))
+    return tokenizer.apply_chat_template(json.dumps(messages), template_str=template, add_generation_prompt=True)
 
 
 def load(path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int = 0, all_logits: bool = False) -> GenaiModel:
