@@ -106,9 +106,8 @@ def test_the_builders_gemma3_exporter_takes_the_mapped_config_and_uses_both_thet
         assert np.allclose(caches[name].const_value.numpy(), expected, atol=1e-5), name
 
 
-def test_embedding_modes_resolve_per_model_and_reach_the_builder():
-    assert resolve_embeddings("auto", tied=True) == "shared" and resolve_embeddings("auto", tied=False) == "int4"
-    assert resolve_embeddings("float", tied=True) == "float"
+def test_embedding_modes_are_checked_against_the_model_and_reach_the_builder():
+    assert resolve_embeddings("shared", tied=True) == "shared" and resolve_embeddings("int4", tied=False) == "int4"
     with pytest.raises(OnnxEmbeddingsError, match="'shared' needs a model whose embedding and output"):
         resolve_embeddings("shared", tied=False)
     assert embedding_options("int4") == {"int4_op_types_to_quantize": ["MatMul", "Gather"], "shared_embeddings": False}
@@ -116,8 +115,8 @@ def test_embedding_modes_resolve_per_model_and_reach_the_builder():
     assert embedding_options("float") == {}
 
     int4 = OnnxTargets().export_config("int4")
-    assert int4.embeddings == "auto"
-    workflow = olive_workflow_config("/m", "/o", "/c", int4, tied=False)
+    assert int4.embeddings == "int4"  # the default: int4 stays smaller than Q8_0 on large vocabularies
+    workflow = olive_workflow_config("/m", "/o", "/c", int4)
     assert workflow["passes"]["builder"]["extra_options"]["int4_op_types_to_quantize"] == ["MatMul", "Gather"]
     float_workflow = olive_workflow_config("/m", "/o", "/c", int4.model_copy(update={"embeddings": "float"}))
     assert "extra_options" not in float_workflow["passes"]["builder"]

@@ -30,7 +30,7 @@ class OnnxTargets(BaseModel):
     int4_accuracy_level: AccuracyLevel = Field(
         4, description="MatMulNBits compute type of int4 and int8: 1=fp32 2=fp16 3=bf16 4=int8 (fastest on CPU).",
     )
-    embeddings: EmbeddingsMode = Field("auto", description=EMBEDDINGS_HELP)
+    embeddings: EmbeddingsMode = Field("int4", description=EMBEDDINGS_HELP)
     export_timeout_s: int = Field(3600, ge=10, description="An export still running after this is stopped.")
     smoke_prompt: str = Field(
         "What is the capital of France?",

@@ -85,7 +85,7 @@ class OnnxExportConfig(BaseModel):
         "also used for int8.",
     )
 
-    # The core defaults to the builder's own behaviour; the pipeline's `onnx:` section defaults to "auto".
+    # The core defaults to the builder's own behaviour; the pipeline's `onnx:` section defaults to "int4".
     embeddings: EmbeddingsMode = Field("float", description=EMBEDDINGS_HELP)
 
     @model_validator(mode="after")
@@ -109,7 +109,7 @@ class OnnxExportResult(BaseModel):
     files: list[str]
     versions: dict[str, str]
     wall_s: float
-    embeddings: str = Field("float", description="The embedding mode used, 'auto' resolved.")
+    embeddings: str = Field("float", description="The embedding mode used (int4 only; else 'float').")
     tool: str = "olive ModelBuilder"
 
 
@@ -155,7 +155,7 @@ def olive_workflow_config(
     hf_dir: Path, output_dir: Path, cache_dir: Path, config: OnnxExportConfig, *, tied: bool = False,
 ) -> dict[str, Any]:
     """The Olive workflow dict (what `olive.workflows.run` takes) for this export; `tied`: the model
-    ties its embedding and output matrices (decides embeddings 'auto')."""
+    ties its embedding and output matrices (embeddings 'shared' needs it)."""
     bs, acc = config.int4_block_size, config.int4_accuracy_level
     builder: dict[str, Any] = {"type": "ModelBuilder", "precision": config.precision}
     passes: dict[str, dict[str, Any]] = {"builder": builder}
@@ -242,7 +242,7 @@ def export_onnx(
         raise OnnxExportError(f"{hf_dir} has no config.json; pass a Hugging Face model folder")
     if python is None and (problems := check_onnx_versions()):
         raise OnnxExportError("ONNX toolchain problems:\n" + "\n".join(f"  - {p}" for p in problems))
-    tied = config.precision == "int4" and ties_embeddings(hf_dir)
+    tied = config.precision == "int4" and config.embeddings == "shared" and ties_embeddings(hf_dir)
     embeddings = resolve_embeddings(config.embeddings, tied=tied) if config.precision == "int4" else "float"
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
