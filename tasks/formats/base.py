@@ -5,6 +5,12 @@ with the attributes and methods of `Format` below. The flow never names a format
 registry (`tasks.formats`) for the configured ones and calls these methods. Measurement runs in a
 fresh worker process (`tasks.evaluate.worker`) that imports the format's `runtime_module`, which
 provides `load()` returning a `LoadedModel`.
+
+Optional methods, looked up with getattr: `serve(built, inputs, config)`, `build_base(...)` (the
+reference format), and `refusal(architecture, config) -> str | None`: why the format cannot take a
+model of that architecture at all (None: it can). The flow asks it once the architecture is known
+and before anything is converted (`tasks.formats.refuse_unsupported`), so such a model fails in
+seconds with the reason, not after the other formats' work.
 """
 
 from __future__ import annotations
@@ -84,12 +90,6 @@ class Format(Protocol):
 
     def variants(self, config: BaseModel) -> list[str]:
         """The quant labels this config asks for, in table order."""
-
-    def refusal(self, architecture: str, config: BaseModel) -> str | None:
-        """Why this format cannot take a model of `architecture` at all (None: it can). Asked once the
-        architecture is known and before anything is converted, so a model a format cannot take fails
-        in seconds with the reason, not after the other formats' work. Optional: a format without it
-        is asked nothing (see `tasks.formats.refusals`)."""
 
     def build(self, quant: str, inputs: BuildInputs, config: BaseModel) -> Built:
         """Build (or reuse from the store) one variant."""

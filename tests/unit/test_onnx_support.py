@@ -158,3 +158,12 @@ def test_a_folder_without_chat_template_is_prompted_with_the_text_itself(tmp_pat
     assert chat_template(tmp_path) == "{{ messages }}"
     (tmp_path / "chat_template.jinja").write_text("{{ bos_token }}")
     assert chat_template(tmp_path) == "{{ bos_token }}"  # the separate file wins, as transformers writes it
+
+
+def test_formats_that_refuse_take_the_architecture_and_their_config():
+    import inspect
+
+    from tasks.formats import get_format
+
+    for name in ("gguf", "onnx"):
+        assert list(inspect.signature(get_format(name).refusal).parameters) == ["architecture", "config"]
