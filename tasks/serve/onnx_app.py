@@ -26,10 +26,10 @@ from fastapi.responses import StreamingResponse
 
 
 def create_app(folder: Path, *, threads: int, api_key: str | None) -> FastAPI:
-    from tasks.formats.onnx.runtime import GenaiModel, _generator, _ids, chat_template, prompt_text
+    from tasks.formats.onnx.runtime import GenaiModel, _generator, _ids, bos_text, chat_template, prompt_text
 
     model = GenaiModel(folder, threads=threads)
-    template = chat_template(folder)
+    template, bos = chat_template(folder), bos_text(folder)
     lock = threading.Lock()
     app = FastAPI(title="slmforge ONNX Runtime GenAI server")
 
@@ -39,7 +39,7 @@ def create_app(folder: Path, *, threads: int, api_key: str | None) -> FastAPI:
 
     def tokens(body: dict):
         """Greedy token ids and their text pieces, through the folder's own chat template."""
-        text = prompt_text(model.tokenizer, template, body["messages"])
+        text = prompt_text(model.tokenizer, template, body["messages"], bos=bos)
         prompt = [int(t) for t in model.tokenizer.encode(text)]
         max_tokens = int(body.get("max_tokens") or 256)
         with lock:

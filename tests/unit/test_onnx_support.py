@@ -167,3 +167,20 @@ def test_formats_that_refuse_take_the_architecture_and_their_config():
 
     for name in ("gguf", "onnx"):
         assert list(inspect.signature(get_format(name).refusal).parameters) == ["architecture", "config"]
+
+
+def test_a_template_less_prompt_gets_the_bos_its_tokenizer_puts_first(tmp_path):
+    """GenAI's encode skips tokenizer.json's post-processor: Gemma 3 270M lost its BOS and answered '???'."""
+    import json
+
+    from tasks.formats.onnx.runtime import bos_text, prompt_text
+
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<bos>"}))
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"post_processor": {
+        "type": "TemplateProcessing", "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2]}}}}))
+    assert bos_text(tmp_path) == "<bos>"
+    assert prompt_text(None, None, [{"role": "user", "content": "Hi"}], bos="<bos>") == "<bos>Hi"
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"post_processor": None}))
+    assert bos_text(tmp_path) == ""  # a tokenizer that adds no BOS gets none
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "add_bos_token": True}))
+    assert bos_text(tmp_path) == "<s>"
