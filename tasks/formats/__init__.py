@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, UnsupportedModelError
 
 # The f16 GGUF is the reference every variant is scored against; it comes from this format.
 REFERENCE_FORMAT = "gguf"
@@ -43,3 +43,22 @@ def config_model(name: str):
     if name not in _MODULES:
         get_format(name)  # raises with a suggestion
     return importlib.import_module(_MODULES[name] + ".config").CONFIG
+
+
+def refusals(architecture: str, formats: dict) -> list[str]:
+    """'format: reason' for every configured format (name -> its config section) that cannot take a
+    model of `architecture`; formats that do not implement `refusal` take everything."""
+    reasons = []
+    for name, section in formats.items():
+        refusal = getattr(get_format(name), "refusal", None)
+        if refusal is not None and (reason := refusal(architecture, section)):
+            reasons.append(f"{name}: {reason}")
+    return reasons
+
+
+def refuse_unsupported(architecture: str, formats: dict) -> None:
+    """Raise UnsupportedModelError naming every format that cannot take `architecture`, and why."""
+    if reasons := refusals(architecture, formats):
+        lines = "\n".join(f"  - {reason}" for reason in reasons)
+        raise UnsupportedModelError(f"The model's architecture {architecture!r} cannot go through every "
+                                    f"configured format; nothing was converted:\n{lines}")

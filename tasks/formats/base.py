@@ -5,6 +5,12 @@ with the attributes and methods of `Format` below. The flow never names a format
 registry (`tasks.formats`) for the configured ones and calls these methods. Measurement runs in a
 fresh worker process (`tasks.evaluate.worker`) that imports the format's `runtime_module`, which
 provides `load()` returning a `LoadedModel`.
+
+Optional methods, looked up with getattr: `serve(built, inputs, config)`, `build_base(...)` (the
+reference format), and `refusal(architecture, config) -> str | None`: why the format cannot take a
+model of that architecture at all (None: it can). The flow asks it once the architecture is known
+and before anything is converted (`tasks.formats.refuse_unsupported`), so such a model fails in
+seconds with the reason, not after the other formats' work.
 """
 
 from __future__ import annotations

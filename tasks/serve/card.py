@@ -8,8 +8,10 @@ def _fmt(value: float | None, digits: str = ".1f") -> str:
 
 
 def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag: str, gguf_name: str,
-                    n_ctx: int, deploy_files: bool, validation: dict[str, dict] | None = None) -> str:
-    """Markdown: the smoke and load figures measured through the server, then the targets."""
+                    n_ctx: int, deploy_files: bool, validation: dict[str, dict] | None = None,
+                    chat_template: bool = True) -> str:
+    """Markdown: the smoke and load figures measured through the server, then the targets.
+    `chat_template` False: the file has none and is served with the prompt-only chat format."""
     rows = ["| users | requests/s | output tok/s | p50 latency ms | p95 latency ms | TTFT p50 ms | TTFT p95 ms | errors |",
             "|---|---|---|---|---|---|---|---|"]
     for c in levels:
@@ -22,7 +24,8 @@ def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag
     smoke = "passed" if metrics.get("serve_smoke_pass") else "FAILED"
     served = (
         "## Served\n\n"
-        f"Served on loopback by {server} with this file and its chat template; checked through the "
+        f"Served on loopback by {server} with this file and "
+        f"{'its chat template' if chat_template else 'the prompt-only chat format (it has no chat template)'}; checked through the "
         f"OpenAI chat endpoint. Smoke test: **{smoke}** ({metrics.get('serve_smoke_requests', 0):.0f} checkable "
         f"prompts, {metrics.get('serve_smoke_errors', 0):.0f} errors, served task score "
         f"{_fmt(metrics.get('serve_task_score'), '.2f')}, same answer as offline greedy on "
@@ -31,10 +34,17 @@ def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag
         f"thread(s), the load client on the same host (offline `decode_tps`: {_fmt(metrics.get('decode_tps'))}).\n\n"
         "Load test (Locust, streamed chat requests, a fixed number per level):\n\n" + "\n".join(rows) + "\n\n"
     ) if "serve_smoke_pass" in metrics else ""  # serving switched off: nothing was served
-    text = served + (
-        "## Deployment targets\n\n"
-        f"- **OpenAI-compatible server (llama-cpp-python)**: `pip install \"llama-cpp-python[server]\"`, then\n"
+    llama_cpp = (
+        "- **OpenAI-compatible server (llama-cpp-python)**: `pip install \"llama-cpp-python[server]\"`, then\n"
         f"  `API_KEY=... python -m llama_cpp.server --model {gguf_name} --n_ctx {n_ctx} --interrupt_requests false`\n"
+    ) if chat_template else (
+        "- **OpenAI-compatible server (llama-cpp-python)**: this GGUF has no chat template (a pretrained model), "
+        "and llama-cpp-python's fallback for that is the Llama-2 `[INST]` format, which this model was not trained "
+        "on (it answers with an empty string). Serve it with slmforge's prompt-only format (the message text, as "
+        "measured): `API_KEY=... python -m tasks.serve.llama_cpp_server --chat_format prompt-only --model "
+        f"{gguf_name} --n_ctx {n_ctx} --interrupt_requests false`, or use its completions endpoint\n"
+    )
+    text = served + "## Deployment targets\n\n" + llama_cpp + (
         f"- **Ollama**: `ollama create {ollama_tag} -f Modelfile && ollama run {ollama_tag}`\n"
     )
     if deploy_files:

@@ -28,6 +28,7 @@ from tasks.versions import package_version
 RESULT = "serve_result.json"
 # The modules that shape a serving result (the card's wording, in tasks.serve.card, does not).
 SERVING_CODE = ("tasks.serve.check", "tasks.serve.config", "tasks.serve.server", "tasks.serve.smoke",
+                "tasks.serve.llama_cpp_server",
                 "tasks.serve.load", "tasks.serve.locustfile", "tasks.evaluate.prompt_suite")
 
 

@@ -26,11 +26,10 @@ from fastapi.responses import StreamingResponse
 
 
 def create_app(folder: Path, *, threads: int, api_key: str | None) -> FastAPI:
-    from tasks.formats.onnx.runtime import GenaiModel, _generator, _ids
+    from tasks.formats.onnx.runtime import GenaiModel, _generator, _ids, bos_text, chat_template, prompt_text
 
     model = GenaiModel(folder, threads=threads)
-    template_file = folder / "chat_template.jinja"
-    template = template_file.read_text() if template_file.is_file() else None
+    template, bos = chat_template(folder), bos_text(folder)
     lock = threading.Lock()
     app = FastAPI(title="slmforge ONNX Runtime GenAI server")
 
@@ -40,8 +39,7 @@ def create_app(folder: Path, *, threads: int, api_key: str | None) -> FastAPI:
 
     def tokens(body: dict):
         """Greedy token ids and their text pieces, through the folder's own chat template."""
-        text = model.tokenizer.apply_chat_template(json.dumps(body["messages"]), template_str=template,
-                                                   add_generation_prompt=True)
+        text = prompt_text(model.tokenizer, template, body["messages"], bos=bos)
         prompt = [int(t) for t in model.tokenizer.encode(text)]
         max_tokens = int(body.get("max_tokens") or 256)
         with lock:

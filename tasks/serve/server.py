@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from tasks.errors import SlmforgeError
+from tasks.serve.llama_cpp_server import PROMPT_ONLY
 
 
 class ServerStartError(SlmforgeError):
@@ -47,13 +48,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def llama_cpp_command(gguf: Path, *, port: int, n_ctx: int, threads: int) -> list[str]:
-    """llama-cpp-python's server on one GGUF; chat_format unset, so the GGUF's own chat template is used."""
-    return [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", gguf.stem,
+def llama_cpp_command(gguf: Path, *, port: int, n_ctx: int, threads: int, chat_template: bool = True) -> list[str]:
+    """llama-cpp-python's server on one GGUF. With a chat template in the file (`chat_template`),
+    chat_format stays unset, so the server renders prompts with that template; without one, the
+    server's own fallback (Llama-2 `[INST]`) would be used, so the prompt-only format is named
+    instead (tasks.serve.llama_cpp_server: the message text, as measured offline)."""
+    module, extra = ("llama_cpp.server", []) if chat_template else (
+        "tasks.serve.llama_cpp_server", ["--chat_format", PROMPT_ONLY])
+    return [sys.executable, "-m", module, "--model", str(gguf), "--model_alias", gguf.stem,
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
             "--n_threads_batch", str(threads),
             # Its default stops a running request when another arrives: concurrent clients would fail.
-            "--interrupt_requests", "false"]
+            "--interrupt_requests", "false", *extra]
 
 
 @contextmanager

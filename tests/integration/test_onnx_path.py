@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from flows.pipeline import pipeline
 from tasks.acquire import AcquireConfig, acquire_model
 from tasks.acquire.sources import LocalSource
-from tasks.errors import SlmforgeError
+from tasks.errors import UnsupportedModelError
 from tasks.evaluate import EvalConfig
 from tasks.evaluate.measure import compute_reference, measure_variant, prepare_tokens
 from tasks.formats import get_format
@@ -139,20 +139,23 @@ def tiny_gpt2_dir(tmp_path_factory, embedded_tokenizer_dir):
     return out
 
 
-def test_unsupported_architecture_fails_only_its_onnx_variant(prefect_harness, tiny_gpt2_dir, tmp_path, tracking_uri):
+def test_a_model_the_onnx_builder_cannot_take_is_refused_before_any_conversion(
+        prefect_harness, tiny_gpt2_dir, tmp_path, tracking_uri):
+    store = tmp_path / "store"
     config = write_config(tmp_path / "gpt2.yaml", {
         "name": "tiny-gpt2", "model_name": "Tiny-GPT2",
         "formats": {"gguf": {"types": ["Q8_0"]}, "onnx": {"precisions": ["int4"]}},
         "source": {"kind": "local", "path": str(tiny_gpt2_dir)},
-        "evaluate": QUICK_EVAL, "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"),
+        "evaluate": QUICK_EVAL, "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(store),
     })
-    with pytest.raises(SlmforgeError, match="tiny-gpt2-onnx-int4") as info:
+    with pytest.raises(UnsupportedModelError) as info:
         pipeline(str(config))
-    assert "'GPT2LMHeadModel' is not supported by onnxruntime-genai's model builder" in str(info.value)
+    message = str(info.value)
+    assert "'GPT2LMHeadModel'" in message and "onnx: onnxruntime-genai's model builder has no exporter" in message
+    assert "remove 'onnx' from `formats`" in message and "gguf:" not in message  # llama.cpp takes GPT-2
+    assert not (store / "convert").exists() and not (store / "onnx-export").exists()  # nothing was built
 
-    runs = _variant_runs(tracking_uri, "tiny-gpt2")
-    assert set(runs) == {("gguf", "F16"), ("gguf", "Q8_0"), ("onnx", "int4")}
-    for key in [("gguf", "F16"), ("gguf", "Q8_0")]:
-        assert runs[key].info.status == "FINISHED" and "perplexity" in runs[key].data.metrics
-    failed = runs[("onnx", "int4")]
-    assert failed.info.status == "FAILED" and "GPT2LMHeadModel" in failed.data.tags["slmforge.error"]
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny-gpt2").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]  # the parent only: no variant was started
+    assert "GPT2LMHeadModel" in runs[0].data.tags["slmforge.error"]

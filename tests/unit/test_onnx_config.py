@@ -98,3 +98,20 @@ def test_validate_reports_incompatible_onnx_versions_only_when_onnx_is_built(tmp
 
 def test_installed_toolchain_is_compatible():
     assert check_onnx_versions() == []  # the pins in pyproject.toml
+
+
+def test_validate_says_up_front_that_the_onnx_builder_cannot_take_a_local_gpt2(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
+    save_file({"wte.weight": torch.zeros(4, 2)}, folder / "model.safetensors")
+    source = {"kind": "local", "path": str(folder)}
+    _, problems = config_problems(write_config(tmp_path / "c.yaml", {**BASE, "source": source,
+                                                                      "formats": ["gguf", "onnx"]}))
+    refused = [p for p in problems if p.startswith("formats: onnx:")]
+    assert len(refused) == 1 and "'GPT2LMHeadModel'" in refused[0] and "remove 'onnx'" in refused[0]
+    _, problems = config_problems(write_config(tmp_path / "g.yaml", {**BASE, "source": source, "formats": ["gguf"]}))
+    assert not [p for p in problems if p.startswith("formats:")]

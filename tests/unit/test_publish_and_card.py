@@ -133,3 +133,13 @@ def test_card_serving_section_shows_the_measured_figures_and_every_target():
     unserved = serving_section({}, levels=[1], server="s", ollama_tag="m:q4", gguf_name="m.gguf", n_ctx=2048,
                                deploy_files=False)
     assert "## Served" not in unserved and "ollama create m:q4" in unserved and "kubectl" not in unserved
+
+
+def test_card_of_a_gguf_without_chat_template_says_how_to_serve_it_as_measured():
+    from tasks.serve.card import serving_section
+
+    text = serving_section({"serve_smoke_pass": 1.0}, levels=[1], server="llama-cpp-python's server",
+                           ollama_tag="g:q8", gguf_name="g.gguf", n_ctx=512, deploy_files=False, chat_template=False)
+    assert "the prompt-only chat format (it has no chat template)" in text
+    assert "python -m tasks.serve.llama_cpp_server --chat_format prompt-only --model g.gguf" in text
+    assert "python -m llama_cpp.server" not in text and "ollama create g:q8" in text

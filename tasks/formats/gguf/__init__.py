@@ -23,6 +23,11 @@ class GgufFormat:
         return BaseArtifact(path=result.gguf_path, key=result.key, quant=config.outtype.upper(), reused=result.reused,
                             n_weights=int(gguf_size_facts(result.gguf_path)["n_weights"]))
 
+    def refusal(self, architecture: str, config: GgufConfig) -> str | None:
+        from tasks.formats.gguf.convert import unsupported_reason
+
+        return unsupported_reason(architecture)
+
     def variants(self, config: GgufConfig) -> list[str]:
         return [recipe.label for recipe in config.recipes()] + [target.label() for target in config.targets]
 

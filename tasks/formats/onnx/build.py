@@ -15,6 +15,8 @@ from tasks.versions import subset, tool_versions
 
 # What shapes an exported graph: Olive and the GenAI builder, and the loaders they call.
 EXPORT_TOOLS = ("olive-ai", "onnxruntime-genai", "onnxruntime", "onnx", "transformers", "torch")
+# The modules that shape an exported folder (a fix in any of them rebuilds it).
+EXPORT_CODE = ("tasks.formats.onnx.export", "tasks.formats.onnx.embeddings", "tasks.formats.onnx.legacy_config")
 MODEL_DIR = "model"  # the GenAI folder inside the stored export; export.json sits beside it
 
 
@@ -36,7 +38,7 @@ def export_onnx_variant(
     config = targets.export_config(precision)
     material = {"hf_identity": identity, "export": config.model_dump(mode="json"), "model_name": model_name,
                 "versions": subset(tool_versions(EXPORT_TOOLS), *EXPORT_TOOLS),
-                "code": code_identity("tasks.formats.onnx.export", __name__)}
+                "code": code_identity(*EXPORT_CODE, __name__)}
 
     def build(tmp: Path) -> None:
         from tasks.plan.guard import check_onnx_export
@@ -45,7 +47,8 @@ def export_onnx_variant(
         result = export_onnx(hf_dir, tmp / MODEL_DIR, config, timeout_s=targets.export_timeout_s)
         _ensure_chat_template(tmp / MODEL_DIR, hf_dir)
         record = {"model_name": model_name, "precision": precision, "wall_s": result.wall_s,
-                  "versions": result.versions, "tool": result.tool, "files": result.files}
+                  "versions": result.versions, "tool": result.tool, "files": result.files,
+                  "embeddings": result.embeddings}
         (tmp / "export.json").write_text(json.dumps(record, indent=2))
 
     stored = stored_step(store_root, "onnx-export", material, build)

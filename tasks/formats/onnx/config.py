@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.formats.onnx.export import AccuracyLevel, BlockSize, OnnxExportConfig
+from tasks.formats.onnx.export import EMBEDDINGS_HELP, AccuracyLevel, BlockSize, EmbeddingsMode, OnnxExportConfig
 from tasks.serve.config import ServeConfig
 
 OnnxPrecision = Literal["int4", "int8", "fp32", "fp16"]
@@ -30,6 +30,7 @@ class OnnxTargets(BaseModel):
     int4_accuracy_level: AccuracyLevel = Field(
         4, description="MatMulNBits compute type of int4 and int8: 1=fp32 2=fp16 3=bf16 4=int8 (fastest on CPU).",
     )
+    embeddings: EmbeddingsMode = Field("int4", description=EMBEDDINGS_HELP)
     export_timeout_s: int = Field(3600, ge=10, description="An export still running after this is stopped.")
     smoke_prompt: str = Field(
         "What is the capital of France?",
@@ -58,5 +59,7 @@ class OnnxTargets(BaseModel):
         return OnnxExportConfig(
             precision=precision, execution_provider=self.execution_provider,
             int4_block_size=self.int4_block_size, int4_accuracy_level=self.int4_accuracy_level,
+            # int8 and fp32 keep the builder's embedding: their cache keys do not move with this knob.
+            embeddings=self.embeddings if precision == "int4" else "float",
         )
 CONFIG = OnnxTargets

@@ -24,6 +24,9 @@ from packaging.version import Version
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from tasks.errors import SlmforgeError, UnsupportedModelError
+from tasks.formats.onnx.embeddings import (
+    EMBEDDINGS_HELP, EmbeddingsMode, embedding_options, resolve_embeddings, ties_embeddings,
+)
 
 # Block sizes Olive's ModelBuilder pass (and MatMulNBits on CPU) accept.
 BUILDER_BLOCK_SIZES = (16, 32, 64, 128, 256)
@@ -82,11 +85,17 @@ class OnnxExportConfig(BaseModel):
         "also used for int8.",
     )
 
+    # The core defaults to the builder's own behaviour; the pipeline's `onnx:` section defaults to "int4".
+    embeddings: EmbeddingsMode = Field("float", description=EMBEDDINGS_HELP)
+
     @model_validator(mode="after")
     def _fp16_needs_cuda(self) -> OnnxExportConfig:
         # Olive silently skips the pass (-> "No output model") for fp16 on CPU; fail early instead.
         if self.precision == "fp16" and self.execution_provider != "cuda":
             raise ValueError("precision 'fp16' needs execution_provider 'cuda'; use fp32 or int4/int8 on CPU")
+        if self.embeddings != "float" and self.precision != "int4":
+            raise ValueError(f"embeddings {self.embeddings!r} applies to precision 'int4' only, not "
+                             f"{self.precision!r}; use embeddings 'float'")
         return self
 
 
@@ -100,6 +109,7 @@ class OnnxExportResult(BaseModel):
     files: list[str]
     versions: dict[str, str]
     wall_s: float
+    embeddings: str = Field("float", description="The embedding mode used (int4 only; else 'float').")
     tool: str = "olive ModelBuilder"
 
 
@@ -142,14 +152,18 @@ def check_onnx_versions(installed: dict[str, str | None] | None = None) -> list[
 
 
 def olive_workflow_config(
-    hf_dir: Path, output_dir: Path, cache_dir: Path, config: OnnxExportConfig
+    hf_dir: Path, output_dir: Path, cache_dir: Path, config: OnnxExportConfig, *, tied: bool = False,
 ) -> dict[str, Any]:
-    """The Olive workflow dict (what `olive.workflows.run` takes) for this export."""
+    """The Olive workflow dict (what `olive.workflows.run` takes) for this export; `tied`: the model
+    ties its embedding and output matrices (embeddings 'shared' needs it)."""
     bs, acc = config.int4_block_size, config.int4_accuracy_level
     builder: dict[str, Any] = {"type": "ModelBuilder", "precision": config.precision}
     passes: dict[str, dict[str, Any]] = {"builder": builder}
     if config.precision == "int4":
         builder.update(int4_block_size=bs, int4_accuracy_level=acc)
+        # Olive's pass has no parameter for shared_embeddings: its extra_options go to the builder as is.
+        if extra := embedding_options(resolve_embeddings(config.embeddings, tied=tied)):
+            builder["extra_options"] = extra
     elif config.precision == "int8":
         builder["precision"] = "fp32"
         passes["rtn8"] = {"type": "OnnxBlockWiseRtnQuantization", "bits": 8, "is_symmetric": True,
@@ -175,6 +189,10 @@ _CHILD = f"""
 import json, sys
 from importlib import metadata
 from olive.workflows import run
+from tasks.formats.onnx.embeddings import install_olive_embedding_fix
+from tasks.formats.onnx.legacy_config import install
+install()  # the builder reads transformers-4 config names (legacy_config.py)
+install_olive_embedding_fix()  # Olive's own make_embedding cannot share (embeddings.py)
 out = run(json.load(open(sys.argv[1])))
 ok = bool(out is not None and out.has_output_model())
 vers = {{n: metadata.version(n) for n in ("olive-ai", "onnxruntime", "onnxruntime-genai")}}
@@ -186,7 +204,10 @@ sys.exit(0 if ok else 3)
 def _child_env(staging: Path) -> dict[str, str]:
     # OLIVE_DISABLE_TELEMETRY: Olive 0.13 sends telemetry unless it is "1" (or a CI var is set).
     # HF_HUB_CACHE: the builder uses it as scratch for intermediate files; keep that in staging.
-    return {**os.environ, "OLIVE_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+    # PYTHONPATH: the child runs in staging, yet imports this checkout's legacy_config.
+    root = str(Path(__file__).resolve().parents[3])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OLIVE_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
             "HF_HUB_CACHE": str(staging / "hf_cache")}
 
@@ -221,13 +242,15 @@ def export_onnx(
         raise OnnxExportError(f"{hf_dir} has no config.json; pass a Hugging Face model folder")
     if python is None and (problems := check_onnx_versions()):
         raise OnnxExportError("ONNX toolchain problems:\n" + "\n".join(f"  - {p}" for p in problems))
+    tied = config.precision == "int4" and config.embeddings == "shared" and ties_embeddings(hf_dir)
+    embeddings = resolve_embeddings(config.embeddings, tied=tied) if config.precision == "int4" else "float"
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         model_dir, cfg_path, log_path = staging / "model", staging / "olive.json", staging / "export.log"
-        cfg_path.write_text(json.dumps(olive_workflow_config(hf_dir, model_dir, staging / "cache", config)))
+        cfg_path.write_text(json.dumps(olive_workflow_config(hf_dir, model_dir, staging / "cache", config, tied=tied)))
         start = time.perf_counter()
         with log_path.open("w") as log:
             try:
@@ -256,6 +279,6 @@ def export_onnx(
         out_dir=out_dir, model_path=out_dir / "model.onnx",
         genai_config_path=out_dir / "genai_config.json",
         size_bytes=sum((out_dir / f).stat().st_size for f in files),
-        files=files, versions=result["versions"], wall_s=round(wall_s, 3),
+        files=files, versions=result["versions"], wall_s=round(wall_s, 3), embeddings=embeddings,
     )
 

@@ -11,6 +11,7 @@ from tasks.card import model_card
 from tasks.codeid import code_identity
 from tasks.evaluate.process import run_worker
 from tasks.formats.onnx.config import OnnxTargets
+from tasks.formats.onnx.runtime import bos_text, chat_template
 from tasks.store import link_or_copy, stored_step
 
 WORKER = "tasks.evaluate.worker"
@@ -52,7 +53,8 @@ def package_onnx_variant(
             title=f"{model_name} {precision} (ONNX Runtime GenAI)",
             variant={"format": "onnx", "quant": precision, "runtime": "onnxruntime-genai",
                      "files": ", ".join(sorted(p.name for p in folder.iterdir() if p.is_file()))},
-            provenance=provenance, metrics=metrics, usage=_usage(smoke),
+            provenance=provenance, metrics=metrics,
+            usage=_usage(smoke, templated=chat_template(tmp) is not None, bos=bos_text(tmp)),
         ))
 
     stored = stored_step(store_root, "onnx-package", material, build)
@@ -61,19 +63,23 @@ def package_onnx_variant(
                                smoke_prompt=smoke["prompt"], smoke_answer=smoke["answer"])
 
 
-def _usage(smoke: dict) -> str:
+def _usage(smoke: dict, *, templated: bool, bos: str = "") -> str:
     answer = smoke["answer"].replace("\n", "\\n").replace("`", "'")
+    # A folder without a chat template (a pretrained model): GenAI refuses to template, the prompt is the text.
+    prompt = ("prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)\n" if templated
+              else f"prompt = {json.dumps(bos + smoke['prompt'])}  # no chat template: BOS and the text\n")
     return (
         "With ONNX Runtime GenAI (`pip install onnxruntime-genai`), from this folder:\n\n"
         "```python\nimport json\nimport onnxruntime_genai as og\n\n"
         'model = og.Model(".")\ntokenizer = og.Tokenizer(model)\n'
         f'messages = json.dumps([{{"role": "user", "content": {json.dumps(smoke["prompt"])}}}])\n'
-        "prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)\n"
+        + prompt +
         "params = og.GeneratorParams(model)\nparams.set_search_options(do_sample=False, max_length=256)\n"
         "generator = og.Generator(model, params)\ngenerator.append_tokens(tokenizer.encode(prompt))\n"
         "while not generator.is_done():\n    generator.generate_next_token()\n"
         "print(tokenizer.decode(generator.get_sequence(0)))\n```\n\n"
-        "## Smoke test\n\nGenerated greedily from this packaged folder with its chat template when it "
+        "## Smoke test\n\nGenerated greedily from this packaged folder "
+        f"{'with its chat template' if templated else 'from the bare prompt (no chat template)'} when it "
         f"was built ({smoke['answer_tokens']} tokens):\n\n- **prompt**: `{smoke['prompt']}`\n"
         f"- **answer**: `{answer}`\n"
     )

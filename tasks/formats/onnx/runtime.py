@@ -132,11 +132,9 @@ class GenaiModel:
         return time.perf_counter() - started
 
     def chat_tokens(self, message: str) -> list[int]:
-        template_file = self.model.folder / "chat_template.jinja"
-        # Without template_str GenAI reads tokenizer_config.json's template (absent in newer exports).
-        template = template_file.read_text() if template_file.is_file() else None
-        messages = json.dumps([{"role": "user", "content": message}])
-        text = self.tokenizer.apply_chat_template(messages, template_str=template, add_generation_prompt=True)
+        folder = self.model.folder
+        text = prompt_text(self.tokenizer, chat_template(folder), [{"role": "user", "content": message}],
+                           bos=bos_text(folder))
         return [int(t) for t in self.tokenizer.encode(text)]
 
     def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
@@ -155,6 +153,40 @@ class GenaiModel:
 
     def detokenize(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(np.asarray(token_ids, dtype=np.int32)) if token_ids else ""
+
+
+def chat_template(folder: Path) -> str | None:
+    """The folder's chat template (chat_template.jinja, else tokenizer_config.json's), None when it has
+    none: a pretrained model, which GenAI refuses to template ("Empty chat template")."""
+    template_file, config_file = folder / "chat_template.jinja", folder / "tokenizer_config.json"
+    if template_file.is_file():
+        return template_file.read_text()
+    template = json.loads(config_file.read_text()).get("chat_template") if config_file.is_file() else None
+    return template if isinstance(template, str) and template else None
+
+
+def bos_text(folder: Path) -> str:
+    """The BOS token's text when the tokenizer puts BOS first ('' otherwise). GenAI's `encode` does not
+    run tokenizer.json's post-processor, so a template-less prompt would lose the BOS that a chat template
+    writes itself and llama.cpp adds: Gemma 3 270M without it answered '???...' (fp32, exact logits)."""
+    config_file, tokenizer_file = folder / "tokenizer_config.json", folder / "tokenizer.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    bos = config.get("bos_token")
+    bos = bos.get("content") if isinstance(bos, dict) else bos
+    if not isinstance(bos, str) or not bos:
+        return ""
+    if config.get("add_bos_token"):
+        return bos
+    post = json.loads(tokenizer_file.read_text()).get("post_processor") if tokenizer_file.is_file() else None
+    return bos if bos in (post or {}).get("special_tokens", {}) else ""
+
+
+def prompt_text(tokenizer: Any, template: str | None, messages: list[dict], *, bos: str = "") -> str:
+    """The prompt for `messages`: through the chat template, or, for a model without one, BOS and the
+    messages' text itself, as the GGUF path and its prompt-only server render it."""
+    if template is None:
+        return bos + "\n\n".join(m["content"] for m in messages if isinstance(m.get("content"), str))
+    return tokenizer.apply_chat_template(json.dumps(messages), template_str=template, add_generation_prompt=True)
 
 
 def load(path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int = 0, all_logits: bool = False) -> GenaiModel:
