@@ -55,7 +55,7 @@ def default_files() -> list[Path]:
     for pattern in patterns:
         matches = sorted(STORE.glob(pattern))
         if not matches:
-            sys.exit(f"no {pattern} under {STORE}: run the pipeline on configs/default.yaml first")
+            sys.exit(f"no {pattern} under {STORE}: run the pipeline on configs/sweep.yaml first")
         found.append(matches[0])
     return found
 

@@ -15,7 +15,7 @@ def test_two_runs_at_once_share_the_store_safely(tmp_path, tiny_model_dir, track
     store = tmp_path / "store"
     configs = [write_config(tmp_path / f"c{i}.yaml", {
         "name": "concurrent", "model_name": "Tiny-Llama", "source": {"kind": "local", "path": str(tiny_model_dir)},
-        "formats": {"gguf": {"types": ["Q8_0", "Q4_0"]}}, "evaluate": QUICK_EVAL,
+        "formats": {"gguf": {"types": ["Q8_0", "Q4_0"], "serve": {"enabled": False}}}, "evaluate": QUICK_EVAL,
         "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(store),
     }) for i in (1, 2)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}

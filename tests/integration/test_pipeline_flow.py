@@ -17,7 +17,7 @@ def config_for(tmp_path, tiny_model_dir, tracking_uri):
         return write_config(tmp_path / f"c-{'-'.join(types)}.yaml", {
             "name": "tiny-flow", "model_name": "Tiny-Llama", # ONNX: test_onnx_path.py
             "source": {"kind": "local", "path": str(tiny_model_dir)},
-            "formats": {"gguf": {"types": types}}, "evaluate": QUICK_EVAL,
+            "formats": {"gguf": {"types": types, "serve": {"enabled": False}}}, "evaluate": QUICK_EVAL,
             "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"), **extra,
         })
     return make

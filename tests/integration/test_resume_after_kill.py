@@ -22,7 +22,7 @@ def test_killed_run_resumes_without_reusing_partial_files(tiny_model_dir, tmp_pa
     config = write_config(tmp_path / "c.yaml", {
         "name": "kill-test", "model_name": "Tiny-Llama",
         "source": {"kind": "local", "path": str(tiny_model_dir)},
-        "formats": {"gguf": {"types": ["Q8_0", "Q4_0"]}}, "evaluate": QUICK_EVAL,
+        "formats": {"gguf": {"types": ["Q8_0", "Q4_0"], "serve": {"enabled": False}}}, "evaluate": QUICK_EVAL,
         "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}, "store_dir": str(store),
     })
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO)}

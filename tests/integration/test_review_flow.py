@@ -19,7 +19,7 @@ def _children(client, parent_id):
 def test_reuse_registry_and_regression_across_two_runs(prefect_harness, tmp_path, tiny_model_dir, tracking_uri):
     config = write_config(tmp_path / "c.yaml", {
         "name": "tiny-review", "model_name": "Tiny-Llama", "source": {"kind": "local", "path": str(tiny_model_dir)},
-        "formats": {"gguf": {"types": ["Q8_0"]}}, "evaluate": QUICK_EVAL, "gates": {"max_ppl_ratio": 10},
+        "formats": {"gguf": {"types": ["Q8_0"], "serve": {"enabled": False}}}, "evaluate": QUICK_EVAL, "gates": {"max_ppl_ratio": 10},
         "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"),
         "registry": {"devices": ["laptop-8gb"]},
     })

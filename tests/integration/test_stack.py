@@ -60,7 +60,7 @@ def test_stack_serves_a_real_flow_run(stack, tmp_path, tiny_model_dir):
 
     config = write_config(tmp_path / "c.yaml", {
         "name": "stack-flow", "model_name": "Tiny-Llama", "source": {"kind": "local", "path": str(tiny_model_dir)},
-        "formats": {"gguf": {"types": ["Q8_0"]}}, "evaluate": QUICK_EVAL, "store_dir": str(tmp_path / "store"),
+        "formats": {"gguf": {"types": ["Q8_0"], "serve": {"enabled": False}}}, "evaluate": QUICK_EVAL, "store_dir": str(tmp_path / "store"),
     })
     run = _slmforge("run", str(config), env=client_env(state))
     assert "Q8_0" in run.stdout and password not in run.stdout + run.stderr

@@ -69,7 +69,7 @@ def _children_by_class(client: MlflowClient, experiment_id: str, parent_id: str)
 def test_two_classes_one_parent_a_lost_worker_and_the_rerun(stack_env, tmp_path, tiny_model_dir):
     config = write_config(tmp_path / "c.yaml", {
         "name": "two-classes", "model_name": "Tiny-Llama", "source": {"kind": "local", "path": str(tiny_model_dir)},
-        "formats": {"gguf": {"types": ["Q8_0"]}}, "evaluate": QUICK_EVAL, "store_dir": str(tmp_path / "store"),
+        "formats": {"gguf": {"types": ["Q8_0"], "serve": {"enabled": False}}}, "evaluate": QUICK_EVAL, "store_dir": str(tmp_path / "store"),
         "hardware": ["cpu-a", "cpu-b"], "remote_timeout_s": 900,
     })
     workers = {cls: Worker(cls, stack_env, tmp_path / f"{cls}.log") for cls in ("cpu-a", "cpu-b")}
