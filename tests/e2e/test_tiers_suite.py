@@ -29,9 +29,10 @@ def tiers(prefect_harness, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tiers")
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
     # Plumbing and one real figure per row: one chunk, the near-lossless GGUF type and ONNX int4,
-    # serving off (tests/integration/test_serve.py serves), speed bursts of the quick protocol.
+    # serving off for both formats (test_serve.py and the e2e default run serve), quick speed bursts.
     cheap = {"evaluate": {**QUICK_EVAL, "max_chunks": 1, "prompt_suite": None},
-             "formats": {"gguf": {"types": ["Q8_0"], "serve": {"enabled": False}}, "onnx": {"precisions": ["int4"]}},
+             "formats": {"gguf": {"types": ["Q8_0"], "serve": {"enabled": False}},
+                         "onnx": {"precisions": ["int4"], "serve": {"enabled": False}}},
              "store_dir": str(tmp / "store"), "tracking": {"tracking_uri": uri}}
     suite_file = tmp / "tiers.yaml"
     suite_file.write_text(yaml.safe_dump({
