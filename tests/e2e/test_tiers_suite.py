@@ -67,7 +67,7 @@ def test_the_small_tier_model_is_recorded_with_its_provenance(tiers):
     client = MlflowClient(uri)
     summary = result["models"]["qwen2.5-coder-1.5b-instruct"]
     parent = client.get_run(summary["mlflow_run_id"])
-    assert parent.data.params["license"] == "apache-2.0"
+    assert parent.data.params["license"] == "Apache-2.0"  # the SPDX id the config records (the packages name none)
     assert parent.data.tags["slmforge.tier"] == "small"
     assert summary["tier"] == "small" and summary["source"].startswith("gguf:")
 
