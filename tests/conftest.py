@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,38 @@ def pytest_collection_modifyitems(items):
         tier = TIERS.get(parts[0]) if len(parts) > 1 else None
         if tier:
             item.add_marker(getattr(pytest.mark, tier))
+
+
+# The suite writes gigabytes (real models, their stores): the lowest free disk space, sampled every
+# few seconds, is printed at the end of every run beside the slowest tests, so the disk budget
+# stays seen. A sampling thread, because the peak falls inside a model run, not between tests.
+_DISK = {"start": None, "lowest": None, "during": ""}
+
+
+def _free_bytes() -> int:
+    return shutil.disk_usage(tempfile.gettempdir()).free
+
+
+def pytest_sessionstart(session):
+    _DISK["start"] = _DISK["lowest"] = _free_bytes()
+
+    def sample():
+        while True:
+            free = _free_bytes()
+            if free < _DISK["lowest"]:
+                _DISK["lowest"], _DISK["during"] = free, os.environ.get("PYTEST_CURRENT_TEST", "")
+            time.sleep(5)
+
+    threading.Thread(target=sample, name="disk-sampler", daemon=True).start()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _DISK["start"] is not None:
+        gib = 2**30
+        terminalreporter.write_line(
+            f"disk: {_DISK['start'] / gib:.1f} GiB free at the start, lowest {_DISK['lowest'] / gib:.1f} GiB"
+            + (f" (during {_DISK['during'].split(' ')[0]})" if _DISK["during"] else "")
+            + f", {_free_bytes() / gib:.1f} GiB at the end ({tempfile.gettempdir()})")
 
 
 @pytest.fixture(autouse=True, scope="session")

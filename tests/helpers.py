@@ -23,6 +23,15 @@ def write_config(path: Path, data: dict) -> Path:
     return path
 
 
+def remove_after_module(path: Path) -> None:
+    """Delete a module fixture's folder once its tests are done. pytest keeps every
+    tmp_path_factory folder until the session ends, and the model runs write gigabytes (the
+    1.5B model's dequantized weights alone are 7.1 GB): kept, they fill a CI disk before the suite
+    ends. SLMFORGE_KEEP_TEST_FILES=1 keeps them for a look after a failure."""
+    if os.environ.get("SLMFORGE_KEEP_TEST_FILES", "") in ("", "0"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def tools_required() -> bool:
     """CI (SLMFORGE_REQUIRE_TOOLS=1) must run every check: a missing validator fails there."""
     return os.environ.get("SLMFORGE_REQUIRE_TOOLS", "") not in ("", "0")

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
 from tasks.hashing import verify_manifest
-from tests.conftest import REPO, write_config
+from tests.helpers import REPO, remove_after_module, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +21,8 @@ def default_run(prefect_harness, tmp_path_factory):
         "include": [str(REPO / "configs" / "default.yaml"), str(REPO / "configs" / "eval" / "quick.yaml")],
         "store_dir": str(tmp / "store"), "tracking": {"tracking_uri": uri},
     })
-    return pipeline(str(config)), uri
+    yield pipeline(str(config)), uri
+    remove_after_module(tmp)
 
 
 def test_every_default_variant_is_measured(default_run):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO, remove_after_module
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,8 @@ if (_reason := _skip_reason()) is not None:
 @pytest.fixture(scope="module")
 def qwen_gguf(tmp_path_factory) -> Path:
     """The parts joined in order, checked against the published sha256."""
-    out = tmp_path_factory.mktemp("qwen") / "qwen2.5-coder-1.5b-q4_k_m.gguf"
+    folder = tmp_path_factory.mktemp("qwen")
+    out = folder / "qwen2.5-coder-1.5b-q4_k_m.gguf"
     digest = hashlib.sha256()
     with out.open("wb") as sink:
         for n in range(1, PARTS + 1):
@@ -63,7 +64,8 @@ def qwen_gguf(tmp_path_factory) -> Path:
             digest.update(data)
             sink.write(data)
     assert digest.hexdigest() == SHA256
-    return out
+    yield out
+    remove_after_module(folder)
 
 
 def _acquire_in_cgroup(gguf: Path, store: Path, cap: int) -> tuple[subprocess.CompletedProcess, dict, float]:
