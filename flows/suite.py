@@ -11,7 +11,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, runtime, task
 
 from flows.pipeline import pipeline
-from tasks.errors import SlmforgeError, VariantsFailedError
+from tasks.core.errors import SlmforgeError, VariantsFailedError
 from tasks.review.compare import CompareSelection
 from tasks.review.suite import load_suite, write_model_configs
 
@@ -22,7 +22,7 @@ def compare_task(selection: CompareSelection, out_dir: Path) -> dict:
     from mlflow.tracking import MlflowClient
 
     from tasks.review.publish import compare, log_comparison, publish_prefect
-    from tasks.tracking import resolve_tracking_uri
+    from tasks.tracking.client import resolve_tracking_uri
 
     uri = resolve_tracking_uri(selection.tracking_uri)
     result = compare(selection, out_dir)

@@ -53,7 +53,7 @@ def model_card(*, title: str, variant: dict, provenance: dict, metrics: dict, us
 
 def reference_sentence(reference: str | None) -> str:
     """The card's first word on the figures: what they are against (a quantized source's own dequantization)."""
-    from tasks.reference import is_requantization
+    from tasks.core.reference import is_requantization
 
     if not reference:
         return "Quality figures are against the f16 base."

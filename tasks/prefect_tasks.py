@@ -13,16 +13,16 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks import hostlock
+from tasks.hosts import hostlock
 from tasks.acquire import AcquireConfig, AcquiredModel, acquire_model
-from tasks.errors import TransientError
+from tasks.core.errors import TransientError
 from tasks.evaluate import EvalConfig, default_threads
 from tasks.evaluate import measure
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
 from tasks.formats.gguf.convert import ConvertConfig
 from tasks.plan.records import metered
-from tasks.progress import StepProgress
+from tasks.core.progress import StepProgress
 
 
 def retry_only_transient(task_obj, task_run, state) -> bool:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tasks.errors import UserError
-from tasks.hashing import sha256_file
-from tasks.secrets import SECRET_ENV_NAMES, redact
-from tasks.store import MANIFEST_NAME
+from tasks.core.errors import UserError
+from tasks.store.hashing import sha256_file
+from tasks.core.secrets import SECRET_ENV_NAMES, redact
+from tasks.store.artifacts import MANIFEST_NAME
 
 
 class PlannedFile(BaseModel):

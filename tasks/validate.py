@@ -14,10 +14,10 @@ from tasks.acquire.sources import GgufSource, HubSource, LocalSource
 from tasks.config import PipelineConfig, load_config
 from tasks.formats import REFERENCE_FORMAT, refusals
 from tasks.formats.gguf.convert import converter_gguf_problem, supported_architectures
-from tasks.errors import ConfigError, SlmforgeError
+from tasks.core.errors import ConfigError, SlmforgeError
 from tasks.evaluate.corpus import FileCorpus, short_text_problem
 from tasks.formats.onnx.export import check_onnx_versions
-from tasks.tracking import resolve_tracking_uri
+from tasks.tracking.client import resolve_tracking_uri
 
 # Bytes per weight of the f16 base GGUF's tensors, by convert.outtype: its size sets the least room the store needs.
 BASE_BYTES_PER_WEIGHT = {"f16": 2, "bf16": 2, "f32": 4}

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from tasks.acquire.sources import GgufSource
-from tasks.errors import CorruptArtifactError, SourceError
+from tasks.core.errors import CorruptArtifactError, SourceError
 from tasks.plan.limits import MemoryLimit, gib, killed_by_signal_message, read_memory_limit
 from tasks.plan.needs import Need
 

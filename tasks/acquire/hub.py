@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from tasks.acquire.sources import HubSource
-from tasks.errors import HubAccessError, TransientError
-from tasks.secrets import redact
+from tasks.core.errors import HubAccessError, TransientError
+from tasks.core.secrets import redact
 
 
 # Safe by default: configs, tokenizers and safetensors weights; pickle files only when allowed.

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from safetensors import safe_open
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 B = 1_000_000_000

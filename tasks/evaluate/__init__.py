@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig
-from tasks.resources import config_dir
+from tasks.core.resources import config_dir
 
 
 class EvalConfig(BaseModel):

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import SourceError
-from tasks.hashing import sha256_json
+from tasks.core.errors import SourceError
+from tasks.store.hashing import sha256_json
 
 
 class _Strict(BaseModel):

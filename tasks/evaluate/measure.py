@@ -12,16 +12,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.codeid import code_identity
+from tasks.store.codeid import code_identity
 from tasks.evaluate import EvalConfig, default_threads, prompt_suite_file
 from tasks.evaluate.corpus import corpus_identity, load_corpus_text
 from tasks.evaluate.process import ProgressCallback, run_worker
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
-from tasks.hashing import sha256_file
+from tasks.store.hashing import sha256_file
 from tasks.review import records
-from tasks.store import stored_step
-from tasks.versions import subset, tool_versions
+from tasks.store.artifacts import stored_step
+from tasks.store.versions import subset, tool_versions
 
 # The worker-side code whose edits change a figure (a fix there must not serve old numbers).
 MEASUREMENT_CODE = ("tasks.evaluate.worker", "tasks.evaluate.quality", "tasks.evaluate.metrics",

@@ -15,9 +15,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.config_errors import describe
-from tasks.errors import ConfigError
-from tasks.resources import config_dir
+from tasks.core.config_errors import describe
+from tasks.core.errors import ConfigError
+from tasks.core.resources import config_dir
 
 DEFAULT_SUITE = config_dir() / "prompts" / "default.yaml"
 

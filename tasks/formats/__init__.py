@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from tasks.errors import ConfigError, UnsupportedModelError
+from tasks.core.errors import ConfigError, UnsupportedModelError
 
 # The f16 GGUF is the reference every variant is scored against; it comes from this format.
 REFERENCE_FORMAT = "gguf"

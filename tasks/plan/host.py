@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 from tasks.plan.costs import CostModel
 from tasks.plan.limits import read_memory_limit
 from tasks.plan.plan import Plan, plan_run
@@ -40,7 +40,7 @@ def free_disk(path: Path) -> int:
 def host_plans(config, *, hardware_id: str | None = None) -> tuple[Plan, list[Plan]]:
     """(this config's plan, the same config on the medium tier's 14B and 30B shapes), all on this host."""
     if hardware_id is None:
-        from tasks.hardware import hardware_facts
+        from tasks.hosts.hardware import hardware_facts
 
         hardware_id = hardware_facts()["hardware_id"]
     shape = source_shape(config)

@@ -3,7 +3,7 @@
 `StepMeter` times a step and samples the resident memory of the processes it starts (and of this
 process above where it stood when the step began) every quarter second; the records land as JSON under
 `<store>/plan/runs/` and as `step.<name>.wall_s` / `step.<name>.peak_rss_bytes` metrics on the MLflow
-parent run (tasks.report.log_step_records).
+parent run (tasks.tracking.report.log_step_records).
 """
 
 from __future__ import annotations

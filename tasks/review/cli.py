@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 from tasks.review.compare import CompareSelection
 
 SHOWN = ("model", "tier", "hardware_id", "format", "quant", "size_bytes", "bits_per_weight", "perplexity_ratio",
@@ -20,7 +20,7 @@ def run_compare(console: Console, *, out: Path, log: bool, **options) -> None:
     from mlflow.tracking import MlflowClient
 
     from tasks.review.publish import compare, log_comparison
-    from tasks.tracking import resolve_tracking_uri
+    from tasks.tracking.client import resolve_tracking_uri
 
     try:
         selection = CompareSelection(**{k: v or ([] if k in _LISTS else v) for k, v in options.items()})

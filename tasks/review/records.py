@@ -14,7 +14,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tasks.secrets import redact
+from tasks.core.secrets import redact
 
 ORIGIN_SUFFIX = ".origin.json"
 

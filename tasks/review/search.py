@@ -3,7 +3,7 @@ reader behind `slmforge compare`, `recommend` and `promote`."""
 
 from __future__ import annotations
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 
 # The columns an empty result still has, so that callers can filter and sort it.
 EMPTY_COLUMNS = ["run_id", "experiment", "start_time", "status", "tags.mlflow.runName"]

@@ -14,9 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.config import _deep_merge, _read_yaml, load_config
-from tasks.config_errors import describe
-from tasks.errors import ConfigError
-from tasks.naming import slug
+from tasks.core.config_errors import describe
+from tasks.core.errors import ConfigError
+from tasks.core.naming import slug
 
 
 class SuiteModel(BaseModel):

@@ -10,8 +10,8 @@ import yaml
 
 from pydantic import BaseModel, Field
 
-from tasks import tracking
-from tasks.errors import SlmforgeError
+from tasks.tracking import client as tracking
+from tasks.core.errors import SlmforgeError
 from tasks.review.regressions import Change, RegressionConfig, changed_versions, find_regressions
 
 CONFIG_TAG = "slmforge.config_sha256"

@@ -14,16 +14,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tasks.codeid import code_identity
-from tasks.errors import SlmforgeError
+from tasks.store.codeid import code_identity
+from tasks.core.errors import SlmforgeError
 from tasks.evaluate.prompt_suite import DEFAULT_SUITE, load_prompt_suite
-from tasks.hashing import sha256_file
+from tasks.store.hashing import sha256_file
 from tasks.serve.config import ServeConfig
 from tasks.serve.load import load_test
 from tasks.serve.server import RunningServer
 from tasks.serve.smoke import ask_prompts, judge_smoke
-from tasks.store import stored_step
-from tasks.versions import package_version
+from tasks.store.artifacts import stored_step
+from tasks.store.versions import package_version
 
 RESULT = "serve_result.json"
 # The modules that shape a serving result (the card's wording, in tasks.serve.card, does not).

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tasks.errors import MeasurementError
+from tasks.core.errors import MeasurementError
 from tasks.serve.config import LoadConfig
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")

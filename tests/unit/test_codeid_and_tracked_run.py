@@ -6,8 +6,8 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks import report
-from tasks.codeid import code_identity
+from tasks.tracking import report
+from tasks.store.codeid import code_identity
 from tasks.config import PipelineConfig
 
 

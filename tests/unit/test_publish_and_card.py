@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tasks.card import hub_metadata, model_card
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 from tasks.publish import publish
 
 TOKEN = "hf_" + "A1b2C3d4" * 5
@@ -103,7 +103,7 @@ def test_a_hub_error_is_reported_without_the_token(package, monkeypatch):
 
 
 def test_cli_dry_run_and_a_folder_that_is_not_a_package(package, tmp_path):
-    from flows.cli import app
+    from tasks.cli.main import app
 
     result = CliRunner().invoke(app, ["publish", str(package[0]), "--repo-id", "me/m-gguf", "--dry-run"])
     assert result.exit_code == 0, result.output

@@ -4,7 +4,7 @@ import pytest
 
 from tasks.acquire.sources import GgufSource, LocalSource
 from tasks.config import _deep_merge, _read_yaml, load_config
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 from tests.conftest import REPO, write_config
 
 DEFAULT = REPO / "configs" / "default.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks import report, tracking
+from tasks.tracking import client as tracking, report
 from tasks.acquire import AcquiredModel
 from tasks.review import records
 from tasks.variants import Variant, VariantOutcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from tasks import tracking
+from tasks.tracking import client as tracking
 from tasks.review.fit import KvLayout
 from tasks.review.promote import register_run
 from tasks.review.registry import RegistryConfig, should_move

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tasks import report, tracking
+from tasks.tracking import client as tracking, report
 from tasks.review.regressions import RegressionConfig, changed_versions, find_regressions
 from tasks.review.watch import check_regressions
 from tasks.variants import Variant, VariantOutcome

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tasks.config import load_config
-from tasks.errors import ConfigError, SourceError
+from tasks.core.errors import ConfigError, SourceError
 from tests.conftest import REPO
 
 

@@ -32,7 +32,7 @@ class BudgetTarget(BaseModel):
         return self
 
     def label(self) -> str:
-        from tasks.naming import mix_label
+        from tasks.core.naming import mix_label
 
         return mix_label(max_size=self.max_size, bpw=self.bpw, imatrix=self.imatrix)
 

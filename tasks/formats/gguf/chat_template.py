@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from tasks.errors import UnsupportedModelError
+from tasks.core.errors import UnsupportedModelError
 
 _BOS = "\x01BOS\x01"
 _S, _U, _A, _U2 = "\x01SYSTEM\x01", "\x01USER\x01", "\x01ASSISTANT\x01", "\x01USER2\x01"

@@ -23,7 +23,7 @@ def calibration_is_evaluation_problem(gguf_config, eval_corpus) -> str | None:
 
 def tool_problems(gguf_config) -> list[str]:
     """llama-imatrix / llama-quantize missing while a configured variant needs them."""
-    from tasks.errors import SourceError
+    from tasks.core.errors import SourceError
     from tasks.formats.gguf.llama_tools import tool_path
 
     if all(r.plain for r in gguf_config.recipes()) and not gguf_config.targets:

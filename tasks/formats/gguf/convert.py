@@ -10,11 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.codeid import code_identity
-from tasks.errors import SourceError, UnsupportedModelError
-from tasks.naming import gguf_file_name
-from tasks.store import stored_step
-from tasks.versions import subset, tool_versions
+from tasks.store.codeid import code_identity
+from tasks.core.errors import SourceError, UnsupportedModelError
+from tasks.core.naming import gguf_file_name
+from tasks.store.artifacts import stored_step
+from tasks.store.versions import subset, tool_versions
 
 
 class ConvertConfig(BaseModel):

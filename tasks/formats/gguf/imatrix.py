@@ -13,11 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.codeid import code_identity
+from tasks.store.codeid import code_identity
 from tasks.formats.gguf.calibration import CalibrationConfig, calibration_text
 from tasks.formats.gguf.llama_tools import run_tool, tools_record
-from tasks.hashing import sha256_json
-from tasks.store import stored_step
+from tasks.store.hashing import sha256_json
+from tasks.store.artifacts import stored_step
 
 RECORD = "imatrix.json"
 
@@ -31,7 +31,7 @@ class Imatrix(BaseModel):
 
 def imatrix_file_name(model_name: str) -> str:
     """The name llama-quantize records as quantize.imatrix.file."""
-    from tasks.naming import gguf_file_name
+    from tasks.core.naming import gguf_file_name
 
     return gguf_file_name(model_name, "imatrix")
 

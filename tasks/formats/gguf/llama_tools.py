@@ -16,7 +16,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 
 TOOLS_VERSION = "0.3.36"  # llama-cpp-python sdist of the one build (tasks/formats/gguf/build_llama_cpp.sh)
 BUILD_SCRIPT = Path(__file__).resolve().parent / "build_llama_cpp.sh"

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from tasks.codeid import code_identity
+from tasks.store.codeid import code_identity
 from tasks.evaluate import default_threads
 from tasks.evaluate.process import run_worker
 from tasks.formats.base import Built, BuildInputs
@@ -18,8 +18,8 @@ from tasks.formats.gguf.facts import gguf_size_facts
 from tasks.formats.gguf.recipes import base_imatrix, imatrix_params
 from tasks.formats.gguf.sensitivity import RUNTIME, overrides_for, sensitivity_table, tensor_groups
 from tasks.formats.gguf.variants import QuantRecipe
-from tasks.hashing import sha256_json
-from tasks.store import stored_step
+from tasks.store.hashing import sha256_json
+from tasks.store.artifacts import stored_step
 
 ATTEMPTS = 3
 

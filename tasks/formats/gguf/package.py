@@ -7,13 +7,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.hashing import sha256_file
-from tasks.naming import ollama_tag, variant_name
+from tasks.store.hashing import sha256_file
+from tasks.core.naming import ollama_tag, variant_name
 from tasks.card import hub_metadata, model_card
-from tasks.codeid import code_identity
+from tasks.store.codeid import code_identity
 from tasks.formats.gguf.config import PackageConfig
 from tasks.formats.gguf.chat_template import extract_parts, stop_sequences, to_go_template
-from tasks.store import link_or_copy, stored_step
+from tasks.store.artifacts import link_or_copy, stored_step
 from tasks.deploy.config import DeployConfig
 from tasks.serve.card import serving_section
 from tasks.serve.config import ServeConfig

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tasks.formats.gguf.llama_tools import run_tool
-from tasks.store import link_or_copy
+from tasks.store.artifacts import link_or_copy
 
 
 def quantize_args(source: Path, target: Path, gguf_type: str, *, overrides: dict, imatrix: Path | None,

@@ -11,8 +11,9 @@ from tasks.formats.base import Built, PackageInputs
 from tasks.serve.check import ServeResult, serve_and_check
 from tasks.serve.config import ServeConfig
 from tasks.serve.llama_cpp_server import has_chat_template
-from tasks.serve.server import free_port, llama_cpp_command, running_server
-from tasks.versions import package_version
+from tasks.hosts.processes import free_port
+from tasks.serve.server import llama_cpp_command, running_server
+from tasks.store.versions import package_version
 
 
 def serve_gguf(built: Built, inputs: PackageInputs, config: ServeConfig) -> ServeResult:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.codeid import code_identity
+from tasks.store.codeid import code_identity
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.export import export_onnx
-from tasks.store import link_or_copy, stored_step
-from tasks.versions import subset, tool_versions
+from tasks.store.artifacts import link_or_copy, stored_step
+from tasks.store.versions import subset, tool_versions
 
 # What shapes an exported graph: Olive and the GenAI builder, and the loaders they call.
 EXPORT_TOOLS = ("olive-ai", "onnxruntime-genai", "onnxruntime", "onnx", "transformers", "torch")

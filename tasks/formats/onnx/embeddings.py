@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 
 EmbeddingsMode = Literal["float", "int4", "shared"]
 EMBEDDINGS_HELP = (

@@ -8,8 +8,9 @@ import sys
 from tasks.formats.base import Built, PackageInputs
 from tasks.serve.check import ServeResult, serve_and_check
 from tasks.serve.config import ServeConfig
-from tasks.serve.server import free_port, running_server
-from tasks.versions import package_version
+from tasks.hosts.processes import free_port
+from tasks.serve.server import running_server
+from tasks.store.versions import package_version
 
 
 def serve_onnx(built: Built, inputs: PackageInputs, config: ServeConfig) -> ServeResult:

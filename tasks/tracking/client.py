@@ -15,8 +15,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 
-from tasks.errors import UserError
-from tasks.secrets import redact
+from tasks.core.errors import UserError
+from tasks.core.secrets import redact
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 # Public metric names (DESIGN.md); other numeric results are logged too, these are the contract.

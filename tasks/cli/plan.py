@@ -61,7 +61,7 @@ def _problems(console: Console, plan: Plan, what: str) -> None:
 def run_plan_command(console: Console, config_path: Path) -> int:
     """Print the plan; exit status 0 when this config fits this host, 2 when it does not."""
     from tasks.config import load_config
-    from tasks.hardware import hardware_facts
+    from tasks.hosts.hardware import hardware_facts
     from tasks.plan.host import host_plans
 
     config = load_config(config_path)
@@ -78,7 +78,7 @@ def run_plan_command(console: Console, config_path: Path) -> int:
 
 def refuse_unfit(console: Console, config) -> None:
     """`slmforge run`'s check before any work: a step that fits no strategy stops the run here."""
-    from tasks.errors import SourceError
+    from tasks.core.errors import SourceError
     from tasks.plan.host import host_plans
 
     try:

@@ -13,17 +13,14 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
+from tasks.hosts.processes import answers, free_port, log_tail, pid_alive, stop_group, wait_healthy
 
 DB_USER = "slmforge"
 DATABASES = ("prefect", "mlflow")
@@ -75,11 +72,11 @@ def stack_up(config: StackConfig) -> StackState:
     # A PostgreSQL left running from this folder (its servers died, or stack.json was lost) is reused.
     pg_port = _postgres_port(data / "postgres")
     if pg_port is None:
-        pg_port = config.postgres_port or _free_port(config.host)
+        pg_port = config.postgres_port or free_port(config.host)
         _start_postgres(data, config.host, pg_port, config.start_timeout_s)
     state = StackState(host=config.host, postgres_port=pg_port, pids={},
-                       prefect_port=config.prefect_port or _free_port(config.host),
-                       mlflow_port=config.mlflow_port or _free_port(config.host))
+                       prefect_port=config.prefect_port or free_port(config.host),
+                       mlflow_port=config.mlflow_port or free_port(config.host))
     try:
         state.pids["prefect"] = _spawn(data, "prefect", _prefect_command(state), _prefect_env(data, state, password))
         state.pids["mlflow"] = _spawn(data, "mlflow", _mlflow_command(data, state), _mlflow_env(state, password))
@@ -102,7 +99,7 @@ def stack_down(data_dir: Path) -> list[str]:
     if state_file.is_file():
         state = StackState.model_validate_json(state_file.read_text())
         for name, pid in state.pids.items():
-            if _terminate_group(pid):
+            if stop_group(pid):
                 stopped.append(name)
         state_file.unlink()
     pgdata = data / "postgres"
@@ -129,8 +126,8 @@ def running_stack(data_dir: Path) -> StackState | None:
     if not state_file.is_file():
         return None
     state = StackState.model_validate_json(state_file.read_text())
-    alive = all(_alive(pid) for pid in state.pids.values())
-    if alive and _answers(f"{state.prefect_api_url}/health") and _answers(f"{state.mlflow_tracking_uri}/health"):
+    alive = all(pid_alive(pid) for pid in state.pids.values())
+    if alive and answers(f"{state.prefect_api_url}/health") and answers(f"{state.mlflow_tracking_uri}/health"):
         return state
     return None
 
@@ -270,66 +267,12 @@ def _spawn(data: Path, name: str, command: list[str], env: dict[str, str]) -> in
 
 
 def _wait_healthy(url: str, what: str, log: Path, timeout_s: float, pid: int) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _answers(url):
-            return
-        if not _alive(pid):
-            break
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-2000:] if log.is_file() else ""
-    raise UserError(f"{what} did not become healthy at {url} within {timeout_s:.0f} s; its log ({log}) ends:\n{tail}")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of this process (e.g. in tests) is dead although kill(0) succeeds.
-    try:
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
-
-
-def _terminate_group(pid: int, grace_s: float = 15.0) -> bool:
-    """SIGTERM the server's process group (uvicorn/gunicorn workers included), SIGKILL after `grace_s`."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
-        _alive(pid)  # reap our own child, if it is one
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return True
+    if not wait_healthy(url, alive=lambda: pid_alive(pid), timeout_s=timeout_s, interval_s=0.5):
+        raise UserError(f"{what} did not become healthy at {url} within {timeout_s:.0f} s; its log ({log}) ends:\n"
+                        f"{log_tail(log)}")
 
 
 def _write_state(data: Path, state: StackState) -> None:
     tmp = data / "stack.json.tmp"
     tmp.write_text(json.dumps(state.model_dump(), indent=2))
     tmp.rename(data / "stack.json")
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]

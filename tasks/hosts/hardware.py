@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks.hashing import sha256_json
+from tasks.store.hashing import sha256_json
 
 _ISA_FLAGS = ("avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma", "f16c", "amx_tile", "neon", "asimd", "sve")
 

@@ -14,13 +14,14 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from tasks.errors import UserError
-from tasks.remote import MEASURE_FLOW, check_class_names
+from tasks.core.errors import UserError
+from tasks.remote.submit import MEASURE_FLOW, check_class_names
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CRASH_AUTOMATION = "slmforge: crash flow runs whose heartbeats stopped"
 # Prefect's minimum heartbeat period; three missed beats mark the run Crashed.
 HEARTBEAT_S = 30
+MEASURE_ENTRYPOINT = "flows/measure.py:measure_on_worker"
 
 
 def require_server() -> str:
@@ -40,9 +41,10 @@ def prepare_class(hardware_class: str, *, heartbeat_timeout_s: float = 3 * HEART
     require_server()
     _ensure_pool(hardware_class)
     _ensure_crash_automation(heartbeat_timeout_s)
-    from flows.measure import measure_on_worker
+    from prefect import flow  # Prefect's client: only when a machine joins a class
 
-    source = measure_on_worker.from_source(source=str(REPO_ROOT), entrypoint="flows/measure.py:measure_on_worker")
+    # Loaded from its entrypoint, as the worker will: the flow sits above this module, not imported by it.
+    source = flow.from_source(source=str(REPO_ROOT), entrypoint=MEASURE_ENTRYPOINT)
     source.deploy(name=hardware_class, work_pool_name=hardware_class, build=False, push=False, print_next_steps=False,
                   description=f"Measure slmforge variants on a {hardware_class} machine.", tags=["slmforge"])
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from tasks.errors import CorruptArtifactError
+from tasks.core.errors import CorruptArtifactError
 
 _CHUNK = 8 * 1024 * 1024  # 8 MiB reads keep hashing near disk speed without much memory
 

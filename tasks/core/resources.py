@@ -16,7 +16,7 @@ CONFIG_PACKAGE = "slmforge_configs"
 
 def config_dir() -> Path:
     """The folder that holds default.yaml, prompts/, quant/ and eval/."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     # pyproject.toml beside tasks/ is a checkout; site-packages has none, even if some other
     # distribution installed a folder named `configs` there.
     if (root / "pyproject.toml").is_file() and (root / "configs").is_dir():

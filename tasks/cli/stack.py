@@ -15,7 +15,7 @@ def up(data: Path = DATA_OPTION, prefect_port: int = typer.Option(0, help="0 = a
        mlflow_port: int = typer.Option(0, help="0 = any free port."),
        postgres_port: int = typer.Option(0, help="0 = any free port.")) -> None:
     """Start the stack (or find it running) and print what clients and workers export to use it."""
-    from tasks.stack import StackConfig, client_env, stack_up
+    from tasks.ops.stack import StackConfig, client_env, stack_up
 
     state = stack_up(StackConfig(data_dir=data, prefect_port=prefect_port, mlflow_port=mlflow_port,
                                  postgres_port=postgres_port))
@@ -26,7 +26,7 @@ def up(data: Path = DATA_OPTION, prefect_port: int = typer.Option(0, help="0 = a
 @stack_app.command("env")
 def env(data: Path = DATA_OPTION) -> None:
     """Print the exports for a running stack (eval "$(slmforge stack env)")."""
-    from tasks.stack import client_env, running_stack
+    from tasks.ops.stack import client_env, running_stack
 
     state = running_stack(data.resolve())
     if state is None:
@@ -39,7 +39,7 @@ def env(data: Path = DATA_OPTION) -> None:
 @stack_app.command("down")
 def down(data: Path = DATA_OPTION) -> None:
     """Stop the stack; its data stays in the folder for the next `up`."""
-    from tasks.stack import stack_down
+    from tasks.ops.stack import stack_down
 
     stopped = stack_down(data)
     typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -58,7 +58,7 @@ def start(hardware_class: str = typer.Option(..., "--hardware-class", help="e.g.
     """Prepare the class's work pool and deployment, then run a worker (one measurement at a time)."""
     import os
 
-    from tasks.workers import prepare_class, worker_command, worker_env
+    from tasks.remote.workers import prepare_class, worker_command, worker_env
 
     prepare_class(hardware_class)
     typer.echo(f"worker for hardware class {hardware_class!r}: pool and deployment ready; starting", err=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from tasks.errors import CorruptArtifactError
-from tasks.hashing import build_manifest, sha256_json, verify_manifest
+from tasks.core.errors import CorruptArtifactError
+from tasks.store.hashing import build_manifest, sha256_json, verify_manifest
 
 MANIFEST_NAME = "slmforge-manifest.json"
 

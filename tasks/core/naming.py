@@ -31,7 +31,7 @@ def quant_label(gguf_type: str, *, imatrix: bool, overrides: dict | None = None,
 
     e.g. Q4_K_M, Q4_K_M-imat, Q4_K_M-imat-attnv8 (or -t<hash> when an override variant has no name).
     """
-    from tasks.hashing import sha256_json
+    from tasks.store.hashing import sha256_json
 
     label = gguf_type.upper() + ("-imat" if imatrix else "")
     if overrides:

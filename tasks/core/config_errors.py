@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 
 def describe(error: dict, root: type[BaseModel]) -> str:

@@ -50,21 +50,3 @@ def view_url(tracking_uri: str, experiment_id: str, ui: str = "http://127.0.0.1:
     base = tracking_uri if tracking_uri.startswith("http") else ui
     query = urlencode({"workflowType": "machine_learning", "viewStateShareKey": VIEW_KEY})
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
-
-
-def log_run_figures(client: MlflowClient, tracking_uri: str, parent_run_id: str) -> None:
-    """The comparison figures of a pipeline run's own variants, as artefacts of its parent run.
-
-    A figure is a view of figures already logged: if drawing fails, the run keeps its results
-    and says why on a tag, instead of failing a run whose measurements are all there.
-    """
-    import logging
-
-    from tasks.review.publish import log_parent_figures
-    from tasks.tracking import log_values
-
-    try:
-        log_parent_figures(client, tracking_uri, parent_run_id)
-    except Exception as exc:  # noqa: BLE001 - recorded on the run and in the log
-        logging.getLogger(__name__).warning("comparison figures of run %s not logged: %s", parent_run_id, exc)
-        log_values(client, parent_run_id, tags={"slmforge.figures_error": f"{type(exc).__name__}: {exc}"[:2000]})

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 
 
 class BuildRunnerConfig(BaseModel):

@@ -14,11 +14,12 @@ from pathlib import Path
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tasks import tracking
+from tasks.tracking import client as tracking
 from tasks.acquire import AcquiredModel
-from tasks.reference import reference_label
+from tasks.core.reference import reference_label
 from tasks.review import records
-from tasks.review.mlflow_ui import log_run_figures, mark_model_development
+from tasks.review.publish import log_run_figures
+from tasks.tracking.mlflow_ui import mark_model_development
 from tasks.variants import VariantOutcome, summary_frame
 
 
@@ -94,7 +95,7 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
     run_id = tracking.start_run(client, experiment_id, name=f"{config.name}-{flow_run_id[:8]}", tags={
         "prefect.flow_run_id": flow_run_id, "slmforge.hardware_id": hardware["hardware_id"], OWNER_TAG: owner(),
     })
-    from tasks.hardware import llama_system_info
+    from tasks.hosts.hardware import llama_system_info
 
     tracking.log_values(client, run_id, params={f"version.{k}": v for k, v in versions.items()},
                         tags={**{f"hardware.{k}": v for k, v in hardware.items()},
@@ -106,7 +107,7 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
 
 
 OWNER_TAG = "slmforge.owner"
-# What the quality figures are against (tasks.reference): on the parent and every child run.
+# What the quality figures are against (tasks.core.reference): on the parent and every child run.
 REFERENCE_TAG = "slmforge.reference"
 
 

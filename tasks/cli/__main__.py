@@ -1,0 +1,5 @@
+"""`python -m tasks.cli`: the `slmforge` command without the console script."""
+
+from tasks.cli.main import main
+
+main()
