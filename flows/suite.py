@@ -1,6 +1,6 @@
 """Several models in one flow: the pipeline per model (subflows), then one comparison across them.
 
-Wiring only: the suite's config files come from tasks.review.suite, the comparison from
+Wiring only: the suite's config files come from tasks.suite, the comparison from
 tasks.review.publish. A model whose variants fail does not stop the others.
 """
 
@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger, runtime, task
 from flows.pipeline import pipeline
 from tasks.core.errors import SlmforgeError, VariantsFailedError
 from tasks.review.compare import CompareSelection
-from tasks.review.suite import load_suite, write_model_configs
+from tasks.suite import load_suite, write_model_configs
 
 
 @task(name="compare-models")

@@ -126,7 +126,7 @@ def format_sections(value: Any) -> tuple[dict[str, BaseModel], list[str]]:
     return sections, problems
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """A config file with its `include:` files composed in order, the including file last."""
     if not path.is_file():
         where = (f"included from {seen[-1]}; include paths are relative to the including file's folder"
@@ -146,11 +146,11 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         ])
     merged: dict = {}
     for include in includes:
-        merged = _deep_merge(merged, _read_yaml(path.parent / include, seen + (path.resolve(),)))
-    return _deep_merge(merged, data)
+        merged = deep_merge(merged, read_config_file(path.parent / include, seen + (path.resolve(),)))
+    return deep_merge(merged, data)
 
 
-def _deep_merge(base: dict, override: dict) -> dict:
+def deep_merge(base: dict, override: dict) -> dict:
     """`override` laid over `base`, mapping by mapping, at any depth.
 
     A mapping that names its `kind` (source, evaluate.corpus: discriminated sections) is a whole
@@ -162,7 +162,7 @@ def _deep_merge(base: dict, override: dict) -> dict:
     for key, value in override.items():
         below = out.get(key)
         if isinstance(value, dict) and isinstance(below, dict) and "kind" not in value:
-            out[key] = _deep_merge(below, value)
+            out[key] = deep_merge(below, value)
         else:
             out[key] = value
     return out
@@ -170,7 +170,7 @@ def _deep_merge(base: dict, override: dict) -> dict:
 
 def load_config(path: Path) -> PipelineConfig:
     """Read, compose and validate a config file; ConfigError lists every problem."""
-    data = _read_yaml(path)
+    data = read_config_file(path)
     problems = []
     if "formats" in data:  # validated apart, so that each problem of each section is its own line
         data["formats"], problems = format_sections(data["formats"])

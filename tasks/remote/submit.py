@@ -96,12 +96,12 @@ def submit_all(request_for: dict[str, MeasureRequest], *, timeout_s: float,
                worker_wait_s: float) -> dict[str, ClassResult]:
     """One flow run per class, all at once (each class is its own machines); waits for every one."""
     with ThreadPoolExecutor(max_workers=len(request_for)) as pool:
-        futures = {cls: pool.submit(_run_on_class, cls, request, timeout_s, worker_wait_s)
+        futures = {cls: pool.submit(run_on_class, cls, request, timeout_s, worker_wait_s)
                    for cls, request in request_for.items()}
         return {cls: future.result() for cls, future in futures.items()}
 
 
-def _run_on_class(hardware_class: str, request: MeasureRequest, timeout_s: float, worker_wait_s: float) -> ClassResult:
+def run_on_class(hardware_class: str, request: MeasureRequest, timeout_s: float, worker_wait_s: float) -> ClassResult:
     from prefect.deployments import run_deployment
 
     from tasks.remote.wait import wait_for_class_run

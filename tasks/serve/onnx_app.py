@@ -26,7 +26,7 @@ from fastapi.responses import StreamingResponse
 
 
 def create_app(folder: Path, *, threads: int, api_key: str | None) -> FastAPI:
-    from tasks.formats.onnx.runtime import GenaiModel, _generator, _ids, bos_text, chat_template, prompt_text
+    from tasks.formats.onnx.runtime import GenaiModel, new_generator, as_token_array, bos_text, chat_template, prompt_text
 
     model = GenaiModel(folder, threads=threads)
     template, bos = chat_template(folder), bos_text(folder)
@@ -43,8 +43,8 @@ def create_app(folder: Path, *, threads: int, api_key: str | None) -> FastAPI:
         prompt = [int(t) for t in model.tokenizer.encode(text)]
         max_tokens = int(body.get("max_tokens") or 256)
         with lock:
-            gen = _generator(model.model, len(prompt) + max_tokens)
-            gen.append_tokens(_ids(prompt))
+            gen = new_generator(model.model, len(prompt) + max_tokens)
+            gen.append_tokens(as_token_array(prompt))
             stream = model.tokenizer.create_stream()
             for _ in range(max_tokens):
                 if gen.is_done():

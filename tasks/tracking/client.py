@@ -54,7 +54,7 @@ def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str
     found = client.get_experiment_by_name(name)
     if found is None:
         try:
-            return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri, name))
+            return client.create_experiment(name, artifact_location=experiment_artifact_location(tracking_uri, name))
         except MlflowException as exc:
             found = _created_meanwhile(client, name, exc)
     if found.lifecycle_stage == LifecycleStage.DELETED:
@@ -77,7 +77,7 @@ def _created_meanwhile(client: MlflowClient, name: str, error: MlflowException) 
     return found
 
 
-def _artifact_location(tracking_uri: str, name: str) -> str | None:
+def experiment_artifact_location(tracking_uri: str, name: str) -> str | None:
     if tracking_uri.startswith("sqlite:///"):
         # A sqlite store (relative or absolute path) keeps its artefacts beside it, not in the
         # current folder's ./mlruns or ./mlartifacts.

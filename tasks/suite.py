@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tasks.config import _deep_merge, _read_yaml, load_config
+from tasks.config import deep_merge, read_config_file, load_config
 from tasks.core.config_errors import describe
 from tasks.core.errors import ConfigError
 from tasks.core.naming import slug
@@ -47,7 +47,7 @@ class SuiteConfig(BaseModel):
 
 
 def load_suite(path: Path) -> SuiteConfig:
-    data = _read_yaml(path)
+    data = read_config_file(path)
     try:
         return SuiteConfig.model_validate(data)
     except ValidationError as exc:
@@ -59,8 +59,8 @@ def write_model_configs(suite: SuiteConfig, suite_path: Path, out_dir: Path) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths, problems, seen = [], [], set()
     for i, model in enumerate(suite.models):
-        data = _read_yaml(suite_path.parent / model.config) if model.config else {}
-        data = _deep_merge(data, model.with_)
+        data = read_config_file(suite_path.parent / model.config) if model.config else {}
+        data = deep_merge(data, model.with_)
         # One experiment per suite: its models side by side in the MLflow UI, apart from the runs
         # of the same configs outside the suite (which may use another protocol).
         data.setdefault("tracking", {}).setdefault("experiment", f"suite-{slug(suite.name)}")
