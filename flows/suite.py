@@ -13,16 +13,15 @@ from prefect import flow, get_run_logger, runtime, task
 from flows.pipeline import pipeline
 from tasks.core.errors import SlmforgeError, VariantsFailedError
 from tasks.review.compare import CompareSelection
+from tasks.review.publish import compare, log_comparison, publish_prefect
 from tasks.suite import load_suite, write_model_configs
+from tasks.tracking.client import resolve_tracking_uri
 
 
 @task(name="compare-models")
 def compare_task(selection: CompareSelection, out_dir: Path) -> dict:
     """Table and figures of the suite's variants, logged on a comparison run and as artifacts."""
     from mlflow.tracking import MlflowClient
-
-    from tasks.review.publish import compare, log_comparison, publish_prefect
-    from tasks.tracking.client import resolve_tracking_uri
 
     uri = resolve_tracking_uri(selection.tracking_uri)
     result = compare(selection, out_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tasks.core.reference import is_requantization
+
 # Metrics shown in the card, with their unit and the companion spread key when one exists.
 CARD_METRICS = (
     ("size_bytes", "bytes", None), ("bits_per_weight", "bits", None),
@@ -53,8 +55,6 @@ def model_card(*, title: str, variant: dict, provenance: dict, metrics: dict, us
 
 def reference_sentence(reference: str | None) -> str:
     """The card's first word on the figures: what they are against (a quantized source's own dequantization)."""
-    from tasks.core.reference import is_requantization
-
     if not reference:
         return "Quality figures are against the f16 base."
     if is_requantization(reference):

@@ -14,12 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from tasks import formats as format_registry
 from tasks.acquire import AcquireConfig
 from tasks.acquire.sources import ModelSource
-from tasks.remote.build_runner import BuildRunnerConfig
 from tasks.core.config_errors import describe, read_yaml_mapping
 from tasks.core.errors import ConfigError
+from tasks.core.gates import GateConfig
 from tasks.evaluate import EvalConfig
 from tasks.formats.gguf.convert import ConvertConfig
-from tasks.core.gates import GateConfig
+from tasks.remote.build_runner import BuildRunnerConfig
+from tasks.remote.submit import check_class_names
 from tasks.review.registry import RegistryConfig
 from tasks.review.regressions import RegressionConfig
 
@@ -75,8 +76,6 @@ class PipelineConfig(BaseModel):
     @field_validator("hardware")
     @classmethod
     def _class_names(cls, value: list[str]) -> list[str]:
-        from tasks.remote.submit import check_class_names
-
         if problems := check_class_names(value):
             raise ValueError("; ".join(problems))
         if len(set(value)) != len(value):

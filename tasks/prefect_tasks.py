@@ -13,16 +13,18 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.hosts import hostlock
 from tasks.acquire import AcquireConfig, AcquiredModel, acquire_model
 from tasks.core.errors import TransientError
+from tasks.core.progress import StepProgress
 from tasks.evaluate import EvalConfig, default_threads
 from tasks.evaluate import measure
+from tasks.evaluate.bandwidth import cached_probe_record, cached_read_bandwidth
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
 from tasks.formats.gguf.convert import ConvertConfig
+from tasks.hosts import hostlock
 from tasks.plan.records import metered
-from tasks.core.progress import StepProgress
+from tasks.review.promote import register_run
 
 
 def retry_only_transient(task_obj, task_run, state) -> bool:
@@ -90,8 +92,6 @@ def build_task(format_name: str, quant: str, inputs: BuildInputs, config) -> Bui
 @step(name="memory-bandwidth")
 def bandwidth_task(store_root: Path, hardware_id: str, threads: int | None) -> float:
     """Read bandwidth of this host, probed once per host and thread count (cached in the store)."""
-    from tasks.evaluate.bandwidth import cached_probe_record, cached_read_bandwidth
-
     threads = threads or default_threads()
     bandwidth = cached_read_bandwidth(store_root / "bandwidth.json", hardware_id, threads)
     record = cached_probe_record(store_root / "bandwidth.json", hardware_id, threads)
@@ -151,8 +151,6 @@ def package_task(variant_name: str, built: Built, inputs: PackageInputs, config)
 def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, model_name: str, config) -> list[str]:
     """Passing variants as registry versions, device aliases moved (tasks.review.promote)."""
     from mlflow.tracking import MlflowClient
-
-    from tasks.review.promote import register_run
 
     lines = register_run(MlflowClient(tracking_uri=tracking_uri), experiment_id=experiment_id,
                          parent_run_id=parent_run_id, model_name=model_name, config=config)

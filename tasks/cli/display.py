@@ -14,6 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tasks.core.errors import SlmforgeError
+from tasks.core.reference import is_requantization
+from tasks.core.secrets import redact
+
 # Piped output (CI logs, `tee`) has no terminal width; a wide fixed width keeps the table whole.
 console = Console() if sys.stdout.isatty() else Console(width=220)
 
@@ -35,8 +39,6 @@ def fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
 def error_message(exc: Exception, config=None) -> str:
     """Our errors say what to do already; a disk, a tracking server or a bug get their own advice.
     `config` (the loaded PipelineConfig, when there is one) names the store and the tracking URI."""
-    from tasks.core.errors import SlmforgeError
-    from tasks.core.secrets import redact
     from tasks.tracking.client import resolve_tracking_uri
 
     store = f" (store_dir is {config.store_dir})" if config is not None else ""
@@ -121,8 +123,6 @@ def hide_tracebacks_on_console() -> None:
 
 
 def print_summary(summary: dict, sort_by: str | None = None) -> None:
-    from tasks.core.reference import is_requantization
-
     columns = ("format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean",
                "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
     if summary.get("memory_plan"):

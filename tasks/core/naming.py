@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from tasks.store.hashing import sha256_json
+
 
 def slug(text: str) -> str:
     """Lower-case name safe for files, MLflow and Ollama tags."""
@@ -31,8 +33,6 @@ def quant_label(gguf_type: str, *, imatrix: bool, overrides: dict | None = None,
 
     e.g. Q4_K_M, Q4_K_M-imat, Q4_K_M-imat-attnv8 (or -t<hash> when an override variant has no name).
     """
-    from tasks.store.hashing import sha256_json
-
     label = gguf_type.upper() + ("-imat" if imatrix else "")
     if overrides:
         label += "-" + (name or "t" + sha256_json(overrides)[:6])

@@ -12,15 +12,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.store.codeid import code_identity
 from tasks.evaluate import EvalConfig, default_threads, prompt_suite_file
 from tasks.evaluate.corpus import corpus_identity, load_corpus_text
 from tasks.evaluate.process import ProgressCallback, run_worker
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
-from tasks.store.hashing import sha256_file
+from tasks.plan.guard import check_reference, check_measure
 from tasks.review import records
 from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_file
 from tasks.store.versions import subset, tool_versions
 
 # The worker-side code whose edits change a figure (a fix there must not serve old numbers).
@@ -72,8 +73,6 @@ def compute_reference(base: BaseArtifact, tokens_file: Path, config: EvalConfig,
                 "code": code_identity(runtime, *MEASUREMENT_CODE)}
 
     def build(tmp: Path) -> None:
-        from tasks.plan.guard import check_reference
-
         check_reference(base.path, n_ctx=config.n_ctx, chunks=config.max_chunks or 24)
         run_worker({"mode": "reference", "runtime": runtime, "model": str(base.path), "tokens_file": str(tokens_file),
                     "n_ctx": config.n_ctx, "max_chunks": config.max_chunks, "out_dir": str(tmp),
@@ -104,8 +103,6 @@ def measure_variant(
     }
 
     def build(tmp: Path) -> None:
-        from tasks.plan.guard import check_measure
-
         check_measure(base.path, built.path, name=f"measure {built.format} {built.quant}", n_ctx=config.n_ctx,
                       speed_ctx=config.prefill_tokens + config.decode_tokens + max(config.depths, default=0),
                       quality=not is_base)

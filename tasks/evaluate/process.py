@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks.core.errors import MeasurementError
+from tasks.plan.limits import killed_by_signal_message, read_memory_limit
 
 PROGRESS_TAG = "SLMFORGE_PROGRESS "
 WORKER = "tasks.evaluate.worker"
@@ -59,8 +60,6 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
             reader.join(timeout=5)
         tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-10:])
         if returncode < 0:
-            from tasks.plan.limits import killed_by_signal_message, read_memory_limit
-
             message = killed_by_signal_message(returncode, f"The {what}", read_memory_limit())
             raise MeasurementError(f"{message} Last lines:\n{tail}")
         if returncode != 0 or not result_path.is_file():

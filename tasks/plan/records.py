@@ -19,6 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.plan.costs import step_units
+
 SAMPLE_S = 0.25
 
 
@@ -141,8 +143,6 @@ _collected_lock = threading.Lock()
 def metered(run_key: str, step: str) -> Iterator[StepNote]:
     """Meter one step of run `run_key` (the flow run id); the record joins that run's list, which the
     flow takes at its end (`take_records`). Steps run on a thread pool: the list is locked."""
-    from tasks.plan.costs import step_units
-
     note = StepNote()
     with StepMeter() as meter:
         yield note

@@ -20,8 +20,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import CorruptArtifactError, UserError
-from tasks.store.hashing import verify_manifest
+from tasks.remote.wait import wait_for_class_run
 from tasks.store.artifacts import MANIFEST_NAME
+from tasks.store.hashing import verify_manifest
 
 MEASURE_FLOW = "slmforge-measure"
 CLASS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -103,8 +104,6 @@ def submit_all(request_for: dict[str, MeasureRequest], *, timeout_s: float,
 
 def run_on_class(hardware_class: str, request: MeasureRequest, timeout_s: float, worker_wait_s: float) -> ClassResult:
     from prefect.deployments import run_deployment
-
-    from tasks.remote.wait import wait_for_class_run
 
     try:
         submitted = run_deployment(f"{MEASURE_FLOW}/{hardware_class}", parameters={"request": request.model_dump(

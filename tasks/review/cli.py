@@ -10,6 +10,8 @@ from rich.table import Table
 
 from tasks.core.errors import UserError
 from tasks.review.compare import CompareSelection
+from tasks.review.publish import compare, log_comparison
+from tasks.tracking.client import resolve_tracking_uri
 
 SHOWN = ("model", "tier", "hardware_id", "format", "quant", "size_bytes", "bits_per_weight", "perplexity_ratio",
          "kld_mean", "top1_agreement", "decode_tps", "peak_rss_bytes", "gate", "pareto_size", "pareto_decode")
@@ -18,9 +20,6 @@ SHOWN = ("model", "tier", "hardware_id", "format", "quant", "size_bytes", "bits_
 def run_compare(console: Console, *, out: Path, log: bool, **options) -> None:
     """Build the selection, compare, print the table and where the files went."""
     from mlflow.tracking import MlflowClient
-
-    from tasks.review.publish import compare, log_comparison
-    from tasks.tracking.client import resolve_tracking_uri
 
     try:
         selection = CompareSelection(**{k: v or ([] if k in _LISTS else v) for k, v in options.items()})

@@ -14,11 +14,13 @@ from pathlib import Path
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tasks.tracking import client as tracking
 from tasks.acquire import AcquiredModel
 from tasks.core.reference import reference_label
+from tasks.hosts.hardware import llama_system_info
+from tasks.plan.records import RunRecord, save_run_record
 from tasks.review import records
 from tasks.review.publish import log_run_figures
+from tasks.tracking import client as tracking
 from tasks.tracking.mlflow_ui import mark_model_development
 from tasks.variants import VariantOutcome, summary_frame
 
@@ -95,7 +97,6 @@ def open_parent_run(config, *, config_yaml: str, flow_run_id: str, hardware: dic
     run_id = tracking.start_run(client, experiment_id, name=f"{config.name}-{flow_run_id[:8]}", tags={
         "prefect.flow_run_id": flow_run_id, "slmforge.hardware_id": hardware["hardware_id"], OWNER_TAG: owner(),
     })
-    from tasks.hosts.hardware import llama_system_info
 
     tracking.log_values(client, run_id, params={f"version.{k}": v for k, v in versions.items()},
                         tags={**{f"hardware.{k}": v for k, v in hardware.items()},
@@ -171,8 +172,6 @@ def log_step_records(ctx: RunContext, steps: list, *, store_root: Path, hardware
                      model: AcquiredModel) -> None:
     """Each step's wall time and peak memory: metrics on the parent run and a JSON record in the store,
     which `slmforge plan` fits its cost model on."""
-    from tasks.plan.records import RunRecord, save_run_record
-
     metrics = {}
     for step in steps:
         key = "step." + step.step.replace(" ", "_")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.core.errors import SourceError
+from tasks.formats.gguf.llama_tools import tool_path, BUILD_SCRIPT, same_build_as_binding
+
 
 def calibration_is_evaluation_problem(gguf_config, eval_corpus) -> str | None:
     """The calibration text must never be the evaluation text (the KLD would be scored on what was fit)."""
@@ -23,12 +26,8 @@ def calibration_is_evaluation_problem(gguf_config, eval_corpus) -> str | None:
 
 def tool_problems(gguf_config) -> list[str]:
     """llama-imatrix / llama-quantize missing while a configured variant needs them."""
-    from tasks.core.errors import SourceError
-    from tasks.formats.gguf.llama_tools import tool_path
-
     if all(r.plain for r in gguf_config.recipes()) and not gguf_config.targets:
         return []
-    from tasks.formats.gguf.llama_tools import BUILD_SCRIPT, same_build_as_binding
 
     problems = []
     for name in ("llama-imatrix", "llama-quantize"):

@@ -10,10 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.store.codeid import code_identity
 from tasks.core.errors import SourceError, UnsupportedModelError
 from tasks.core.naming import gguf_file_name
+from tasks.plan.guard import check_convert
+from tasks.plan.limits import killed_by_signal_message, read_memory_limit
 from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
 from tasks.store.versions import subset, tool_versions
 
 
@@ -92,9 +94,6 @@ def convert_to_gguf(
 
 
 def _run_converter(hf_dir: Path, out_file: Path, outtype: str) -> None:
-    from tasks.plan.guard import check_convert
-    from tasks.plan.limits import killed_by_signal_message, read_memory_limit
-
     check_convert(hf_dir, outtype)  # before the work: fail in a second, not OOM-killed minutes in
     # The converter is a script with module-level state: run it as its own process.
     script = (

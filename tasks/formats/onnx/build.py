@@ -7,10 +7,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.store.codeid import code_identity
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.export import export_onnx
+from tasks.plan.guard import check_onnx_export
 from tasks.store.artifacts import link_or_copy, stored_step
+from tasks.store.codeid import code_identity
 from tasks.store.versions import subset, tool_versions
 
 # What shapes an exported graph: Olive and the GenAI builder, and the loaders they call.
@@ -41,8 +42,6 @@ def export_onnx_variant(
                 "code": code_identity(*EXPORT_CODE, __name__)}
 
     def build(tmp: Path) -> None:
-        from tasks.plan.guard import check_onnx_export
-
         check_onnx_export(hf_dir, precision)
         result = export_onnx(hf_dir, tmp / MODEL_DIR, config, timeout_s=targets.export_timeout_s)
         _ensure_chat_template(tmp / MODEL_DIR, hf_dir)
