@@ -18,7 +18,7 @@ from tasks.core.config_errors import describe, read_yaml_mapping
 from tasks.core.errors import ConfigError
 from tasks.core.gates import GateConfig
 from tasks.evaluate import EvalConfig
-from tasks.formats.gguf.convert import ConvertConfig
+from tasks.formats.base import ChecksEvaluation
 from tasks.remote.build_runner import BuildRunnerConfig
 from tasks.remote.submit import check_class_names
 from tasks.review.registry import RegistryConfig
@@ -44,7 +44,11 @@ class PipelineConfig(BaseModel):
     model_name: str = Field(description="Human name of the model, used in file names.")
     source: ModelSource
     acquire: AcquireConfig = Field(default_factory=AcquireConfig)
-    convert: ConvertConfig = Field(default_factory=ConvertConfig, description="The f16 base (the reference).")
+    convert: SerializeAsAny[BaseModel] = Field(
+        default_factory=lambda: format_registry.base_config_model()(), validate_default=True,
+        description="The full-precision base every variant is built from or scored against (the reference "
+        "format's own settings, e.g. `outtype: f16`).",
+    )
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     gates: GateConfig = Field(default_factory=GateConfig)
     formats: dict[str, SerializeAsAny[BaseModel]] = Field(
@@ -91,13 +95,18 @@ class PipelineConfig(BaseModel):
             raise ValueError("; ".join(problems))
         return sections
 
-    @model_validator(mode="after")
-    def _calibration_not_evaluation(self) -> PipelineConfig:
-        from tasks.formats.gguf.checks import calibration_is_evaluation_problem
+    @field_validator("convert", mode="before")
+    @classmethod
+    def _base_section(cls, value: Any) -> BaseModel:
+        model = format_registry.base_config_model()
+        return value if isinstance(value, model) else model.model_validate(value)
 
-        if "gguf" in self.formats and (problem := calibration_is_evaluation_problem(self.formats["gguf"],
-                                                                                     self.evaluate.corpus)):
-            raise ValueError(problem)
+    @model_validator(mode="after")
+    def _formats_agree_with_evaluation(self) -> PipelineConfig:
+        for name, section in self.formats.items():
+            fmt = format_registry.get_format(name)
+            if isinstance(fmt, ChecksEvaluation) and (problem := fmt.evaluation_problem(section, self.evaluate)):
+                raise ValueError(problem)
         return self
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
 from tasks.acquire import AcquireConfig, AcquiredModel, acquire_model
 from tasks.core.errors import TransientError
@@ -20,8 +21,7 @@ from tasks.evaluate import EvalConfig, default_threads
 from tasks.evaluate import measure
 from tasks.evaluate.bandwidth import cached_probe_record, cached_read_bandwidth
 from tasks.formats import REFERENCE_FORMAT, get_format
-from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
-from tasks.formats.gguf.convert import ConvertConfig
+from tasks.formats.base import BaseArtifact, Built, BuildInputs, BuildsBase, Packaged, PackageInputs, Serves
 from tasks.hosts import hostlock
 from tasks.plan.records import metered
 from tasks.review.promote import register_run
@@ -71,12 +71,12 @@ def acquire_task(source, config: AcquireConfig, store_root: Path) -> AcquiredMod
 
 
 @step(name="convert")
-def base_task(model: AcquiredModel, model_name: str, config: ConvertConfig, store_root: Path) -> BaseArtifact:
+def base_task(model: AcquiredModel, model_name: str, config: BaseModel, store_root: Path) -> BaseArtifact:
+    reference: BuildsBase = get_format(REFERENCE_FORMAT)
     with hostlock.shared(on_wait=_waits("convert")), metered(_run_key(), "convert") as note:
-        base = get_format(REFERENCE_FORMAT).build_base(model, model_name=model_name, config=config,
-                                                       store_root=store_root)
-        note.n_weights, note.reused, note.strategy = base.n_weights, base.reused, config.outtype
-    _report(f"convert to {config.outtype} (the reference)", base.reused, base.path)
+        base = reference.build_base(model, model_name=model_name, config=config, store_root=store_root)
+        note.n_weights, note.reused, note.strategy = base.n_weights, base.reused, base.quant.lower()
+    _report(f"convert to {base.quant.lower()} (the reference)", base.reused, base.path)
     return base
 
 
@@ -162,8 +162,8 @@ def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, 
 @step(name="serve", task_run_name="serve-{variant_name}", retries=0)
 def serve_task(variant_name: str, built: Built, inputs: PackageInputs, config):
     """Serve, smoke-test and load one variant where its format can serve (None otherwise)."""
-    serve = getattr(get_format(built.format), "serve", None)
-    result = serve(built, inputs, config) if serve is not None else None
+    fmt = get_format(built.format)
+    result = fmt.serve(built, inputs, config) if isinstance(fmt, Serves) else None
     if result is not None:
         get_run_logger().info("serve %s: %s %s, smoke %s, decode %.1f tok/s through the server", variant_name,
                               "reused" if result.reused else "served", result.server,

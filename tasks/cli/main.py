@@ -209,8 +209,8 @@ def publish(package_dir: Path = typer.Argument(..., help="A package folder print
 @app.command("check-deploy")
 def check_deploy(package_dir: Path = typer.Argument(..., help="A GGUF package folder with deployment files.")) -> None:
     """Run each deployment file's own validator (checkov, kubernetes-validate, promtool, ...)."""
-    from tasks.deploy.validate import validate_deployment
-    from tasks.deploy.write import VALIDATED
+    from tasks.formats.gguf.deploy.validate import validate_deployment
+    from tasks.formats.gguf.deploy.write import VALIDATED
 
     present = [name for name in VALIDATED if (package_dir / name).is_file()]
     failures = validate_deployment(package_dir, present)

@@ -12,7 +12,6 @@ import atexit
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,7 +21,6 @@ from pathlib import Path
 
 from tasks.core.errors import SlmforgeError
 from tasks.hosts.processes import log_tail, stop_group, wait_healthy
-from tasks.serve.llama_cpp_server import PROMPT_ONLY
 
 
 class ServerStartError(SlmforgeError):
@@ -36,20 +34,6 @@ class RunningServer:
     pid: int
     startup_s: float
     model: str  # the name requests use
-
-
-def llama_cpp_command(gguf: Path, *, port: int, n_ctx: int, threads: int, chat_template: bool = True) -> list[str]:
-    """llama-cpp-python's server on one GGUF. With a chat template in the file (`chat_template`),
-    chat_format stays unset, so the server renders prompts with that template; without one, the
-    server's own fallback (Llama-2 `[INST]`) would be used, so the prompt-only format is named
-    instead (tasks.serve.llama_cpp_server: the message text, as measured offline)."""
-    module, extra = ("llama_cpp.server", []) if chat_template else (
-        "tasks.serve.llama_cpp_server", ["--chat_format", PROMPT_ONLY])
-    return [sys.executable, "-m", module, "--model", str(gguf), "--model_alias", gguf.stem,
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
-            "--n_threads_batch", str(threads),
-            # Its default stops a running request when another arrives: concurrent clients would fail.
-            "--interrupt_requests", "false", *extra]
 
 
 @contextmanager

@@ -4,7 +4,7 @@ for Ollama / llama.cpp servers. The f16 base itself (convert.py) is the referenc
 from __future__ import annotations
 
 from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
-from tasks.formats.gguf.config import GgufConfig
+from tasks.formats.gguf.config import BASE_CONFIG, GgufConfig
 
 
 class GgufFormat:
@@ -12,6 +12,7 @@ class GgufFormat:
     config_model = GgufConfig
     runtime_module = "tasks.formats.gguf.runtime"
     measure_tools = ("llama-cpp-python",)
+    base_config_model = BASE_CONFIG
 
     def build_base(self, model, *, model_name: str, config, store_root) -> BaseArtifact:
         """The f16 base GGUF (llama.cpp's converter): the quants' source and every format's reference."""
@@ -27,6 +28,12 @@ class GgufFormat:
         from tasks.formats.gguf.convert import unsupported_reason
 
         return unsupported_reason(architecture)
+
+    def evaluation_problem(self, config: GgufConfig, evaluate) -> str | None:
+        """A calibration text that is the evaluation text would grade the imatrix on its own data."""
+        from tasks.formats.gguf.checks import calibration_is_evaluation_problem  # reads no GGUF; kept with the checks
+
+        return calibration_is_evaluation_problem(config, evaluate.corpus)
 
     def variants(self, config: GgufConfig) -> list[str]:
         return [recipe.label for recipe in config.recipes()] + [target.label() for target in config.targets]

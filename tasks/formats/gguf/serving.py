@@ -12,8 +12,9 @@ from tasks.hosts.processes import free_port
 from tasks.plan.guard import check_llama_pass
 from tasks.serve.check import ServeResult, serve_and_check
 from tasks.serve.config import ServeConfig
-from tasks.serve.llama_cpp_server import has_chat_template
-from tasks.serve.server import llama_cpp_command, running_server
+from tasks.formats.gguf.llama_cpp_server import has_chat_template
+from tasks.formats.gguf.llama_cpp_server import llama_cpp_command
+from tasks.serve.server import running_server
 from tasks.store.versions import package_version
 
 
@@ -33,4 +34,5 @@ def serve_gguf(built: Built, inputs: PackageInputs, config: ServeConfig) -> Serv
                          "hardware": inputs.provenance.get("measured_on")},
         offline_rows=inputs.metrics.get("prompts"), config=config, threads=threads,
         server_label=f"llama-cpp-python[server] {package_version('llama-cpp-python')}", store_root=inputs.store_root,
+        code_modules=(__name__,),  # its closure holds the prompt-only server it may start
     )

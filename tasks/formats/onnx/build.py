@@ -17,7 +17,8 @@ from tasks.store.versions import subset, tool_versions
 # What shapes an exported graph: Olive and the GenAI builder, and the loaders they call.
 EXPORT_TOOLS = ("olive-ai", "onnxruntime-genai", "onnxruntime", "onnx", "transformers", "torch")
 # The modules that shape an exported folder (a fix in any of them rebuilds it).
-EXPORT_CODE = ("tasks.formats.onnx.export", "tasks.formats.onnx.embeddings", "tasks.formats.onnx.legacy_config")
+# Imported by the export's child script (source text in export.py), so outside this module's import closure.
+CHILD_CODE = "tasks.formats.onnx.legacy_config"
 MODEL_DIR = "model"  # the GenAI folder inside the stored export; export.json sits beside it
 
 
@@ -39,7 +40,7 @@ def export_onnx_variant(
     config = targets.export_config(precision)
     material = {"hf_identity": identity, "export": config.model_dump(mode="json"), "model_name": model_name,
                 "versions": subset(tool_versions(EXPORT_TOOLS), *EXPORT_TOOLS),
-                "code": code_identity(*EXPORT_CODE, __name__)}
+                "code": code_identity(__name__, CHILD_CODE)}
 
     def build(tmp: Path) -> None:
         check_onnx_export(hf_dir, precision)

@@ -1,5 +1,5 @@
 """The ONNX serving check: the GenAI folder behind slmforge's OpenAI-compatible app
-(tasks.serve.onnx_app: onnxruntime_genai with the folder's own chat template)."""
+(tasks.formats.onnx.server_app: onnxruntime_genai with the folder's own chat template)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from tasks.hosts.processes import free_port
 from tasks.serve.server import running_server
 from tasks.store.versions import package_version
 
+SERVER_APP = "tasks.formats.onnx.server_app"  # the server process: its code shapes the served figures
+
 
 def serve_onnx(built: Built, inputs: PackageInputs, config: ServeConfig) -> ServeResult:
     threads = config.server_threads(inputs.threads)
 
     def start():
         port = free_port()
-        command = [sys.executable, "-m", "tasks.serve.onnx_app", "--model", str(built.path), "--port", str(port),
+        command = [sys.executable, "-m", SERVER_APP, "--model", str(built.path), "--port", str(port),
                    "--threads", str(threads)]
         return running_server(command, port=port, model=built.path.name, startup_timeout_s=config.startup_timeout_s)
 
@@ -27,5 +29,5 @@ def serve_onnx(built: Built, inputs: PackageInputs, config: ServeConfig) -> Serv
                          "hardware": inputs.provenance.get("measured_on")},
         offline_rows=inputs.metrics.get("prompts"), config=config, threads=threads,
         server_label=f"slmforge onnx_app (onnxruntime-genai {package_version('onnxruntime-genai')})",
-        store_root=inputs.store_root,
+        store_root=inputs.store_root, code_modules=(__name__, SERVER_APP),
     )

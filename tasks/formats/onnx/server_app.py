@@ -8,7 +8,7 @@ server uses, speaking the same chat-completions API (plain and SSE-streamed) so 
 smoke test and one load test check both formats. Greedy decoding only (temperature 0): a request
 asking to sample is refused rather than silently answered greedily. One generation at a time.
 
-Run: API_KEY=... python -m tasks.serve.onnx_app --model FOLDER --port 8080 [--threads 2]
+Run: API_KEY=... python -m tasks.formats.onnx.server_app --model FOLDER --port 8080 [--threads 2]
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import yaml
 
-from tasks.deploy.config import DeployConfig
-from tasks.deploy.sizing import Sizing
+from tasks.formats.gguf.deploy.config import DeployConfig
+from tasks.formats.gguf.deploy.sizing import Sizing
 
 UID = 10001  # a high, non-root uid that exists nowhere else on the host (checkov CKV_K8S_40)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 # The default rules, with PyYAML's block-sequence style (not indented under their key) and long
 # PromQL lines allowed.
 YAMLLINT_CONFIG = ("{extends: default, rules: {line-length: {max: 250}, document-start: disable, "

@@ -8,11 +8,12 @@ renders a template-less model's prompt as the message text itself (BOS first), a
 packaged Ollama Modelfile (`TEMPLATE {{ .Prompt }}`). `prompt-only` is that rendering on the
 server: the messages' text, BOS first, so the served model is the model that was measured.
 
-Run: API_KEY=... python -m tasks.serve.llama_cpp_server --model FILE --chat_format prompt-only [llama_cpp.server options]
+Run: API_KEY=... python -m tasks.formats.gguf.llama_cpp_server --model FILE --chat_format prompt-only [llama_cpp.server options]
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,20 @@ def has_chat_template(gguf: Path) -> bool:
 
     vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     return "tokenizer.chat_template" in vocab.metadata
+
+
+def llama_cpp_command(gguf: Path, *, port: int, n_ctx: int, threads: int, chat_template: bool = True) -> list[str]:
+    """llama-cpp-python's server on one GGUF. With a chat template in the file (`chat_template`),
+    chat_format stays unset, so the server renders prompts with that template; without one, the
+    server's own fallback (Llama-2 `[INST]`) would be used, so the prompt-only format is named
+    instead (this module: the message text, as measured offline)."""
+    module, extra = ("llama_cpp.server", []) if chat_template else (
+        "tasks.formats.gguf.llama_cpp_server", ["--chat_format", PROMPT_ONLY])
+    return [sys.executable, "-m", module, "--model", str(gguf), "--model_alias", gguf.stem,
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+            "--n_threads_batch", str(threads),
+            # Its default stops a running request when another arrives: concurrent clients would fail.
+            "--interrupt_requests", "false", *extra]
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
 #  - go (text/template), promtool, docker-compose, chromium: Debian packages, installed only where
 #    this user is root and apt-get exists; elsewhere this says what it skipped.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../../.."
 TOOLS=.venv-tools
 CHECKOV_VERSION=3.3.30
 mkdir -p .venv/logs

@@ -41,7 +41,7 @@ def serving_section(metrics: dict, *, levels: list[int], server: str, ollama_tag
         "- **OpenAI-compatible server (llama-cpp-python)**: this GGUF has no chat template (a pretrained model), "
         "and llama-cpp-python's fallback for that is the Llama-2 `[INST]` format, which this model was not trained "
         "on (it answers with an empty string). Serve it with slmforge's prompt-only format (the message text, as "
-        "measured): `API_KEY=... python -m tasks.serve.llama_cpp_server --chat_format prompt-only --model "
+        "measured): `API_KEY=... python -m tasks.formats.gguf.llama_cpp_server --chat_format prompt-only --model "
         f"{gguf_name} --n_ctx {n_ctx} --interrupt_requests false`, or use its completions endpoint\n"
     )
     text = served + "## Deployment targets\n\n" + llama_cpp + (

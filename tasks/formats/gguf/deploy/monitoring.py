@@ -14,8 +14,8 @@ import json
 
 import yaml
 
-from tasks.deploy.config import DeployConfig
-from tasks.deploy.sizing import Sizing
+from tasks.formats.gguf.deploy.config import DeployConfig
+from tasks.formats.gguf.deploy.sizing import Sizing
 
 LLAMA_JOB, VLLM_JOB = "slmforge-llama-server", "slmforge-vllm"
 

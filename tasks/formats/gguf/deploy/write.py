@@ -7,9 +7,9 @@ import re
 import shutil
 from pathlib import Path
 
-from tasks.deploy import containers, k8s, monitoring
-from tasks.deploy.config import DeployConfig
-from tasks.deploy.sizing import size_deployment
+from tasks.formats.gguf.deploy import containers, k8s, monitoring
+from tasks.formats.gguf.deploy.config import DeployConfig
+from tasks.formats.gguf.deploy.sizing import size_deployment
 
 # The HF files vLLM needs beside a GGUF (it takes the tokenizer from a folder, not from the GGUF).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",

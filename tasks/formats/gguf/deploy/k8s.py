@@ -1,6 +1,6 @@
 """Kubernetes manifests of one variant: llama.cpp's server on CPU, and vLLM on a GPU host.
 
-Requests come from measured figures (tasks.deploy.sizing); probes hit the server's health
+Requests come from measured figures (tasks.formats.gguf.deploy.sizing); probes hit the server's health
 endpoint; every container runs non-root with a read-only root filesystem, no privilege
 escalation and no capabilities; the API key is a file from a Secret.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import yaml
 
-from tasks.deploy.config import DeployConfig
-from tasks.deploy.containers import UID
-from tasks.deploy.sizing import MI, Sizing
+from tasks.formats.gguf.deploy.config import DeployConfig
+from tasks.formats.gguf.deploy.containers import UID
+from tasks.formats.gguf.deploy.sizing import MI, Sizing
 
 # Checks a team cannot satisfy from a file generated offline, with the reason checkov records.
 SKIPS = {"checkov.io/skip1": "CKV_K8S_43=the image digest is resolved when the image is pushed, not offline"}
