@@ -15,7 +15,6 @@ from pathlib import Path
 import yaml
 from prefect import flow, get_run_logger, runtime
 
-from tasks.tracking import report
 from tasks.acquire import AcquiredModel
 from tasks.config import PipelineConfig
 from tasks.core.errors import SlmforgeError
@@ -23,12 +22,13 @@ from tasks.evaluate.measure import Reference
 from tasks.formats.base import BaseArtifact
 from tasks.hosts.hardware import hardware_facts
 from tasks.prefect_tasks import bandwidth_task
+from tasks.tracking import report
 from tasks.remote.submit import (
     MEASURE_FLOW, ClassResult, MeasureRequest, remote_variant, submit_all, verify_arrival, write_result,
 )
-from tasks.variants import VariantOutcome
 from tasks.steps import apply_gates, measure_variant  # the same steps as a local run, not a copy
 from tasks.store.versions import tool_versions
+from tasks.variants import VariantOutcome
 
 CLASS_TAG = "slmforge.hardware_class"
 

@@ -12,28 +12,27 @@ from prefect import flow, get_run_logger, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.measure import measure_remotely
-from tasks.tracking import report
-from tasks.tracking.client import run_url
-from tasks.tracking.mlflow_ui import view_url
-from tasks.remote.build_runner import build_runner
 from tasks.config import PipelineConfig, load_config
 from tasks.core.errors import VariantsFailedError
+from tasks.core.naming import variant_name
 from tasks.evaluate import default_threads
 from tasks.formats import REFERENCE_FORMAT, get_format, refuse_unsupported
 from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.hosts.hardware import hardware_facts
-from tasks.core.naming import variant_name
 from tasks.plan.records import take_records
-from tasks.review.watch import RegressionError, check_regressions, publish_regressions
-from tasks.steps import apply_gates, measure_variant
 from tasks.prefect_tasks import (
-    acquire_task, bandwidth_task, base_task, build_task, package_task, reference_task, register_task,
-    serve_task,
+    acquire_task, bandwidth_task, base_task, build_task, package_task, reference_task, register_task, serve_task,
     tokens_task,
 )
+from tasks.remote.build_runner import build_runner
+from tasks.review.watch import RegressionError, check_regressions, publish_regressions
+from tasks.steps import apply_gates, measure_variant
+from tasks.tracking import report
+from tasks.tracking.client import run_url
+from tasks.tracking.mlflow_ui import view_url
 from tasks.store.artifacts import clean_stale_temporaries
-from tasks.variants import Variant, VariantOutcome, summary_rows
 from tasks.store.versions import tool_versions
+from tasks.variants import Variant, VariantOutcome, summary_rows
 
 
 @flow(name="slmforge-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2))

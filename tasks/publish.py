@@ -14,9 +14,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import UserError
-from tasks.store.hashing import sha256_file
 from tasks.core.secrets import SECRET_ENV_NAMES, redact
 from tasks.store.artifacts import MANIFEST_NAME
+from tasks.store.hashing import sha256_file
 
 
 class PlannedFile(BaseModel):

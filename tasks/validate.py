@@ -12,10 +12,10 @@ from tasks.acquire import inspect
 from tasks.acquire.gguf_source import locate_gguf, read_gguf_facts
 from tasks.acquire.sources import GgufSource, HubSource, LocalSource
 from tasks.config import PipelineConfig, load_config
-from tasks.formats import REFERENCE_FORMAT, refusals
-from tasks.formats.gguf.convert import converter_gguf_problem, supported_architectures
 from tasks.core.errors import ConfigError, SlmforgeError
 from tasks.evaluate.corpus import FileCorpus, short_text_problem
+from tasks.formats import REFERENCE_FORMAT, refusals
+from tasks.formats.gguf.convert import converter_gguf_problem, supported_architectures
 from tasks.formats.onnx.export import check_onnx_versions
 from tasks.tracking.client import resolve_tracking_uri
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig
 from tasks.core.resources import config_dir
+from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig
 
 
 class EvalConfig(BaseModel):

@@ -10,9 +10,9 @@ import yaml
 
 from pydantic import BaseModel, Field
 
-from tasks.tracking import client as tracking
 from tasks.core.errors import SlmforgeError
 from tasks.review.regressions import Change, RegressionConfig, changed_versions, find_regressions
+from tasks.tracking import client as tracking
 
 CONFIG_TAG = "slmforge.config_sha256"
 ENDED = ("FINISHED", "FAILED")

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tasks.store.codeid import code_identity
 from tasks.core.errors import SlmforgeError
 from tasks.evaluate.prompt_suite import DEFAULT_SUITE, load_prompt_suite
-from tasks.store.hashing import sha256_file
 from tasks.serve.config import ServeConfig
 from tasks.serve.load import LOCUST_MODULE, load_test
 from tasks.serve.server import RunningServer
 from tasks.serve.smoke import ask_prompts, judge_smoke
 from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_file
 from tasks.store.versions import package_version
 
 RESULT = "serve_result.json"

@@ -29,11 +29,11 @@ import json, sys, time
 from pathlib import Path
 from prefect import flow, task
 from tasks.acquire import AcquireConfig
-from tasks.remote.build_runner import BuildRunnerConfig, build_runner
 from tasks.config import load_config
 from tasks.formats import get_format
 from tasks.formats.base import BuildInputs
 from tasks.prefect_tasks import acquire_task, base_task, build_task
+from tasks.remote.build_runner import BuildRunnerConfig, build_runner
 
 config = load_config(Path(sys.argv[1])); workers = int(sys.argv[2]); noop = int(sys.argv[3])
 

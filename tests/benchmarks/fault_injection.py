@@ -46,8 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tasks.store.hashing import verify_manifest  # noqa: E402
 from tasks.store.artifacts import MANIFEST_NAME  # noqa: E402
+from tasks.store.hashing import verify_manifest  # noqa: E402
 
 SLMFORGE = [str(REPO / ".venv" / "bin" / "slmforge")] if (REPO / ".venv" / "bin" / "slmforge").exists() \
     else [sys.executable, "-m", "tasks.cli"]

@@ -12,10 +12,10 @@ import pytest
 
 from tasks.evaluate.prompt_suite import Expect, Prompt
 from tasks.formats.base import Built, PackageInputs
-from tasks.formats.gguf.serving import serve_gguf
-from tasks.serve.config import LoadConfig, ServeConfig
-from tasks.hosts.processes import free_port
 from tasks.formats.gguf.llama_cpp_server import llama_cpp_command
+from tasks.formats.gguf.serving import serve_gguf
+from tasks.hosts.processes import free_port
+from tasks.serve.config import LoadConfig, ServeConfig
 from tasks.serve.server import ServerStartError, running_server
 from tasks.serve.smoke import ask_prompts, judge_smoke
 

@@ -4,10 +4,10 @@ and temporary folder never outlive the block that opened them."""
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.tracking import report
+from tasks.config import PipelineConfig
 from tasks.evaluate.process import WORKER
 from tasks.store import codeid
-from tasks.config import PipelineConfig
+from tasks.tracking import report
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
-from tasks.tracking import client as tracking, report
 from tasks.acquire import AcquiredModel
 from tasks.card import model_card
 from tasks.core.reference import is_requantization, reference_label
 from tasks.review.compare import CompareSelection, variant_table
 from tasks.review.figures import reference_notes
+from tasks.tracking import client as tracking, report
 from tasks.variants import Variant, VariantOutcome
 
 Q4KM = "f16 of the dequantized Q4_K_M source"

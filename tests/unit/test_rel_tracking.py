@@ -5,8 +5,8 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.tracking import client as tracking
 from tasks.core.errors import UserError
+from tasks.tracking import client as tracking
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tasks.remote.build_runner import BuildRunnerConfig, uses_dask
 from tasks.core.errors import CorruptArtifactError, UserError
+from tasks.remote.build_runner import BuildRunnerConfig, uses_dask
 from tasks.remote.submit import check_class_names, manifest_folder, remote_variant, verify_arrival
 from tasks.store.artifacts import stored_step
 

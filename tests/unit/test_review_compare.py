@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.tracking import client as tracking
 from tasks.review.compare import CompareSelection, model_of, pareto_mask, variant_table, with_pareto_flags
+from tasks.tracking import client as tracking
 
 
 def test_pareto_front_by_hand():

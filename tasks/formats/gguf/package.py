@@ -7,18 +7,18 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.store.hashing import sha256_file
-from tasks.core.naming import ollama_tag, variant_name
 from tasks.card import hub_metadata, model_card
-from tasks.store.codeid import code_identity
-from tasks.formats.gguf.config import PackageConfig
-from tasks.formats.gguf.chat_template import extract_parts, stop_sequences, to_go_template
-from tasks.store.artifacts import link_or_copy, stored_step
-from tasks.formats.gguf.deploy.config import DeployConfig
+from tasks.core.naming import ollama_tag, variant_name
 from tasks.formats.gguf.card import serving_section
-from tasks.serve.config import ServeConfig
+from tasks.formats.gguf.chat_template import extract_parts, stop_sequences, to_go_template
+from tasks.formats.gguf.config import PackageConfig
+from tasks.formats.gguf.deploy.config import DeployConfig
 from tasks.formats.gguf.deploy.validate import available_validators, check_deployment, validation_summary
 from tasks.formats.gguf.deploy.write import VALIDATED, write_deployment
+from tasks.serve.config import ServeConfig
+from tasks.store.artifacts import link_or_copy, stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_file
 
 
 class PackagedVariant(BaseModel):

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.store.codeid import code_identity
 from tasks.core.errors import SourceError
+from tasks.core.naming import gguf_file_name
 from tasks.formats.gguf.imatrix import Imatrix
 from tasks.formats.gguf.llama_tools import tools_record
 from tasks.formats.gguf.quantize_tool import quantize_with_tool
 from tasks.formats.gguf.variants import QuantRecipe
-from tasks.core.naming import gguf_file_name
 from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
 from tasks.store.versions import subset, tool_versions
 
 

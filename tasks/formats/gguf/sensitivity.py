@@ -15,12 +15,12 @@ import json
 import re
 from pathlib import Path
 
-from tasks.store.codeid import code_identity
 from tasks.evaluate.process import run_worker
 from tasks.formats.gguf.llama_tools import tools_record
 from tasks.formats.gguf.quantize_tool import quantize_with_tool
-from tasks.store.hashing import sha256_json
 from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_json
 
 TOP = "Q8_0"  # every tensor not being probed; near-lossless, so costs add up
 LADDER_256 = ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "IQ4_XS", "Q3_K", "Q2_K")  # rows divisible by 256

@@ -8,12 +8,12 @@ GGUF without one is served with the prompt-only format (the message text), as it
 from __future__ import annotations
 
 from tasks.formats.base import Built, PackageInputs
+from tasks.formats.gguf.llama_cpp_server import has_chat_template
+from tasks.formats.gguf.llama_cpp_server import llama_cpp_command
 from tasks.hosts.processes import free_port
 from tasks.plan.guard import check_llama_pass
 from tasks.serve.check import ServeResult, serve_and_check
 from tasks.serve.config import ServeConfig
-from tasks.formats.gguf.llama_cpp_server import has_chat_template
-from tasks.formats.gguf.llama_cpp_server import llama_cpp_command
 from tasks.serve.server import running_server
 from tasks.store.versions import package_version
 

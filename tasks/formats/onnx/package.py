@@ -8,11 +8,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tasks.card import model_card
-from tasks.store.codeid import code_identity
 from tasks.evaluate.process import WORKER, run_worker
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.runtime import bos_text, chat_template
 from tasks.store.artifacts import link_or_copy, stored_step
+from tasks.store.codeid import code_identity
 
 WORKER = "tasks.evaluate.worker"
 RUNTIME = "tasks.formats.onnx.runtime"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 
 from tasks.formats.base import Built, PackageInputs
+from tasks.hosts.processes import free_port
 from tasks.serve.check import ServeResult, serve_and_check
 from tasks.serve.config import ServeConfig
-from tasks.hosts.processes import free_port
 from tasks.serve.server import running_server
 from tasks.store.versions import package_version
 
