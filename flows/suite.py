@@ -21,7 +21,7 @@ from tasks.tracking.client import resolve_tracking_uri
 @task(name="compare-models")
 def compare_task(selection: CompareSelection, out_dir: Path) -> dict:
     """Table and figures of the suite's variants, logged on a comparison run and as artifacts."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # MLflow: heavy, only where runs are read or written
 
     uri = resolve_tracking_uri(selection.tracking_uri)
     result = compare(selection, out_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from tasks.core.reference import is_requantization
 
 # Metrics shown in the card, with their unit and the companion spread key when one exists.
@@ -32,8 +34,6 @@ def metrics_table(metrics: dict[str, float]) -> str:
 def hub_metadata(*, base_model: str | None, license: str | None, tags: list[str]) -> str:
     """The Hub's model-card metadata block (YAML front matter): with `base_model_relation: quantized`
     a published variant is listed under its base model's quantizations."""
-    import yaml
-
     data = {"base_model": base_model, "base_model_relation": "quantized" if base_model else None,
             "license": (license or "").lower() or None, "tags": tags, "library_name": None}
     return "---\n" + yaml.safe_dump({k: v for k, v in data.items() if v}, sort_keys=False) + "---\n\n"

@@ -49,7 +49,7 @@ def _waits(step_name: str):
 
 def _run_key() -> str:
     """The flow run a step belongs to: its measured time and memory join that run's records."""
-    from prefect import runtime
+    from prefect import runtime  # Prefect: heavy, only inside a flow run or a worker command
 
     return str(runtime.flow_run.id)
 
@@ -150,7 +150,7 @@ def package_task(variant_name: str, built: Built, inputs: PackageInputs, config)
 @step(name="register", retries=0)
 def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, model_name: str, config) -> list[str]:
     """Passing variants as registry versions, device aliases moved (tasks.review.promote)."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # MLflow: heavy, only where runs are read or written
 
     lines = register_run(MlflowClient(tracking_uri=tracking_uri), experiment_id=experiment_id,
                          parent_run_id=parent_run_id, model_name=model_name, config=config)

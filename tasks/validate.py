@@ -75,7 +75,7 @@ def _installed_quant_type_problems(config: PipelineConfig) -> list[str]:
     """Types the static table accepts but the installed llama-cpp-python lacks (an upgrade drift)."""
     if "gguf" not in config.formats:
         return []
-    import llama_cpp
+    import llama_cpp  # llama.cpp's binding: native library, only when GGUF is configured
 
     from tasks.formats.gguf.checks import tool_problems
 

@@ -21,7 +21,7 @@ def download_snapshot(source: HubSource, *, allow_pickle: bool = False) -> tuple
     Works offline when HF_HUB_OFFLINE=1 and the revision is in the cache.
     """
     patterns = source.allow_patterns or DEFAULT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # Hub client: only where the Hub is called
     from huggingface_hub import errors as hub_errors
 
     token = os.environ.get(source.token_env) or None

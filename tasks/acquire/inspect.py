@@ -68,7 +68,7 @@ def count_parameters(files: list[Path]) -> int:
 
 def _count_pickled(path: Path) -> int:
     """Parameters of an (explicitly allowed) pickle checkpoint; weights_only blocks code objects."""
-    import torch
+    import torch  # torch: loaded only by the step that runs a model
 
     state = torch.load(path, map_location="meta", weights_only=True, mmap=True)
     return sum(t.numel() for t in state.values() if hasattr(t, "numel"))

@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -39,7 +40,7 @@ def fail(exc: Exception, *, debug: bool, config=None) -> NoReturn:
 def error_message(exc: Exception, config=None) -> str:
     """Our errors say what to do already; a disk, a tracking server or a bug get their own advice.
     `config` (the loaded PipelineConfig, when there is one) names the store and the tracking URI."""
-    from tasks.tracking.client import resolve_tracking_uri
+    from tasks.tracking.client import resolve_tracking_uri  # MLflow: only when a failure names the tracking store
 
     store = f" (store_dir is {config.store_dir})" if config is not None else ""
     if isinstance(exc, SlmforgeError):
@@ -87,8 +88,6 @@ OS_ERROR_ADVICE = {
 
 
 def _without_credentials(uri: str) -> str:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(uri)
     return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
         if parts.hostname and "@" in parts.netloc else uri
@@ -113,6 +112,7 @@ class _MessageOnly(logging.Formatter):
 def hide_tracebacks_on_console() -> None:
     """Prefect logs a failed flow's traceback on the console; a user error needs only its message.
     Prefect's own database (API log handler) still gets the full record."""
+    # Prefect: heavy, only inside a flow run or a worker command
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for name in (None, *logging.root.manager.loggerDict):

@@ -35,7 +35,7 @@ DEBUG_OPTION = typer.Option(False, "--debug", help="Show the Python traceback of
 @app.command()
 def validate(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION) -> None:
     """Check a config without heavy work; every problem is reported at once."""
-    from tasks.validate import config_problems
+    from tasks.validate import config_problems  # loaded by the command that runs: --help stays fast
 
     try:
         _, problems = config_problems(config)
@@ -50,7 +50,7 @@ def validate(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION) -> None:
 def _stop_on_sigterm(*_) -> None:
     """The measurement workers first: the threads that wait on them do not see the exit, and would
     keep the process (and the cores) until their measurement ended."""
-    from tasks.evaluate.process import stop_all_workers
+    from tasks.evaluate.process import stop_all_workers  # loaded by the command that runs: --help stays fast
 
     stop_all_workers()
     sys.exit(143)
@@ -63,10 +63,9 @@ SORT_OPTION = typer.Option(None, "--sort-by", help="Order the results table by t
 def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: bool = DEBUG_OPTION) -> None:
     """Run acquire -> convert -> quantize -> evaluate -> package and print the results."""
     _quiet_defaults()
-    from tasks.core.errors import VariantsFailedError
+    from tasks.core.errors import VariantsFailedError  # loaded by the command that runs: --help stays fast
     from tasks.review.watch import RegressionError
     from tasks.validate import config_problems
-
     from tasks.variants import SUMMARY_COLUMNS
 
     try:
@@ -78,7 +77,7 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     if problems:
         print_problems(config, problems)
         raise typer.Exit(1)
-    from tasks.cli.plan import refuse_unfit
+    from tasks.cli.plan import refuse_unfit  # loaded by the command that runs: --help stays fast
 
     try:
         refuse_unfit(console, loaded)  # nothing starts that cannot finish
@@ -86,7 +85,7 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
         raise
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         fail(exc, debug=debug, config=loaded)
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline  # loaded by the command that runs: --help stays fast
 
     if not debug:
         hide_tracebacks_on_console()
@@ -106,7 +105,7 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
 @app.command()
 def plan(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION) -> None:
     """Before running: each step's predicted time, peak memory and disk on this host, and the medium tier's."""
-    from tasks.cli.plan import run_plan_command
+    from tasks.cli.plan import run_plan_command  # loaded by the command that runs: --help stays fast
 
     try:
         status = run_plan_command(console, config)
@@ -128,7 +127,7 @@ def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERI
               debug: bool = DEBUG_OPTION) -> None:
     """The best passing variant that fits a device, from the measured runs, and why better ones did not."""
     _quiet_defaults()
-    from tasks.review.devices import load_device
+    from tasks.review.devices import load_device  # loaded by the command that runs: --help stays fast
     from tasks.review.recommend import recommend_per_tier
     from tasks.review.search import variant_runs
     from tasks.review.show import print_recommendation
@@ -161,7 +160,7 @@ def compare(
 ) -> None:
     """Compare measured variants across runs, models, tiers and hardware: table and Pareto figures."""
     _quiet_defaults()
-    from tasks.review.cli import run_compare
+    from tasks.review.cli import run_compare  # loaded by the command that runs: --help stays fast
 
     try:
         run_compare(console, experiments=experiment, models=model, hardware=hardware, formats=fmt, quality=quality,
@@ -175,10 +174,10 @@ def suite(suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. configs/
           debug: bool = DEBUG_OPTION) -> None:
     """Run the pipeline for every model of a suite in one flow, then compare them."""
     _quiet_defaults()
-    from tasks.review.cli import print_suite
+    from tasks.review.cli import print_suite  # loaded by the command that runs: --help stays fast
 
     try:
-        from flows.suite import suite as suite_flow
+        from flows.suite import suite as suite_flow  # loaded by the command that runs: --help stays fast
 
         result = suite_flow(str(suite_file))
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
@@ -195,7 +194,7 @@ def publish(package_dir: Path = typer.Argument(..., help="A package folder print
             public: bool = typer.Option(False, "--public", help="Create the repo public (default private)."),
             debug: bool = DEBUG_OPTION) -> None:
     """Upload a package with huggingface_hub's commit API (token from HF_TOKEN, never printed)."""
-    from tasks.publish import publish as publish_package
+    from tasks.publish import publish as publish_package  # loaded by the command that runs: --help stays fast
 
     try:
         plan = publish_package(package_dir, repo_id=repo_id, dry_run=dry_run, private=not public)
@@ -209,6 +208,7 @@ def publish(package_dir: Path = typer.Argument(..., help="A package folder print
 @app.command("check-deploy")
 def check_deploy(package_dir: Path = typer.Argument(..., help="A GGUF package folder with deployment files.")) -> None:
     """Run each deployment file's own validator (checkov, kubernetes-validate, promtool, ...)."""
+    # loaded by the command that runs: --help stays fast
     from tasks.formats.gguf.deploy.validate import validate_deployment
     from tasks.formats.gguf.deploy.write import VALIDATED
 

@@ -60,13 +60,14 @@ def _problems(console: Console, plan: Plan, what: str) -> None:
 
 def run_plan_command(console: Console, config_path: Path) -> int:
     """Print the plan; exit status 0 when this config fits this host, 2 when it does not."""
-    from tasks.config import load_config
+    from tasks.config import load_config  # loaded by the command that runs: --help stays fast
     from tasks.hosts.hardware import hardware_facts
     from tasks.plan.host import host_plans
 
     config = load_config(config_path)
     hardware_id = hardware_facts()["hardware_id"]
     plan, medium = host_plans(config, hardware_id=hardware_id)
+    # loaded by the command that runs: --help stays fast
     from tasks.plan.costs import DEFAULT_SECONDS_PER_UNIT, CostModel
     from tasks.plan.records import load_run_records
 
@@ -78,7 +79,7 @@ def run_plan_command(console: Console, config_path: Path) -> int:
 
 def refuse_unfit(console: Console, config) -> None:
     """`slmforge run`'s check before any work: a step that fits no strategy stops the run here."""
-    from tasks.core.errors import SourceError
+    from tasks.core.errors import SourceError  # loaded by the command that runs: --help stays fast
     from tasks.plan.host import host_plans
 
     try:

@@ -15,7 +15,7 @@ def up(data: Path = DATA_OPTION, prefect_port: int = typer.Option(0, help="0 = a
        mlflow_port: int = typer.Option(0, help="0 = any free port."),
        postgres_port: int = typer.Option(0, help="0 = any free port.")) -> None:
     """Start the stack (or find it running) and print what clients and workers export to use it."""
-    from tasks.ops.stack import StackConfig, client_env, stack_up
+    from tasks.ops.stack import StackConfig, client_env, stack_up  # loaded by the command that runs: --help stays fast
 
     state = stack_up(StackConfig(data_dir=data, prefect_port=prefect_port, mlflow_port=mlflow_port,
                                  postgres_port=postgres_port))
@@ -26,7 +26,7 @@ def up(data: Path = DATA_OPTION, prefect_port: int = typer.Option(0, help="0 = a
 @stack_app.command("env")
 def env(data: Path = DATA_OPTION) -> None:
     """Print the exports for a running stack (eval "$(slmforge stack env)")."""
-    from tasks.ops.stack import client_env, running_stack
+    from tasks.ops.stack import client_env, running_stack  # loaded by the command that runs: --help stays fast
 
     state = running_stack(data.resolve())
     if state is None:
@@ -39,7 +39,7 @@ def env(data: Path = DATA_OPTION) -> None:
 @stack_app.command("down")
 def down(data: Path = DATA_OPTION) -> None:
     """Stop the stack; its data stays in the folder for the next `up`."""
-    from tasks.ops.stack import stack_down
+    from tasks.ops.stack import stack_down  # loaded by the command that runs: --help stays fast
 
     stopped = stack_down(data)
     typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -56,7 +56,7 @@ worker_app = typer.Typer(add_completion=False, help="Add this machine as a measu
 @worker_app.command("start")
 def start(hardware_class: str = typer.Option(..., "--hardware-class", help="e.g. cpu-avx2; the work pool's name.")) -> None:
     """Prepare the class's work pool and deployment, then run a worker (one measurement at a time)."""
-    import os
+    import os  # loaded by the command that runs: --help stays fast
 
     from tasks.remote.workers import prepare_class, worker_command, worker_env
 

@@ -7,6 +7,8 @@ import contextvars
 import sys
 import time
 
+from tqdm import tqdm
+
 LOG_EVERY_S = 10.0
 
 
@@ -14,7 +16,7 @@ class StepProgress:
     """A callback `(what, done, total)` for `run_worker`, bound to one variant's task run."""
 
     def __init__(self, label: str) -> None:
-        from prefect import get_run_logger
+        from prefect import get_run_logger  # Prefect: heavy, only inside a flow run or a worker command
 
         self.label, self.logger = label, get_run_logger()
         self.artifact_id = None
@@ -37,6 +39,7 @@ class StepProgress:
         self._bar(what, done, total)
 
     def _artifact(self, fraction: float, description: str) -> None:
+        # Prefect: heavy, only inside a flow run or a worker command
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
         if self.artifact_id is None:
@@ -46,7 +49,6 @@ class StepProgress:
     def _bar(self, what: str, done: int, total: int) -> None:
         if not sys.stderr.isatty():
             return
-        from tqdm import tqdm
 
         if self.bar is None or self.bar.desc != f"{self.label} {what}":
             if self.bar is not None:

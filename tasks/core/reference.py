@@ -16,7 +16,7 @@ def quant_type_name(file_type: str | int | None) -> str | None:
     """GGUF `general.file_type` id (as recorded by acquire) to its llama.cpp name, e.g. 15 -> Q4_K_M."""
     if file_type is None or str(file_type).lower() in {"", "none"}:
         return None
-    from gguf import LlamaFileType
+    from gguf import LlamaFileType  # gguf: its numpy reader, only where a GGUF file is read
 
     try:
         name = LlamaFileType(int(file_type)).name

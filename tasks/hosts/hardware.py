@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psutil
+
 from tasks.store.hashing import sha256_json
 
 _ISA_FLAGS = ("avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "fma", "f16c", "amx_tile", "neon", "asimd", "sve")
@@ -38,15 +40,13 @@ def _gpu() -> dict[str, str]:
 
 def llama_system_info() -> str:
     """llama.cpp's own report of the CPU features its kernels use."""
-    import llama_cpp
+    import llama_cpp  # llama.cpp's binding: native library, only where a model runs
 
     return llama_cpp.llama_print_system_info().decode(errors="replace").strip()
 
 
 def hardware_facts() -> dict[str, str]:
     """Everything that identifies the measuring machine (values are strings for MLflow)."""
-    import psutil
-
     cpu = _cpuinfo()
     flags = set((cpu.get("flags") or cpu.get("Features") or "").split())
     facts = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -204,7 +205,6 @@ def _let_postgres_in(data: Path) -> None:
     change, so say which instead of loosening it behind their back."""
     if os.geteuid() != 0:
         return
-    import pwd
 
     postgres_uid = pwd.getpwnam("postgres").pw_uid
     for parent in data.parents:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.plan.costs import step_units
@@ -84,8 +85,6 @@ class StepMeter:
     """
 
     def __init__(self) -> None:
-        import psutil
-
         self._me = psutil.Process()
         self._start_rss = self._me.memory_info().rss
         # Children already running belong to something else (the temporary Prefect server, another step).
@@ -111,8 +110,6 @@ class StepMeter:
             self._sample()
 
     def _sample(self) -> None:
-        import psutil
-
         total = max(self._me.memory_info().rss - self._start_rss, 0)
         for child in self._me.children(recursive=True):
             if child.pid in self._others:

@@ -41,10 +41,11 @@ def uses_dask(config: BuildRunnerConfig) -> bool:
 def build_runner(config: BuildRunnerConfig):
     """A task runner to use as a context manager around the builds' submissions."""
     if not uses_dask(config):
+        # Prefect: heavy, only inside a flow run or a worker command
         from prefect.task_runners import ThreadPoolTaskRunner
 
         return ThreadPoolTaskRunner(max_workers=config.threads)
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask import DaskTaskRunner  # Dask: only when builds fan out to a cluster
 
     if config.dask_address:
         return DaskTaskRunner(address=config.dask_address)

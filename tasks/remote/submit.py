@@ -103,7 +103,7 @@ def submit_all(request_for: dict[str, MeasureRequest], *, timeout_s: float,
 
 
 def run_on_class(hardware_class: str, request: MeasureRequest, timeout_s: float, worker_wait_s: float) -> ClassResult:
-    from prefect.deployments import run_deployment
+    from prefect.deployments import run_deployment  # Prefect: heavy, only inside a flow run or a worker command
 
     try:
         submitted = run_deployment(f"{MEASURE_FLOW}/{hardware_class}", parameters={"request": request.model_dump(

@@ -41,7 +41,7 @@ def give_up_reason(*, started: bool, waited_s: float, without_worker_s: float, t
 def wait_for_class_run(flow_run_id: UUID, *, pool: str, timeout_s: float, worker_wait_s: float,
                        poll_s: float = 2.0):
     """The flow run once it ends; or (the run, why) after cancelling it when the wait gives up."""
-    from prefect.client.orchestration import get_client
+    from prefect.client.orchestration import get_client  # Prefect: heavy, only inside a flow run or a worker command
 
     start = time.monotonic()
     live_seen = start
@@ -75,7 +75,7 @@ def _pool_has_live_worker(client, pool: str) -> bool:
 def _cancel(client, run, reason: str) -> None:
     """A run nobody took is Cancelled outright; a running one is asked to stop (its worker kills
     the process and reports Cancelled)."""
-    from prefect.states import Cancelled, Cancelling
+    from prefect.states import Cancelled, Cancelling  # Prefect: heavy, only inside a flow run or a worker command
 
     state = Cancelling(message=f"slmforge gave up: {reason}") if _started(run) else \
         Cancelled(message=f"slmforge gave up: {reason}")

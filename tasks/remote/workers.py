@@ -25,7 +25,7 @@ MEASURE_ENTRYPOINT = "flows/measure.py:measure_on_worker"
 
 
 def require_server() -> str:
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL  # Prefect: heavy, only inside a flow run or a worker command
 
     url = PREFECT_API_URL.value()
     if not url:
@@ -60,7 +60,7 @@ def worker_env() -> dict[str, str]:
 
 
 def _ensure_pool(name: str) -> None:
-    from prefect.client.orchestration import get_client
+    from prefect.client.orchestration import get_client  # Prefect: heavy, only inside a flow run or a worker command
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
@@ -73,6 +73,7 @@ def _ensure_pool(name: str) -> None:
 
 def _ensure_crash_automation(timeout_s: float) -> None:
     """Prefect's documented zombie detection: no heartbeat (nor end) within `timeout_s` -> Crashed."""
+    # Prefect: heavy, only inside a flow run or a worker command
     from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Posture
     from prefect.client.schemas.objects import StateType
 

@@ -65,7 +65,7 @@ def log_to_run(client: MlflowClient, run_id: str, result: Comparison, quality: s
                      artifact_file="comparison/comparison.json")
     for name, fig in comparison_figures(result.table, quality).items():
         client.log_figure(run_id, fig, f"comparison/{name}.png")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # matplotlib: only where figures are drawn
 
         plt.close(fig)
     for kind in ("csv", "md"):
@@ -84,6 +84,7 @@ def log_parent_figures(client: MlflowClient, tracking_uri: str, parent_run_id: s
 
 def publish_prefect(result: Comparison, *, tracking_uri: str, key: str = "slmforge-comparison") -> None:
     """The table and where the figures are, on the current Prefect flow run (no-op outside one)."""
+    # Prefect: heavy, only inside a flow run or a worker command
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
     from prefect.context import get_run_context
     from prefect.exceptions import MissingContextError

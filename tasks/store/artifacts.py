@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,8 +94,6 @@ def clean_stale_temporaries(root: Path, *, older_than_s: float = 24 * 3600) -> i
 
     Only old ones: a young temporary folder may belong to a run still going on beside this one.
     """
-    import time
-
     removed = 0
     for tmp in root.glob("*/.tmp-*"):
         if time.time() - tmp.stat().st_mtime > older_than_s:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
+from filelock import FileLock
 from mlflow.entities import Experiment, LifecycleStage, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
@@ -36,7 +38,6 @@ def prepare_store(tracking_uri: str) -> None:
     "duplicate column name" (seen with two `slmforge run` started together)."""
     if not tracking_uri.startswith("sqlite:///"):
         return  # a server or another database migrates itself once
-    from filelock import FileLock
 
     db = Path(tracking_uri.removeprefix("sqlite:///")).expanduser()
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -97,8 +98,6 @@ def start_run(client: MlflowClient, experiment_id: str, *, name: str, tags: dict
 def log_values(client: MlflowClient, run_id: str, *, params: dict | None = None,
                metrics: dict | None = None, tags: dict | None = None) -> None:
     """One batch call; params/tags are redacted, non-finite or non-numeric metrics skipped."""
-    import time
-
     now = int(time.time() * 1000)
     client.log_batch(
         run_id,

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -114,8 +115,6 @@ REFERENCE_TAG = "slmforge.reference"
 
 def owner(pid: int | None = None) -> str:
     """host:pid:start-time of a process: who must close a run (a reused pid has another start time)."""
-    import psutil
-
     process = psutil.Process(pid)
     return f"{socket.gethostname()}:{process.pid}:{process.create_time():.2f}"
 
@@ -140,8 +139,6 @@ def reap_dead_runs(client: MlflowClient, experiment_id: str) -> list[str]:
 
 
 def _alive(pid: int, started: str) -> bool:
-    import psutil
-
     try:
         return f"{psutil.Process(pid).create_time():.2f}" == started
     except psutil.NoSuchProcess:
@@ -257,6 +254,7 @@ def close_parent_run(ctx: RunContext, outcomes: list[VariantOutcome], other_erro
 
 def publish_prefect_artifacts(ctx: RunContext, outcomes: list[VariantOutcome]) -> None:
     """The results table and the MLflow link, visible on the flow run in the Prefect UI."""
+    # Prefect: heavy, only inside a flow run or a worker command
     from prefect.artifacts import create_link_artifact, create_table_artifact
 
     rows = summary_frame(outcomes).astype(object).where(lambda f: f.notna(), None).to_dict("records")

@@ -63,3 +63,41 @@ def test_no_private_name_is_imported_across_modules(package):
                 taken += [f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names
                           if a.name.startswith("_")]
     assert taken == []
+
+
+# Run as processes of their own (the acquire step's dequantizers): loading torch is what they are for.
+OWN_PROCESS = {"tasks/acquire/dequantize.py", "tasks/acquire/dequantize_stream.py"}
+
+
+def _function_import_groups(tree: ast.AST):
+    """Runs of consecutive import statements inside function bodies."""
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for holder in ast.walk(function):
+            for body in (getattr(holder, name, None) for name in ("body", "orelse", "finalbody")):
+                run: list[ast.stmt] = []
+                for statement in [*body, None] if isinstance(body, list) else []:
+                    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+                        run.append(statement)
+                    elif run:
+                        yield run
+                        run = []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_import_inside_a_function_says_why(package):
+    """An import inside a function keeps a heavy runtime (or the CLI's start) out of the common path;
+    a comment on it, or on the line above it, says which."""
+    silent = set()
+    for path in sorted((REPO / package).rglob("*.py")):
+        name = str(path.relative_to(REPO))
+        if name in OWN_PROCESS:
+            continue
+        lines = path.read_text().splitlines()
+        for run in _function_import_groups(ast.parse("\n".join(lines))):
+            first, last = run[0].lineno - 1, run[-1].end_lineno - 1
+            if not any("#" in lines[k] for k in range(first - 1, last + 1)):
+                silent.add(f"{name}:{run[0].lineno}")
+    assert sorted(silent) == []
+

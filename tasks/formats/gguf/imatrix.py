@@ -66,7 +66,7 @@ def _build(tmp: Path, base_gguf: Path, text: str, dataset: str, file_name: str, 
 
 def read_imatrix_facts(path: Path) -> dict:
     """Datasets, chunk count and entries (tensors) of an imatrix GGUF, read with the gguf reader."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
 
     reader = GGUFReader(path)
     fields = {name: field.contents() for name, field in reader.fields.items() if name.startswith("imatrix.")}

@@ -23,6 +23,7 @@ PROMPT_ONLY = "prompt-only"
 def format_prompt_only(messages: list[dict[str, Any]], **_: Any):
     """The conversation as plain text: each message's text, blank-line separated (one user message:
     exactly its text). added_special False: the handler then lets the tokenizer add BOS, as offline."""
+    # llama.cpp's binding: native library, only where a model runs
     from llama_cpp.llama_chat_format import ChatFormatterResponse
 
     texts = [message["content"] for message in messages if isinstance(message.get("content"), str)]
@@ -32,7 +33,7 @@ def format_prompt_only(messages: list[dict[str, Any]], **_: Any):
 def has_chat_template(gguf: Path) -> bool:
     """Whether the GGUF carries a chat template (`tokenizer.chat_template`), as llama-cpp-python sees it.
     Its vocabulary-only load takes about 2 s on a 262k vocabulary; gguf's GGUFReader took 33 s."""
-    from llama_cpp import Llama
+    from llama_cpp import Llama  # llama.cpp's binding: native library, only where a model runs
 
     vocab = Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     return "tokenizer.chat_template" in vocab.metadata
@@ -53,6 +54,7 @@ def llama_cpp_command(gguf: Path, *, port: int, n_ctx: int, threads: int, chat_t
 
 
 def main() -> None:
+    # llama.cpp's binding: native library, only where a model runs
     from llama_cpp.llama_chat_format import register_chat_format
     from llama_cpp.server.__main__ import main as server_main
 

@@ -83,7 +83,7 @@ def _quantize_file(source: Path, target: Path, quant: str, threads: int | None) 
 
 
 def _quantize_in_process(source: Path, target: Path, quant: str, threads: int) -> None:
-    import llama_cpp
+    import llama_cpp  # llama.cpp's binding: native library, only where a model runs
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")

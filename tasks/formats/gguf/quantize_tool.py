@@ -35,6 +35,7 @@ def shape_problem(source: Path, overrides: dict) -> str | None:
     --token-embedding-type / --output-tensor-type as given: a 256-block type on 576-wide rows
     (SmolLM2) aborts it with "double free or corruption". Caught here with a message instead.
     """
+    # gguf: its numpy reader, only where a GGUF file is read
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
     names = {"token_embedding_type": "token_embd.weight", "output_tensor_type": "output.weight"}

@@ -59,7 +59,7 @@ def load_onnx_model(folder: Path | str, threads: int = 2) -> OnnxModel:
 
 
 def new_generator(model: OnnxModel, max_length: int, min_length: int = 0) -> Any:
-    import onnxruntime_genai as og
+    import onnxruntime_genai as og  # onnxruntime-genai: native runtime, only where it runs
 
     if max_length > model.context_length:
         raise ValueError(f"{max_length} tokens exceed the model context of {model.context_length}")
@@ -94,7 +94,7 @@ class GenaiModel:
     """One loaded GenAI folder as a `tasks.formats.base.LoadedModel`."""
 
     def __init__(self, folder: Path, *, threads: int) -> None:
-        import onnxruntime_genai as og
+        import onnxruntime_genai as og  # onnxruntime-genai: native runtime, only where it runs
 
         self.model = load_onnx_model(folder, threads=threads)
         self.n_vocab, self.load_s = self.model.vocab_size, self.model.load_s

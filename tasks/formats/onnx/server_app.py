@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 
 
 def create_app(folder: Path, *, threads: int, api_key: str | None) -> FastAPI:
+    # the runtime: in the server process, once the app is created
     from tasks.formats.onnx.runtime import GenaiModel, new_generator, as_token_array, bos_text, chat_template, prompt_text
 
     model = GenaiModel(folder, threads=threads)
@@ -92,7 +93,7 @@ def create_app(folder: Path, *, threads: int, api_key: str | None) -> FastAPI:
 
 
 def main() -> None:
-    import uvicorn
+    import uvicorn  # uvicorn: only when the server starts
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="ONNX Runtime GenAI folder.")

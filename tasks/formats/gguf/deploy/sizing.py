@@ -31,7 +31,7 @@ class Sizing(BaseModel):
 
 def gguf_attention_facts(path: Path) -> dict[str, int]:
     """n_layer, n_head_kv, key_length, value_length from a GGUF header (no weights read)."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
 
     reader = GGUFReader(str(path))
     arch = _scalar(reader, "general.architecture")
