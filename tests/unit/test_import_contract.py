@@ -20,8 +20,9 @@ PACKAGES = ("tasks", "flows")
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
     """import-linter on the packages under `root` (no cache: nothing written into the checkout)."""
-    return subprocess.run([sys.executable, "-m", "importlinter.cli", "--config", str(root / "pyproject.toml"),
-                           "--no-cache"], cwd=root, capture_output=True, text=True,
+    run = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    return subprocess.run([sys.executable, "-c", run, "--config", str(root / "pyproject.toml"), "--no-cache"],
+                          cwd=root, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
 
 
