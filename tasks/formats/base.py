@@ -12,7 +12,8 @@ satisfy (checked with isinstance, never found by name): `Serves` (serve a varian
 the config model of its `convert:` section), `Refuses` (why the format cannot take a model of some
 architecture at all; asked once the architecture is known and before anything is converted, by
 `tasks.formats.refuse_unsupported`, so such a model fails in seconds with the reason) and
-`ChecksEvaluation` (a problem between its section and the `evaluate:` section of one config).
+`ChecksEvaluation` (a problem between its section and the `evaluate:` section of one config),
+`ChecksInstallation` (what the installed tools lack for its section, found by `slmforge validate`).
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ class BuildsBase(Protocol):
 class Refuses(Protocol):
     def refusal(self, architecture: str, config: BaseModel) -> str | None:
         """Why the format cannot take a model of `architecture` at all (None: it can)."""
+
+
+@runtime_checkable
+class ChecksInstallation(Protocol):
+    def installation_problems(self, config: BaseModel) -> list[str]:
+        """What the installed tools lack for this section (`slmforge validate`), each a whole sentence."""
 
 
 @runtime_checkable

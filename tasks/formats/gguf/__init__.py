@@ -31,6 +31,11 @@ class GgufFormat:
 
         return unsupported_reason(architecture)
 
+    def installation_problems(self, config: GgufConfig) -> list[str]:
+        from tasks.formats.gguf.checks import installed_quant_type_problems  # the registry loads no runtime
+
+        return installed_quant_type_problems(config)
+
     def evaluation_problem(self, config: GgufConfig, evaluate) -> str | None:
         """A calibration text that is the evaluation text would grade the imatrix on its own data."""
         from tasks.formats.gguf.checks import calibration_is_evaluation_problem  # reads no GGUF; kept with the checks

@@ -41,3 +41,13 @@ def tool_problems(gguf_config) -> list[str]:
         problems.append("formats.gguf: the installed llama-cpp-python is not the wheel of the tools' own build "
                         f"(tools.json); run `PYTHON=.venv/bin/python bash {BUILD_SCRIPT}` to install it")
     return problems
+
+
+def installed_quant_type_problems(gguf_config) -> list[str]:
+    """Types the static table accepts but the installed llama-cpp-python lacks (an upgrade drift)."""
+    import llama_cpp  # llama.cpp's binding: native library, only when GGUF is configured
+
+    types = [r.type for r in gguf_config.recipes()]
+    missing = [t for t in types if not hasattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{t}")]
+    problems = [f"formats.gguf.types: {missing} unknown to the installed llama-cpp-python"] if missing else []
+    return problems + tool_problems(gguf_config)  # imatrix / override variants need llama.cpp's tools

@@ -16,6 +16,12 @@ class OnnxFormat:
     def variants(self, config: OnnxTargets) -> list[str]:
         return list(config.precisions)
 
+    def installation_problems(self, config: OnnxTargets) -> list[str]:
+        """Olive / GenAI / ORT releases that break each other: found now, not after an hour of GGUF work."""
+        from tasks.formats.onnx.export import check_onnx_versions  # the registry loads no runtime
+
+        return [f"formats: 'onnx': {problem}" for problem in check_onnx_versions()]
+
     def refusal(self, architecture: str, config: OnnxTargets) -> str | None:
         # the registry loads no runtime: config parsing stays light
         from tasks.formats.onnx.support import unsupported_reason
