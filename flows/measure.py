@@ -15,19 +15,20 @@ from pathlib import Path
 import yaml
 from prefect import flow, get_run_logger, runtime
 
-from tasks import report
 from tasks.acquire import AcquiredModel
 from tasks.config import PipelineConfig
-from tasks.errors import SlmforgeError
+from tasks.core.errors import SlmforgeError
 from tasks.evaluate.measure import Reference
 from tasks.formats.base import BaseArtifact
-from tasks.hardware import hardware_facts
+from tasks.hosts.hardware import hardware_facts
 from tasks.prefect_tasks import bandwidth_task
-from tasks.remote import (
+from tasks.tracking import report
+from tasks.remote.submit import (
     MEASURE_FLOW, ClassResult, MeasureRequest, remote_variant, submit_all, verify_arrival, write_result,
 )
+from tasks.steps import apply_gates, measure_variant  # the same steps as a local run, not a copy
+from tasks.store.versions import tool_versions
 from tasks.variants import VariantOutcome
-from tasks.versions import tool_versions
 
 CLASS_TAG = "slmforge.hardware_class"
 
@@ -35,8 +36,6 @@ CLASS_TAG = "slmforge.hardware_class"
 @flow(name=MEASURE_FLOW, flow_run_name="measure-on-{request[hardware_class]}")
 def measure_on_worker(request: dict) -> None:
     """Measure the requested variants on this machine; the figures go to MLflow and the shared store."""
-    from flows.pipeline import _apply_gates, _measure  # the same steps as a local run, not a copy
-
     req = MeasureRequest.model_validate(request)
     config = PipelineConfig.model_validate(yaml.safe_load(req.config_yaml))
     hardware, versions = hardware_facts(), tool_versions()
@@ -57,11 +56,11 @@ def measure_on_worker(request: dict) -> None:
             except SlmforgeError as exc:
                 outcome.error = str(exc)
             if outcome.error is None:
-                _measure(outcome, **inputs)
+                measure_variant(outcome, **inputs)
             report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware["hardware_id"], versions=versions,
                                     reference=report.reference_of(model, config), tags={CLASS_TAG: req.hardware_class})
             outcomes.append(outcome)
-        _apply_gates(outcomes, config, hardware)
+        apply_gates(outcomes, config, hardware)
         for outcome in outcomes:
             report.close_variant_run(ctx, outcome, gguf_artifacts="reference")
     write_result(ClassResult(hardware_class=req.hardware_class, hardware_id=hardware["hardware_id"],

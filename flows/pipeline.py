@@ -11,28 +11,28 @@ from pathlib import Path
 from prefect import flow, get_run_logger, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import report
-from tasks.build_runner import build_runner
+from flows.measure import measure_remotely
 from tasks.config import PipelineConfig, load_config
-from tasks.errors import SlmforgeError, VariantsFailedError
+from tasks.core.errors import VariantsFailedError
+from tasks.core.naming import variant_name
 from tasks.evaluate import default_threads
-from tasks.evaluate.derived import derived_metrics
-from tasks.evaluate.measure import MEASUREMENT_KEY
 from tasks.formats import REFERENCE_FORMAT, get_format, refuse_unsupported
 from tasks.formats.base import Built, BuildInputs, PackageInputs
-from tasks.gates import check_gates
-from tasks.hardware import hardware_facts
-from tasks.naming import variant_name
+from tasks.hosts.hardware import hardware_facts
 from tasks.plan.records import take_records
-from tasks.review.watch import RegressionError, check_regressions, publish_regressions
 from tasks.prefect_tasks import (
-    acquire_task, bandwidth_task, base_task, build_task, measure_task, package_task, reference_task, register_task,
-    serve_task,
+    acquire_task, bandwidth_task, base_task, build_task, package_task, reference_task, register_task, serve_task,
     tokens_task,
 )
-from tasks.store import clean_stale_temporaries
+from tasks.remote.build_runner import build_runner
+from tasks.review.watch import RegressionError, check_regressions, publish_regressions
+from tasks.steps import apply_gates, measure_variant
+from tasks.tracking import report
+from tasks.tracking.client import run_url
+from tasks.tracking.mlflow_ui import view_url
+from tasks.store.artifacts import clean_stale_temporaries
+from tasks.store.versions import tool_versions
 from tasks.variants import Variant, VariantOutcome, summary_rows
-from tasks.versions import tool_versions
 
 
 @flow(name="slmforge-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -71,7 +71,7 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
         remote = _measure_all(ctx, outcomes, config=config, model=model, hardware=hardware, versions=versions,
                               base=base, reference=reference, tokens_file=tokens_file)
         hardware = remote["hardware"] if remote else hardware
-        _apply_gates(outcomes, config, hardware)
+        apply_gates(outcomes, config, hardware)
         _package(outcomes, builds, model, base, config, hardware)
         for outcome in outcomes:
             report.close_variant_run(ctx, outcome, gguf_artifacts=config.tracking.gguf_artifacts)
@@ -103,12 +103,10 @@ def _measure_all(ctx: report.RunContext, outcomes: list[VariantOutcome], *, conf
     (then returns their result; the first class's hardware stands for the run)."""
     remote = None
     if config.hardware:
-        from flows.measure import measure_remotely
-
         remote = measure_remotely(ctx, outcomes, config=config, model=model, **inputs)
     for outcome in outcomes:  # one at a time: concurrent timed runs would share cores
         if remote is None and outcome.error is None:
-            _measure(outcome, config=config, hardware_id=hardware["hardware_id"], **inputs)
+            measure_variant(outcome, config=config, hardware_id=hardware["hardware_id"], **inputs)
         if outcome.mlflow_run_id is None:  # a remote worker opened (and closed) those it measured
             hardware_id = (remote["hardware"] or hardware)["hardware_id"] if remote else hardware["hardware_id"]
             report.open_variant_run(ctx, outcome, model=model, hardware_id=hardware_id, versions=versions,
@@ -140,36 +138,6 @@ def _collect(config: PipelineConfig, name: str, quant: str, future) -> VariantOu
 
 def _message(text: object) -> str:
     return str(text).removeprefix("Task run encountered an exception ")
-
-
-def _measure(outcome: VariantOutcome, **kwargs) -> None:
-    """Figures of one variant; any failure (a crash, a timeout, a bug) becomes its error alone."""
-    config = kwargs.pop("config")
-    try:
-        outcome.metrics, outcome.reused = measure_task(
-            outcome.variant.name, outcome.built, config=config.evaluate, store_root=config.store_dir,
-            is_base=outcome.variant.is_base, **kwargs,
-        )
-    except Exception as exc:  # noqa: BLE001 - isolate the variant; the message names what failed
-        outcome.error = str(exc) if isinstance(exc, SlmforgeError) else f"{type(exc).__name__}: {exc}"
-        return
-    outcome.measurement = outcome.metrics.pop(MEASUREMENT_KEY, None)
-    if outcome.built.build_s is not None:
-        outcome.metrics["build_s"] = outcome.built.build_s
-
-
-def _apply_gates(outcomes: list[VariantOutcome], config: PipelineConfig, hardware: dict) -> None:
-    """Derived figures (ratio to base, golden agreement, decode efficiency), then the gates."""
-    base = next(o for o in outcomes if o.variant.is_base)
-    base_ppl = base.metrics.get("perplexity")
-    for outcome in outcomes:
-        if outcome.error or base_ppl is None:
-            continue
-        outcome.metrics.update(derived_metrics(
-            outcome.metrics, base.metrics, bandwidth=hardware.get("read_bandwidth_bytes_per_s"),
-        ))
-        outcome.gate_reasons = check_gates(outcome.metrics, base_ppl, config.gates.for_quant(outcome.variant.quant))
-        outcome.gate = "fail" if outcome.gate_reasons else "pass"
 
 
 def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: PipelineConfig, hardware: dict) -> None:
@@ -232,9 +200,6 @@ def _served(outcome: VariantOutcome, built: Built, inputs: PackageInputs, sectio
 
 
 def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model, config: PipelineConfig) -> dict:
-    from tasks.review.mlflow_ui import view_url
-    from tasks.tracking import run_url
-
     return {
         "rows": summary_rows(outcomes),
         "packages": {o.variant.name: str(o.package_dir) for o in outcomes if o.package_dir},

@@ -1,6 +1,6 @@
 """Several models in one flow: the pipeline per model (subflows), then one comparison across them.
 
-Wiring only: the suite's config files come from tasks.review.suite, the comparison from
+Wiring only: the suite's config files come from tasks.suite, the comparison from
 tasks.review.publish. A model whose variants fail does not stop the others.
 """
 
@@ -11,18 +11,17 @@ from pathlib import Path
 from prefect import flow, get_run_logger, runtime, task
 
 from flows.pipeline import pipeline
-from tasks.errors import SlmforgeError, VariantsFailedError
+from tasks.core.errors import SlmforgeError, VariantsFailedError
 from tasks.review.compare import CompareSelection
-from tasks.review.suite import load_suite, write_model_configs
+from tasks.review.publish import compare, log_comparison, publish_prefect
+from tasks.suite import load_suite, write_model_configs
+from tasks.tracking.client import resolve_tracking_uri
 
 
 @task(name="compare-models")
 def compare_task(selection: CompareSelection, out_dir: Path) -> dict:
     """Table and figures of the suite's variants, logged on a comparison run and as artifacts."""
-    from mlflow.tracking import MlflowClient
-
-    from tasks.review.publish import compare, log_comparison, publish_prefect
-    from tasks.tracking import resolve_tracking_uri
+    from mlflow.tracking import MlflowClient  # MLflow: heavy, only where runs are read or written
 
     uri = resolve_tracking_uri(selection.tracking_uri)
     result = compare(selection, out_dir)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import yaml
+
+from tasks.core.reference import is_requantization
+
 # Metrics shown in the card, with their unit and the companion spread key when one exists.
 CARD_METRICS = (
     ("size_bytes", "bytes", None), ("bits_per_weight", "bits", None),
@@ -30,8 +34,6 @@ def metrics_table(metrics: dict[str, float]) -> str:
 def hub_metadata(*, base_model: str | None, license: str | None, tags: list[str]) -> str:
     """The Hub's model-card metadata block (YAML front matter): with `base_model_relation: quantized`
     a published variant is listed under its base model's quantizations."""
-    import yaml
-
     data = {"base_model": base_model, "base_model_relation": "quantized" if base_model else None,
             "license": (license or "").lower() or None, "tags": tags, "library_name": None}
     return "---\n" + yaml.safe_dump({k: v for k, v in data.items() if v}, sort_keys=False) + "---\n\n"
@@ -53,8 +55,6 @@ def model_card(*, title: str, variant: dict, provenance: dict, metrics: dict, us
 
 def reference_sentence(reference: str | None) -> str:
     """The card's first word on the figures: what they are against (a quantized source's own dequantization)."""
-    from tasks.reference import is_requantization
-
     if not reference:
         return "Quality figures are against the f16 base."
     if is_requantization(reference):

@@ -14,12 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from tasks import formats as format_registry
 from tasks.acquire import AcquireConfig
 from tasks.acquire.sources import ModelSource
-from tasks.build_runner import BuildRunnerConfig
-from tasks.config_errors import describe, read_yaml_mapping
-from tasks.errors import ConfigError
+from tasks.core.config_errors import describe, read_yaml_mapping
+from tasks.core.errors import ConfigError
+from tasks.core.gates import GateConfig
 from tasks.evaluate import EvalConfig
-from tasks.formats.gguf.convert import ConvertConfig
-from tasks.gates import GateConfig
+from tasks.formats.base import ChecksEvaluation
+from tasks.remote.build_runner import BuildRunnerConfig
+from tasks.remote.submit import check_class_names
 from tasks.review.registry import RegistryConfig
 from tasks.review.regressions import RegressionConfig
 
@@ -43,7 +44,11 @@ class PipelineConfig(BaseModel):
     model_name: str = Field(description="Human name of the model, used in file names.")
     source: ModelSource
     acquire: AcquireConfig = Field(default_factory=AcquireConfig)
-    convert: ConvertConfig = Field(default_factory=ConvertConfig, description="The f16 base (the reference).")
+    convert: SerializeAsAny[BaseModel] = Field(
+        default_factory=lambda: format_registry.base_config_model()(), validate_default=True,
+        description="The full-precision base every variant is built from or scored against (the reference "
+        "format's own settings, e.g. `outtype: f16`).",
+    )
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     gates: GateConfig = Field(default_factory=GateConfig)
     formats: dict[str, SerializeAsAny[BaseModel]] = Field(
@@ -75,8 +80,6 @@ class PipelineConfig(BaseModel):
     @field_validator("hardware")
     @classmethod
     def _class_names(cls, value: list[str]) -> list[str]:
-        from tasks.remote import check_class_names
-
         if problems := check_class_names(value):
             raise ValueError("; ".join(problems))
         if len(set(value)) != len(value):
@@ -92,13 +95,18 @@ class PipelineConfig(BaseModel):
             raise ValueError("; ".join(problems))
         return sections
 
-    @model_validator(mode="after")
-    def _calibration_not_evaluation(self) -> PipelineConfig:
-        from tasks.formats.gguf.checks import calibration_is_evaluation_problem
+    @field_validator("convert", mode="before")
+    @classmethod
+    def _base_section(cls, value: Any) -> BaseModel:
+        model = format_registry.base_config_model()
+        return value if isinstance(value, model) else model.model_validate(value)
 
-        if "gguf" in self.formats and (problem := calibration_is_evaluation_problem(self.formats["gguf"],
-                                                                                     self.evaluate.corpus)):
-            raise ValueError(problem)
+    @model_validator(mode="after")
+    def _formats_agree_with_evaluation(self) -> PipelineConfig:
+        for name, section in self.formats.items():
+            fmt = format_registry.get_format(name)
+            if isinstance(fmt, ChecksEvaluation) and (problem := fmt.evaluation_problem(section, self.evaluate)):
+                raise ValueError(problem)
         return self
 
 
@@ -126,7 +134,7 @@ def format_sections(value: Any) -> tuple[dict[str, BaseModel], list[str]]:
     return sections, problems
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     """A config file with its `include:` files composed in order, the including file last."""
     if not path.is_file():
         where = (f"included from {seen[-1]}; include paths are relative to the including file's folder"
@@ -146,11 +154,11 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         ])
     merged: dict = {}
     for include in includes:
-        merged = _deep_merge(merged, _read_yaml(path.parent / include, seen + (path.resolve(),)))
-    return _deep_merge(merged, data)
+        merged = deep_merge(merged, read_config_file(path.parent / include, seen + (path.resolve(),)))
+    return deep_merge(merged, data)
 
 
-def _deep_merge(base: dict, override: dict) -> dict:
+def deep_merge(base: dict, override: dict) -> dict:
     """`override` laid over `base`, mapping by mapping, at any depth.
 
     A mapping that names its `kind` (source, evaluate.corpus: discriminated sections) is a whole
@@ -162,7 +170,7 @@ def _deep_merge(base: dict, override: dict) -> dict:
     for key, value in override.items():
         below = out.get(key)
         if isinstance(value, dict) and isinstance(below, dict) and "kind" not in value:
-            out[key] = _deep_merge(below, value)
+            out[key] = deep_merge(below, value)
         else:
             out[key] = value
     return out
@@ -170,7 +178,7 @@ def _deep_merge(base: dict, override: dict) -> dict:
 
 def load_config(path: Path) -> PipelineConfig:
     """Read, compose and validate a config file; ConfigError lists every problem."""
-    data = _read_yaml(path)
+    data = read_config_file(path)
     problems = []
     if "formats" in data:  # validated apart, so that each problem of each section is its own line
         data["formats"], problems = format_sections(data["formats"])

@@ -12,17 +12,19 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
-from tasks import hostlock
 from tasks.acquire import AcquireConfig, AcquiredModel, acquire_model
-from tasks.errors import TransientError
+from tasks.core.errors import TransientError
+from tasks.core.progress import StepProgress
 from tasks.evaluate import EvalConfig, default_threads
 from tasks.evaluate import measure
+from tasks.evaluate.bandwidth import cached_probe_record, cached_read_bandwidth
 from tasks.formats import REFERENCE_FORMAT, get_format
-from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
-from tasks.formats.gguf.convert import ConvertConfig
+from tasks.formats.base import BaseArtifact, Built, BuildInputs, BuildsBase, Packaged, PackageInputs, Serves
+from tasks.hosts import hostlock
 from tasks.plan.records import metered
-from tasks.progress import StepProgress
+from tasks.review.promote import register_run
 
 
 def retry_only_transient(task_obj, task_run, state) -> bool:
@@ -47,7 +49,7 @@ def _waits(step_name: str):
 
 def _run_key() -> str:
     """The flow run a step belongs to: its measured time and memory join that run's records."""
-    from prefect import runtime
+    from prefect import runtime  # Prefect: heavy, only inside a flow run or a worker command
 
     return str(runtime.flow_run.id)
 
@@ -69,12 +71,12 @@ def acquire_task(source, config: AcquireConfig, store_root: Path) -> AcquiredMod
 
 
 @step(name="convert")
-def base_task(model: AcquiredModel, model_name: str, config: ConvertConfig, store_root: Path) -> BaseArtifact:
+def base_task(model: AcquiredModel, model_name: str, config: BaseModel, store_root: Path) -> BaseArtifact:
+    reference: BuildsBase = get_format(REFERENCE_FORMAT)
     with hostlock.shared(on_wait=_waits("convert")), metered(_run_key(), "convert") as note:
-        base = get_format(REFERENCE_FORMAT).build_base(model, model_name=model_name, config=config,
-                                                       store_root=store_root)
-        note.n_weights, note.reused, note.strategy = base.n_weights, base.reused, config.outtype
-    _report(f"convert to {config.outtype} (the reference)", base.reused, base.path)
+        base = reference.build_base(model, model_name=model_name, config=config, store_root=store_root)
+        note.n_weights, note.reused, note.strategy = base.n_weights, base.reused, base.quant.lower()
+    _report(f"convert to {base.quant.lower()} (the reference)", base.reused, base.path)
     return base
 
 
@@ -90,8 +92,6 @@ def build_task(format_name: str, quant: str, inputs: BuildInputs, config) -> Bui
 @step(name="memory-bandwidth")
 def bandwidth_task(store_root: Path, hardware_id: str, threads: int | None) -> float:
     """Read bandwidth of this host, probed once per host and thread count (cached in the store)."""
-    from tasks.evaluate.bandwidth import cached_probe_record, cached_read_bandwidth
-
     threads = threads or default_threads()
     bandwidth = cached_read_bandwidth(store_root / "bandwidth.json", hardware_id, threads)
     record = cached_probe_record(store_root / "bandwidth.json", hardware_id, threads)
@@ -150,9 +150,7 @@ def package_task(variant_name: str, built: Built, inputs: PackageInputs, config)
 @step(name="register", retries=0)
 def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, model_name: str, config) -> list[str]:
     """Passing variants as registry versions, device aliases moved (tasks.review.promote)."""
-    from mlflow.tracking import MlflowClient
-
-    from tasks.review.promote import register_run
+    from mlflow.tracking import MlflowClient  # MLflow: heavy, only where runs are read or written
 
     lines = register_run(MlflowClient(tracking_uri=tracking_uri), experiment_id=experiment_id,
                          parent_run_id=parent_run_id, model_name=model_name, config=config)
@@ -164,8 +162,8 @@ def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, 
 @step(name="serve", task_run_name="serve-{variant_name}", retries=0)
 def serve_task(variant_name: str, built: Built, inputs: PackageInputs, config):
     """Serve, smoke-test and load one variant where its format can serve (None otherwise)."""
-    serve = getattr(get_format(built.format), "serve", None)
-    result = serve(built, inputs, config) if serve is not None else None
+    fmt = get_format(built.format)
+    result = fmt.serve(built, inputs, config) if isinstance(fmt, Serves) else None
     if result is not None:
         get_run_logger().info("serve %s: %s %s, smoke %s, decode %.1f tok/s through the server", variant_name,
                               "reused" if result.reused else "served", result.server,

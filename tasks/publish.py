@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tasks.errors import UserError
-from tasks.hashing import sha256_file
-from tasks.secrets import SECRET_ENV_NAMES, redact
-from tasks.store import MANIFEST_NAME
+from tasks.core.errors import UserError
+from tasks.core.secrets import SECRET_ENV_NAMES, redact
+from tasks.store.artifacts import MANIFEST_NAME
+from tasks.store.hashing import sha256_file
 
 
 class PlannedFile(BaseModel):
@@ -47,7 +47,7 @@ def _files(package_dir: Path) -> list[Path]:
 
 def operations(package_dir: Path) -> list:
     """huggingface_hub CommitOperationAdd objects, one per file, paths relative to the package."""
-    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub import CommitOperationAdd  # Hub client: only where the Hub is called
 
     return [CommitOperationAdd(path_in_repo=p.relative_to(package_dir).as_posix(), path_or_fileobj=str(p))
             for p in _files(package_dir)]
@@ -67,7 +67,7 @@ def publish(package_dir: Path, *, repo_id: str, dry_run: bool = False, private: 
     token = next((os.environ[n] for n in SECRET_ENV_NAMES if os.environ.get(n)), None)
     if token is None:
         raise UserError(f"no Hub token: set {SECRET_ENV_NAMES[0]} in the environment (it is never logged)")
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # Hub client: only where the Hub is called
     from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(token=token)

@@ -12,12 +12,12 @@ from tasks.acquire import inspect
 from tasks.acquire.gguf_source import locate_gguf, read_gguf_facts
 from tasks.acquire.sources import GgufSource, HubSource, LocalSource
 from tasks.config import PipelineConfig, load_config
-from tasks.formats import REFERENCE_FORMAT, refusals
-from tasks.formats.gguf.convert import converter_gguf_problem, supported_architectures
-from tasks.errors import ConfigError, SlmforgeError
+from tasks.core.errors import ConfigError, SlmforgeError
 from tasks.evaluate.corpus import FileCorpus, short_text_problem
-from tasks.formats.onnx.export import check_onnx_versions
-from tasks.tracking import resolve_tracking_uri
+from tasks.formats import REFERENCE_FORMAT, get_format, refusals
+from tasks.formats.base import ChecksInstallation
+from tasks.formats.gguf.convert import converter_gguf_problem, supported_architectures
+from tasks.tracking.client import resolve_tracking_uri
 
 # Bytes per weight of the f16 base GGUF's tensors, by convert.outtype: its size sets the least room the store needs.
 BASE_BYTES_PER_WEIGHT = {"f16": 2, "bf16": 2, "f32": 4}
@@ -38,10 +38,9 @@ def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
         problems.append(f"installation: {gguf_problem}")
     if config.evaluate.prefill_tokens > 8192:
         problems.append("evaluate.prefill_tokens: above 8192 is slower than useful; llama-bench uses 512")
-    problems.extend(_installed_quant_type_problems(config))
-    if "onnx" in config.formats:
-        # Olive / GenAI / ORT releases that break each other: found now, not after an hour of GGUF work.
-        problems.extend(f"formats: 'onnx': {problem}" for problem in check_onnx_versions())
+    for name, section in config.formats.items():
+        if isinstance(fmt := get_format(name), ChecksInstallation):
+            problems.extend(fmt.installation_problems(section))
     return config, problems
 
 
@@ -69,20 +68,6 @@ def _corpus_problems(config: PipelineConfig) -> list[str]:
     tokenizer = source.path.expanduser() / "tokenizer.json" if isinstance(source, LocalSource) else None
     short = short_text_problem(corpus.path, config.evaluate.n_ctx, tokenizer)
     return [f"evaluate.corpus.path: {short}"] if short else []
-
-
-def _installed_quant_type_problems(config: PipelineConfig) -> list[str]:
-    """Types the static table accepts but the installed llama-cpp-python lacks (an upgrade drift)."""
-    if "gguf" not in config.formats:
-        return []
-    import llama_cpp
-
-    from tasks.formats.gguf.checks import tool_problems
-
-    types = [r.type for r in config.formats["gguf"].recipes()]
-    missing = [t for t in types if not hasattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{t}")]
-    problems = [f"formats.gguf.types: {missing} unknown to the installed llama-cpp-python"] if missing else []
-    return problems + tool_problems(config.formats["gguf"])  # imatrix / override variants need llama.cpp's tools
 
 
 def _local_source_problems(source: LocalSource, config: PipelineConfig, problems: list[str]) -> int | None:

@@ -61,6 +61,6 @@ def summary_rows(outcomes: list[VariantOutcome]) -> list[dict]:
 
 def summary_frame(outcomes: list[VariantOutcome]):
     """The results table as a pandas DataFrame (sortable by any metric)."""
-    import pandas as pd
+    import pandas as pd  # pandas: only where a table is built
 
     return pd.DataFrame(summary_rows(outcomes), columns=list(SUMMARY_COLUMNS))

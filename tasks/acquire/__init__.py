@@ -8,10 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.acquire import gguf_source, hub, inspect
 from tasks.acquire.sources import GgufSource, HubSource, LocalSource, ModelSource
-from tasks.codeid import code_identity
-from tasks.hashing import build_manifest, sha256_file, sha256_json
-from tasks.store import stored_step
-from tasks.versions import subset, tool_versions
+from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import build_manifest, sha256_file, sha256_json
+from tasks.store.versions import subset, tool_versions
 
 
 class AcquireConfig(BaseModel):

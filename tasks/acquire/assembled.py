@@ -9,7 +9,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 
 
 def assembled_dir() -> Path:

@@ -14,10 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tasks.acquire.assembled import assembled_gguf
 from tasks.acquire.sources import GgufSource
-from tasks.errors import CorruptArtifactError, SourceError
+from tasks.acquire.split import joined_gguf
+from tasks.core.errors import CorruptArtifactError, SourceError
 from tasks.plan.limits import MemoryLimit, gib, killed_by_signal_message, read_memory_limit
-from tasks.plan.needs import Need
+from tasks.plan.needs import Need, SAFETY, choose, dequantize_needs
+from tasks.plan.shapes import shape_from_gguf
 
 
 def locate_gguf(source: GgufSource) -> Path:
@@ -28,12 +31,8 @@ def locate_gguf(source: GgufSource) -> Path:
             raise SourceError(f"GGUF file {path} does not exist; check `source.path`.")
         return path
     if source.parts is not None:
-        from tasks.acquire.split import joined_gguf
-
         return joined_gguf(source.parts, source.file).path
     if source.assemble:
-        from tasks.acquire.assembled import assembled_gguf
-
         return assembled_gguf(source.package, source.assemble, source.file)
     try:
         root = importlib.resources.files(source.package)
@@ -92,9 +91,6 @@ def dequantize_strategy(gguf_path: Path, dtype: str, limit: MemoryLimit | None =
     """The first dequantize strategy that fits this process's memory (configured dtype through
     transformers; then streaming), and a sentence saying why when it is not the configured one.
     InsufficientMemoryError, before any work, when none fits."""
-    from tasks.plan.needs import SAFETY, choose, dequantize_needs
-    from tasks.plan.shapes import shape_from_gguf
-
     limit = limit or read_memory_limit()
     options = dequantize_needs(shape_from_gguf(gguf_path), dtype)
     smallest = min(n.peak_bytes for n in options) * SAFETY

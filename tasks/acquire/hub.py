@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from tasks.acquire.sources import HubSource
-from tasks.errors import HubAccessError, TransientError
-from tasks.secrets import redact
+from tasks.core.errors import HubAccessError, TransientError
+from tasks.core.secrets import redact
 
 
 # Safe by default: configs, tokenizers and safetensors weights; pickle files only when allowed.
@@ -21,7 +21,7 @@ def download_snapshot(source: HubSource, *, allow_pickle: bool = False) -> tuple
     Works offline when HF_HUB_OFFLINE=1 and the revision is in the cache.
     """
     patterns = source.allow_patterns or DEFAULT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # Hub client: only where the Hub is called
     from huggingface_hub import errors as hub_errors
 
     token = os.environ.get(source.token_env) or None

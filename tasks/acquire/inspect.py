@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from safetensors import safe_open
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 B = 1_000_000_000
@@ -68,7 +68,7 @@ def count_parameters(files: list[Path]) -> int:
 
 def _count_pickled(path: Path) -> int:
     """Parameters of an (explicitly allowed) pickle checkpoint; weights_only blocks code objects."""
-    import torch
+    import torch  # torch: loaded only by the step that runs a model
 
     state = torch.load(path, map_location="meta", weights_only=True, mmap=True)
     return sum(t.numel() for t in state.values() if hasattr(t, "numel"))

@@ -21,8 +21,8 @@ from filelock import FileLock
 
 from tasks.acquire.assembled import assembled_dir
 from tasks.acquire.sources import SplitParts
-from tasks.errors import CorruptArtifactError, SourceError
-from tasks.hashing import sha256_file
+from tasks.core.errors import CorruptArtifactError, SourceError
+from tasks.store.hashing import sha256_file
 
 _CHUNK = 8 * 1024 * 1024
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.core.resources import config_dir
 from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig
-from tasks.resources import config_dir
 
 
 class EvalConfig(BaseModel):
@@ -44,6 +45,4 @@ def prompt_suite_file(config: EvalConfig) -> Path | None:
 
 def default_threads() -> int:
     """Physical cores, as llama-bench and llama-perplexity default to."""
-    import psutil
-
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1

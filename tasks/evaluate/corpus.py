@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import SourceError
-from tasks.hashing import sha256_json
+from tasks.core.errors import SourceError
+from tasks.store.hashing import sha256_json
 
 
 class _Strict(BaseModel):
@@ -46,7 +46,7 @@ CorpusConfig = Annotated[BuiltinCorpus | FileCorpus | HubCorpus, Field(discrimin
 def load_corpus_text(corpus: BuiltinCorpus | FileCorpus | HubCorpus) -> str:
     """The evaluation text for `corpus`, or a SourceError saying how to fix it."""
     if isinstance(corpus, BuiltinCorpus):
-        import pydoc_data.topics as topics
+        import pydoc_data.topics as topics  # Python's doc text (large): only for the built-in corpus
 
         return "\n\n".join(topics.topics[name] for name in sorted(topics.topics))
     if isinstance(corpus, FileCorpus):
@@ -58,7 +58,7 @@ def load_corpus_text(corpus: BuiltinCorpus | FileCorpus | HubCorpus) -> str:
 
 def _load_hub_dataset(corpus: HubCorpus) -> str:
     try:
-        import datasets
+        import datasets  # datasets: an optional extra, only for a Hub corpus
     except ImportError as exc:
         raise SourceError("A hub corpus needs the `datasets` package: pip install datasets") from exc
     rows = datasets.load_dataset(
@@ -87,7 +87,7 @@ def short_text_problem(path: Path, n_ctx: int, tokenizer_file: Path | None = Non
                 "use a longer text or a smaller evaluate.n_ctx")
     if tokenizer_file is None or not tokenizer_file.is_file() or size > n_ctx * PREFIX_BYTES_PER_TOKEN:
         return None
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # tokenizers: only where a corpus is counted
 
     count = len(Tokenizer.from_file(str(tokenizer_file)).encode(path.read_text(encoding="utf-8", errors="replace"),
                                                                  add_special_tokens=False).ids) + 1

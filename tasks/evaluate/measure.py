@@ -12,20 +12,19 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.codeid import code_identity
 from tasks.evaluate import EvalConfig, default_threads, prompt_suite_file
 from tasks.evaluate.corpus import corpus_identity, load_corpus_text
-from tasks.evaluate.process import ProgressCallback, run_worker
+from tasks.evaluate.process import WORKER, ProgressCallback, run_worker
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
-from tasks.hashing import sha256_file
+from tasks.plan.guard import check_reference, check_measure
 from tasks.review import records
-from tasks.store import stored_step
-from tasks.versions import subset, tool_versions
+from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_file
+from tasks.store.versions import subset, tool_versions
 
 # The worker-side code whose edits change a figure (a fix there must not serve old numbers).
-MEASUREMENT_CODE = ("tasks.evaluate.worker", "tasks.evaluate.quality", "tasks.evaluate.metrics",
-                    "tasks.evaluate.reference", "tasks.evaluate.speed", "tasks.evaluate.prompt_suite")
 
 MEASUREMENT_KEY = "_measurement"
 
@@ -69,11 +68,9 @@ def compute_reference(base: BaseArtifact, tokens_file: Path, config: EvalConfig,
     runtime = _reference_runtime()
     material = {"base_key": base.key, "tokens": tokens_file.parent.name, "n_ctx": config.n_ctx,
                 "max_chunks": config.max_chunks, "versions": subset(tool_versions(), "llama-cpp-python"),
-                "code": code_identity(runtime, *MEASUREMENT_CODE)}
+                "code": code_identity(runtime, WORKER)}
 
     def build(tmp: Path) -> None:
-        from tasks.plan.guard import check_reference
-
         check_reference(base.path, n_ctx=config.n_ctx, chunks=config.max_chunks or 24)
         run_worker({"mode": "reference", "runtime": runtime, "model": str(base.path), "tokens_file": str(tokens_file),
                     "n_ctx": config.n_ctx, "max_chunks": config.max_chunks, "out_dir": str(tmp),
@@ -99,13 +96,11 @@ def measure_variant(
         "variant_key": built.key, "reference_key": reference.key, "tokens": tokens_file.parent.name,
         "protocol": config.model_dump(mode="json"), "threads": _threads(config), "hardware_id": hardware_id,
         "versions": subset(tool_versions(fmt.measure_tools), *fmt.measure_tools),
-        "code": code_identity(fmt.runtime_module, *MEASUREMENT_CODE),
+        "code": code_identity(fmt.runtime_module, WORKER),
         "prompt_suite": sha256_file(suite) if suite else None, "is_base": is_base,
     }
 
     def build(tmp: Path) -> None:
-        from tasks.plan.guard import check_measure
-
         check_measure(base.path, built.path, name=f"measure {built.format} {built.quant}", n_ctx=config.n_ctx,
                       speed_ctx=config.prefill_tokens + config.decode_tokens + max(config.depths, default=0),
                       quality=not is_base)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tasks.errors import MeasurementError
+from tasks.core.errors import MeasurementError
+from tasks.plan.limits import killed_by_signal_message, read_memory_limit
 
 PROGRESS_TAG = "SLMFORGE_PROGRESS "
 WORKER = "tasks.evaluate.worker"
@@ -58,8 +60,6 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
             reader.join(timeout=5)
         tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-10:])
         if returncode < 0:
-            from tasks.plan.limits import killed_by_signal_message, read_memory_limit
-
             message = killed_by_signal_message(returncode, f"The {what}", read_memory_limit())
             raise MeasurementError(f"{message} Last lines:\n{tail}")
         if returncode != 0 or not result_path.is_file():
@@ -105,3 +105,17 @@ def _forward_progress(stream, on_progress: ProgressCallback | None) -> None:
 def report_progress(what: str, done: int, total: int) -> None:
     """Called inside a worker: one progress line for the parent (flushed at once)."""
     print(PROGRESS_TAG + json.dumps([what, done, total]), flush=True)
+
+
+def peak_rss_bytes() -> int:
+    """High-water resident memory of this process's own address space.
+
+    Not ru_maxrss: Linux carries it over fork+exec, so a worker started by a 900 MB flow process
+    would report at least 900 MB. VmHWM belongs to the address space exec created.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # other OSes: best available

@@ -15,9 +15,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tasks.config_errors import describe
-from tasks.errors import ConfigError
-from tasks.resources import config_dir
+from tasks.core.config_errors import describe
+from tasks.core.errors import ConfigError
+from tasks.core.resources import config_dir
+from tasks.evaluate.process import report_progress
 
 DEFAULT_SUITE = config_dir() / "prompts" / "default.yaml"
 
@@ -116,8 +117,6 @@ def golden_agreement(variant_tokens: list[int], base_tokens: list[int]) -> float
 
 def run_prompt_suite(model, prompts: list[Prompt], max_tokens: int) -> list[dict]:
     """One row per prompt: id, kind, output text, generated token ids (end token kept), correct."""
-    from tasks.evaluate.process import report_progress
-
     rows = []
     for done, prompt in enumerate(prompts, start=1):
         tokens = model.greedy(model.chat_tokens(prompt.prompt), max_tokens)

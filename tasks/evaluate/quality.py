@@ -17,8 +17,7 @@ from tasks.evaluate.metrics import (
     DivergenceAccumulator, PerplexityAccumulator, chunk_ids, chunk_targets, chunk_token_ranges, scored_positions,
     token_nll,
 )
-from tasks.evaluate.process import report_progress
-from tasks.evaluate.worker import peak_rss_bytes
+from tasks.evaluate.process import peak_rss_bytes, report_progress
 from tasks.formats.base import LoadedModel
 
 BLOCK = reference.ROW_BLOCK

@@ -16,9 +16,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import sys
 from pathlib import Path
+
+from tasks.evaluate import quality
+from tasks.evaluate.process import exit_with_parent, peak_rss_bytes
+from tasks.evaluate.prompt_suite import run_prompts_request
+from tasks.evaluate.speed import measure_speed
 
 
 def run_request(request: dict) -> dict:
@@ -29,8 +33,6 @@ def run_request(request: dict) -> dict:
     tokens = json.loads(Path(request["tokens_file"]).read_text()) if request.get("tokens_file") else None
     common = {"threads": threads, "n_gpu_layers": request.get("n_gpu_layers", 0)}
     if mode in ("reference", "quality"):
-        from tasks.evaluate import quality
-
         model = runtime.load(model_path, n_ctx=request["n_ctx"], all_logits=True, **common)
         if mode == "reference":
             return quality.reference_pass(model, tokens, n_ctx=request["n_ctx"], max_chunks=request.get("max_chunks"),
@@ -47,8 +49,6 @@ def run_request(request: dict) -> dict:
 
 
 def _speed_and_prompts(runtime, model_path: Path, request: dict, tokens: dict, common: dict) -> dict:
-    from tasks.evaluate.speed import measure_speed
-
     ttft_prompt = tokens["tokens"][: request["ttft_prompt_tokens"]]
     n_ctx = max([request["prefill_tokens"], len(ttft_prompt) + 1, 1024]
                 + [d + request["decode_tokens"] + 2 for d in request["depths"]]) + 8
@@ -57,25 +57,9 @@ def _speed_and_prompts(runtime, model_path: Path, request: dict, tokens: dict, c
                            repetitions=request["repetitions"], depths=request["depths"], ttft_prompt=ttft_prompt)
     result.update(threads=common["threads"], n_gpu_layers=common["n_gpu_layers"])
     if request.get("prompts_file"):  # greedy answers: task_score now, golden_agreement at the flow's edge
-        from tasks.evaluate.prompt_suite import run_prompts_request
-
         result.update(run_prompts_request(model, request))
     result["peak_rss_bytes"] = peak_rss_bytes()
     return result
-
-
-def peak_rss_bytes() -> int:
-    """High-water resident memory of this process's own address space.
-
-    Not ru_maxrss: Linux carries it over fork+exec, so a worker started by a 900 MB flow process
-    would report at least 900 MB. VmHWM belongs to the address space exec created.
-    """
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024  # reported in kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # other OSes: best available
 
 
 def serve(request_path: Path, result_path: Path) -> None:
@@ -89,7 +73,5 @@ def serve(request_path: Path, result_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    from tasks.evaluate.process import exit_with_parent
-
     exit_with_parent()
     serve(Path(sys.argv[1]), Path(sys.argv[2]))

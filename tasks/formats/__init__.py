@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib
 import importlib
 
-from tasks.errors import ConfigError, UnsupportedModelError
+from tasks.core.errors import ConfigError, UnsupportedModelError
+from tasks.formats.base import Refuses
 
 # The f16 GGUF is the reference every variant is scored against; it comes from this format.
 REFERENCE_FORMAT = "gguf"
@@ -45,13 +46,19 @@ def config_model(name: str):
     return importlib.import_module(_MODULES[name] + ".config").CONFIG
 
 
+def base_config_model():
+    """The pydantic model of the reference's base build (`convert:` in a pipeline config), imported
+    without its runtime."""
+    return importlib.import_module(_MODULES[REFERENCE_FORMAT] + ".config").BASE_CONFIG
+
+
 def refusals(architecture: str, formats: dict) -> list[str]:
     """'format: reason' for every configured format (name -> its config section) that cannot take a
-    model of `architecture`; formats that do not implement `refusal` take everything."""
+    model of `architecture`; formats that are not `Refuses` take everything."""
     reasons = []
     for name, section in formats.items():
-        refusal = getattr(get_format(name), "refusal", None)
-        if refusal is not None and (reason := refusal(architecture, section)):
+        fmt = get_format(name)
+        if isinstance(fmt, Refuses) and (reason := fmt.refusal(architecture, section)):
             reasons.append(f"{name}: {reason}")
     return reasons
 

@@ -6,17 +6,20 @@ registry (`tasks.formats`) for the configured ones and calls these methods. Meas
 fresh worker process (`tasks.evaluate.worker`) that imports the format's `runtime_module`, which
 provides `load()` returning a `LoadedModel`.
 
-Optional methods, looked up with getattr: `serve(built, inputs, config)`, `build_base(...)` (the
-reference format), and `refusal(architecture, config) -> str | None`: why the format cannot take a
-model of that architecture at all (None: it can). The flow asks it once the architecture is known
-and before anything is converted (`tasks.formats.refuse_unsupported`), so such a model fails in
-seconds with the reason, not after the other formats' work.
+Optional capabilities are declared here too, each a small protocol a format object may also
+satisfy (checked with isinstance, never found by name): `Serves` (serve a variant on loopback),
+`BuildsBase` (the reference format: the full-precision base every format is scored against, with
+the config model of its `convert:` section), `Refuses` (why the format cannot take a model of some
+architecture at all; asked once the architecture is known and before anything is converted, by
+`tasks.formats.refuse_unsupported`, so such a model fails in seconds with the reason) and
+`ChecksEvaluation` (a problem between its section and the `evaluate:` section of one config),
+`ChecksInstallation` (what the installed tools lack for its section, found by `slmforge validate`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -101,6 +104,38 @@ class Format(Protocol):
 
     def package(self, built: Built, inputs: PackageInputs, config: BaseModel) -> Packaged:
         """A deployable folder of one passing variant, checked as far as this host allows."""
+
+
+@runtime_checkable
+class Serves(Protocol):
+    def serve(self, built: Built, inputs: PackageInputs, config: BaseModel) -> Any:
+        """Serve the variant on loopback, check its answers, load it (None when its config turns serving off)."""
+
+
+@runtime_checkable
+class BuildsBase(Protocol):
+    base_config_model: type[BaseModel]  # the `convert:` section of a pipeline config
+
+    def build_base(self, model: Any, *, model_name: str, config: BaseModel, store_root: Path) -> BaseArtifact:
+        """The full-precision base (or reuse it from the store): the reference of every format."""
+
+
+@runtime_checkable
+class Refuses(Protocol):
+    def refusal(self, architecture: str, config: BaseModel) -> str | None:
+        """Why the format cannot take a model of `architecture` at all (None: it can)."""
+
+
+@runtime_checkable
+class ChecksInstallation(Protocol):
+    def installation_problems(self, config: BaseModel) -> list[str]:
+        """What the installed tools lack for this section (`slmforge validate`), each a whole sentence."""
+
+
+@runtime_checkable
+class ChecksEvaluation(Protocol):
+    def evaluation_problem(self, config: BaseModel, evaluate: BaseModel) -> str | None:
+        """A problem between the format's section and the config's `evaluate:` section (None: none)."""
 
 
 class LoadedModel(Protocol):

@@ -9,8 +9,10 @@ built-in defaults below. Pure: the records are passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tasks.plan.records import RunRecord
+if TYPE_CHECKING:  # records are built with step_units from here: at run time this module needs none
+    from tasks.plan.records import RunRecord
 
 # Seconds per unit on the 2-core build host (hw-… of these machines), from e1be68a's run of
 # Qwen2.5-Coder-1.5B (1.78B weights) on the quick protocol, 4 chunks (DESIGN.md "Other facts"):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tasks.plan import needs as N
 from tasks.plan.limits import read_memory_limit
+from tasks.plan.shapes import shape_from_gguf, shape_from_hf
 
 
 def require(need: N.Need, *, remedy: str = "") -> N.Need:
@@ -21,8 +22,6 @@ def require(need: N.Need, *, remedy: str = "") -> N.Need:
 def gguf_shape(path: Path):
     """The shape from a GGUF header; None when the file is no readable GGUF (the step's own tool then
     says what is wrong with it, better than a guess here)."""
-    from tasks.plan.shapes import shape_from_gguf
-
     try:
         return shape_from_gguf(path)
     except (ValueError, OSError, KeyError, IndexError):
@@ -36,8 +35,6 @@ def path_bytes(path: Path) -> int:
 
 
 def check_convert(hf_dir: Path, outtype: str) -> None:
-    from tasks.plan.shapes import shape_from_hf
-
     shape = shape_from_hf(hf_dir)
     require(N.convert_need(shape, shape.source_bytes / shape.n_weights, outtype))
 
@@ -68,7 +65,5 @@ def check_llama_pass(step: str, shape_gguf: Path, *, model_file: Path, n_ctx: in
 
 
 def check_onnx_export(hf_dir: Path, precision: str) -> None:
-    from tasks.plan.shapes import shape_from_hf
-
     require(N.onnx_export_need(shape_from_hf(hf_dir), precision),
             remedy="free memory or switch the ONNX format off for this model (`formats: {onnx: null}`)")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tasks.errors import SourceError
+from tasks.acquire.gguf_source import locate_gguf
+from tasks.core.errors import SourceError
+from tasks.hosts.hardware import hardware_facts
 from tasks.plan.costs import CostModel
 from tasks.plan.limits import read_memory_limit
 from tasks.plan.plan import Plan, plan_run
@@ -18,8 +20,6 @@ def source_shape(config) -> ModelShape:
     """The model's facts from its source, without dequantizing or downloading weights."""
     source = config.source
     if source.kind == "gguf":
-        from tasks.acquire.gguf_source import locate_gguf
-
         return shape_from_gguf(locate_gguf(source), name=config.model_name)
     if source.kind == "local":
         return shape_from_hf(source.path.expanduser(), name=config.model_name)
@@ -40,8 +40,6 @@ def free_disk(path: Path) -> int:
 def host_plans(config, *, hardware_id: str | None = None) -> tuple[Plan, list[Plan]]:
     """(this config's plan, the same config on the medium tier's 14B and 30B shapes), all on this host."""
     if hardware_id is None:
-        from tasks.hardware import hardware_facts
-
         hardware_id = hardware_facts()["hardware_id"]
     shape = source_shape(config)
     limit, disk = read_memory_limit(), free_disk(config.store_dir)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.errors import InsufficientMemoryError
+from tasks.core.errors import InsufficientMemoryError
 from tasks.plan.limits import MemoryLimit, gib
 from tasks.plan.shapes import ModelShape
 

@@ -3,7 +3,7 @@
 `StepMeter` times a step and samples the resident memory of the processes it starts (and of this
 process above where it stood when the step began) every quarter second; the records land as JSON under
 `<store>/plan/runs/` and as `step.<name>.wall_s` / `step.<name>.peak_rss_bytes` metrics on the MLflow
-parent run (tasks.report.log_step_records).
+parent run (tasks.tracking.report.log_step_records).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.plan.costs import step_units
 
 SAMPLE_S = 0.25
 
@@ -82,8 +85,6 @@ class StepMeter:
     """
 
     def __init__(self) -> None:
-        import psutil
-
         self._me = psutil.Process()
         self._start_rss = self._me.memory_info().rss
         # Children already running belong to something else (the temporary Prefect server, another step).
@@ -109,8 +110,6 @@ class StepMeter:
             self._sample()
 
     def _sample(self) -> None:
-        import psutil
-
         total = max(self._me.memory_info().rss - self._start_rss, 0)
         for child in self._me.children(recursive=True):
             if child.pid in self._others:
@@ -141,8 +140,6 @@ _collected_lock = threading.Lock()
 def metered(run_key: str, step: str) -> Iterator[StepNote]:
     """Meter one step of run `run_key` (the flow run id); the record joins that run's list, which the
     flow takes at its end (`take_records`). Steps run on a thread pool: the list is locked."""
-    from tasks.plan.costs import step_units
-
     note = StepNote()
     with StepMeter() as meter:
         yield note

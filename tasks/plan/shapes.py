@@ -60,7 +60,7 @@ def shape_from_gguf(path: Path, name: str | None = None) -> ModelShape:
 
 def shape_from_hf(folder: Path, name: str | None = None) -> ModelShape:
     """Facts from an HF folder: config.json and the safetensors headers (no weights read)."""
-    from tasks.acquire import inspect
+    from tasks.acquire import inspect  # tasks.acquire's package imports the plan: a top-level import would be circular
 
     config = json.loads((folder / "config.json").read_text())
     config = config.get("text_config", config)  # multimodal wrappers keep the language model inside

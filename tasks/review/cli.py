@@ -8,8 +8,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 from tasks.review.compare import CompareSelection
+from tasks.review.publish import compare, log_comparison
+from tasks.tracking.client import resolve_tracking_uri
 
 SHOWN = ("model", "tier", "hardware_id", "format", "quant", "size_bytes", "bits_per_weight", "perplexity_ratio",
          "kld_mean", "top1_agreement", "decode_tps", "peak_rss_bytes", "gate", "pareto_size", "pareto_decode")
@@ -17,10 +19,7 @@ SHOWN = ("model", "tier", "hardware_id", "format", "quant", "size_bytes", "bits_
 
 def run_compare(console: Console, *, out: Path, log: bool, **options) -> None:
     """Build the selection, compare, print the table and where the files went."""
-    from mlflow.tracking import MlflowClient
-
-    from tasks.review.publish import compare, log_comparison
-    from tasks.tracking import resolve_tracking_uri
+    from mlflow.tracking import MlflowClient  # MLflow: heavy, only where runs are read or written
 
     try:
         selection = CompareSelection(**{k: v or ([] if k in _LISTS else v) for k, v in options.items()})
@@ -68,14 +67,14 @@ def _cell(value) -> str:
 
 
 def _numeric(column) -> bool:
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype  # pandas: only where a table is built
 
     return is_numeric_dtype(column) and not is_bool_dtype(column)
 
 
 def print_suite(console: Console, result: dict) -> None:
     """The suite's comparison table, where its files went, and any model that failed."""
-    import pandas as pd
+    import pandas as pd  # pandas: only where a table is built
 
     rows = result["comparison"]["rows"]
     if rows:

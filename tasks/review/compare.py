@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
+from tasks.review.search import read_runs
+from tasks.tracking.client import resolve_tracking_uri
 
 # Quality figures a comparison can rank on, and which way is better.
 QUALITY_METRICS: dict[str, str] = {
@@ -47,9 +49,6 @@ class CompareSelection(BaseModel):
 
 def search_variant_runs(selection: CompareSelection) -> pd.DataFrame:
     """The raw runs of the selected experiments, as MLflow's search API returns them."""
-    from tasks.review.search import read_runs
-    from tasks.tracking import resolve_tracking_uri
-
     # One parent is a server-side filter; several are selected in pandas (_select).
     parent = f"tags.mlflow.parentRunId = '{selection.parent_run_ids[0]}'" if len(selection.parent_run_ids) == 1 else ""
     return read_runs(resolve_tracking_uri(selection.tracking_uri), selection.experiments, filter_string=parent)
@@ -80,7 +79,7 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
 
 
 def model_of(run_name: str | None, fmt: str, quant: str) -> str:
-    """The model part of a variant's run name (tasks.naming.variant_name: <model>-<format>-<quant>)."""
+    """The model part of a variant's run name (tasks.core.naming.variant_name: <model>-<format>-<quant>)."""
     suffix = f"-{fmt}-{str(quant).lower()}"
     name = str(run_name or "unknown")
     return name[: -len(suffix)] if name.endswith(suffix) else name

@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
 
-from tasks.config_errors import describe, read_yaml_mapping
-from tasks.errors import ConfigError, UserError
-from tasks.resources import config_dir
+from tasks.core.config_errors import describe, read_yaml_mapping
+from tasks.core.errors import ConfigError, UserError
+from tasks.core.resources import config_dir
 
 # llama.cpp's accepted --cache-type-k/-v values (common/arg.cpp kv_cache_types); a quantized V
 # cache needs flash attention, which llama.cpp turns on by itself where the backend has it.

@@ -73,6 +73,7 @@ def pad_cells(n: int) -> int:
 
 def row_bytes(cache_type: str, n_values: int) -> int:
     """Bytes of one cache row of `n_values` values (quantized types store whole blocks)."""
+    # gguf: its numpy reader, only where a GGUF file is read
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     block, size = GGML_QUANT_SIZES[GGMLQuantizationType[cache_type.upper()]]
@@ -100,7 +101,7 @@ def kv_cache_bytes(layout: KvLayout, n_ctx: int, cache_type: str = "f16", *, swa
 
 def kv_layout_from_gguf(path: Path) -> KvLayout:
     """The KV geometry from a GGUF's metadata (no tensors read)."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
 
     fields = GGUFReader(str(path)).fields
 
@@ -142,7 +143,7 @@ def onnx_kv_type(folder: Path) -> str | None:
     model = folder / "model.onnx"
     if not model.is_file():
         return None
-    import onnx
+    import onnx  # onnx: only where an ONNX graph is read
 
     names = {onnx.TensorProto.FLOAT: "f32", onnx.TensorProto.FLOAT16: "f16", onnx.TensorProto.BFLOAT16: "bf16"}
     for item in onnx.load(str(model), load_external_data=False).graph.input:

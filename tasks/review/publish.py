@@ -3,6 +3,7 @@ the figures of one pipeline run logged on its own parent run."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -13,8 +14,11 @@ from mlflow.tracking import MlflowClient
 
 from tasks.review.compare import CompareSelection, search_variant_runs, variant_table, with_pareto_flags, write_tables
 from tasks.review.figures import comparison_figures, save_figures
+from tasks.tracking.client import ensure_experiment, log_values, run_url, start_run
+from tasks.tracking.mlflow_ui import mark_model_development
 
 COMPARISON_EXPERIMENT = "slmforge-comparisons"
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,9 +43,6 @@ def compare(selection: CompareSelection, out_dir: Path) -> Comparison:
 def log_comparison(result: Comparison, selection: CompareSelection, *, client: MlflowClient,
                    experiment: str = COMPARISON_EXPERIMENT) -> str:
     """A run of its own in `experiment` holding the table (log_table) and the figures (log_figure)."""
-    from tasks.review.mlflow_ui import mark_model_development
-    from tasks.tracking import ensure_experiment, log_values, start_run
-
     experiment_id = ensure_experiment(client, experiment, client.tracking_uri)
     mark_model_development(client, experiment_id)
     run_id = start_run(client, experiment_id, name=f"compare-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -64,7 +65,7 @@ def log_to_run(client: MlflowClient, run_id: str, result: Comparison, quality: s
                      artifact_file="comparison/comparison.json")
     for name, fig in comparison_figures(result.table, quality).items():
         client.log_figure(run_id, fig, f"comparison/{name}.png")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # matplotlib: only where figures are drawn
 
         plt.close(fig)
     for kind in ("csv", "md"):
@@ -83,6 +84,7 @@ def log_parent_figures(client: MlflowClient, tracking_uri: str, parent_run_id: s
 
 def publish_prefect(result: Comparison, *, tracking_uri: str, key: str = "slmforge-comparison") -> None:
     """The table and where the figures are, on the current Prefect flow run (no-op outside one)."""
+    # Prefect: heavy, only inside a flow run or a worker command
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
     from prefect.context import get_run_context
     from prefect.exceptions import MissingContextError
@@ -91,8 +93,6 @@ def publish_prefect(result: Comparison, *, tracking_uri: str, key: str = "slmfor
         get_run_context()
     except MissingContextError:  # the CLI's `compare` runs outside any flow: nothing to attach to
         return
-    from tasks.tracking import run_url
-
     rows = result.table.drop(columns=["start_time"]).astype(object)
     create_table_artifact(rows.where(rows.notna(), None).to_dict("records"), key=key, description="Compared variants")
     lines = [f"- `{name}`: {path}" for name, path in result.files.items()]
@@ -101,3 +101,16 @@ def publish_prefect(result: Comparison, *, tracking_uri: str, key: str = "slmfor
         lines.append(f"- MLflow comparison run (figures under artifacts/comparison): [{url}]({url})")
     create_markdown_artifact("## slmforge comparison\n\n" + "\n".join(lines), key=f"{key}-figures",
                              description="Comparison figures")
+
+
+def log_run_figures(client: MlflowClient, tracking_uri: str, parent_run_id: str) -> None:
+    """The comparison figures of a pipeline run's own variants, as artefacts of its parent run.
+
+    A figure is a view of figures already logged: if drawing fails, the run keeps its results
+    and says why on a tag, instead of failing a run whose measurements are all there.
+    """
+    try:
+        log_parent_figures(client, tracking_uri, parent_run_id)
+    except Exception as exc:  # noqa: BLE001 - recorded on the run and in the log
+        LOG.warning("comparison figures of run %s not logged: %s", parent_run_id, exc)
+        log_values(client, parent_run_id, tags={"slmforge.figures_error": f"{type(exc).__name__}: {exc}"[:2000]})

@@ -14,7 +14,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tasks.secrets import redact
+from tasks.core.secrets import redact
+from tasks.review.fit import kv_layout_from_gguf, speed_context, onnx_kv_type
 
 ORIGIN_SUFFIX = ".origin.json"
 
@@ -85,8 +86,6 @@ def _earliest_run(client, experiment_id: str, key: str) -> str | None:
 def model_params(base_gguf: Path, eval_config) -> dict[str, str]:
     """Params every child run needs to be fitted to a device (tasks.review.fit): the model's KV
     geometry from its base GGUF, and the context the speed worker (peak_rss_bytes) loaded it with."""
-    from tasks.review.fit import kv_layout_from_gguf, speed_context
-
     n_ctx = speed_context(prefill_tokens=eval_config.prefill_tokens, decode_tokens=eval_config.decode_tokens,
                           depths=eval_config.depths, ttft_prompt_tokens=eval_config.ttft_prompt_tokens)
     return {**kv_layout_from_gguf(base_gguf).to_params(), "speed_n_ctx": str(n_ctx)}
@@ -94,7 +93,5 @@ def model_params(base_gguf: Path, eval_config) -> dict[str, str]:
 
 def variant_params_for(model: dict[str, str], artefact: Path) -> dict[str, str]:
     """The model's params, plus the KV type a runtime fixes itself (ONNX Runtime GenAI's graph type)."""
-    from tasks.review.fit import onnx_kv_type
-
     own = onnx_kv_type(artefact) if artefact.is_dir() else None
     return {**model, **({"runtime_kv_type": own} if own else {})}

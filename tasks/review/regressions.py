@@ -85,7 +85,7 @@ def find_regressions(previous: dict[str, dict], current: dict[str, dict],
 
 def changed_versions(previous: dict[str, str], current: dict[str, str]) -> list[str]:
     """'name old -> new' for every tool whose version differs (a new version re-measures: it is
-    part of every cache key, tasks.versions)."""
+    part of every cache key, tasks.store.versions)."""
     names = sorted(set(previous) | set(current))
     return [f"{n} {previous.get(n, 'absent')} -> {current.get(n, 'absent')}" for n in names
             if previous.get(n) != current.get(n)]

@@ -3,7 +3,7 @@ reader behind `slmforge compare`, `recommend` and `promote`."""
 
 from __future__ import annotations
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 
 # The columns an empty result still has, so that callers can filter and sort it.
 EMPTY_COLUMNS = ["run_id", "experiment", "start_time", "status", "tags.mlflow.runName"]
@@ -13,7 +13,7 @@ def read_runs(tracking_uri: str, experiments: list[str] | None = None, *, filter
               order_by: list[str] | None = None):
     """The runs of the named experiments (default: every experiment) as mlflow.search_runs' frame
     (run_id, start_time, status, metrics.*, params.*, tags.*) plus an `experiment` name column."""
-    import mlflow
+    import mlflow  # MLflow: heavy, only where runs are read or written
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
@@ -46,7 +46,7 @@ def variant_runs(tracking_uri: str, *, experiments: list[str] | None = None, mod
 def runs_frame(runs):
     """MlflowClient.search_runs results as mlflow.search_runs' pandas columns (run_id, start_time,
     status, metrics.*, params.*, tags.*), so one reading of runs serves every review core."""
-    import pandas as pd
+    import pandas as pd  # pandas: only where a table is built
 
     rows = [{"run_id": r.info.run_id, "start_time": pd.Timestamp(r.info.start_time, unit="ms"),
              "status": r.info.status, **{f"metrics.{k}": v for k, v in r.data.metrics.items()},

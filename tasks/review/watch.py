@@ -10,9 +10,9 @@ import yaml
 
 from pydantic import BaseModel, Field
 
-from tasks import tracking
-from tasks.errors import SlmforgeError
+from tasks.core.errors import SlmforgeError
 from tasks.review.regressions import Change, RegressionConfig, changed_versions, find_regressions
+from tasks.tracking import client as tracking
 
 CONFIG_TAG = "slmforge.config_sha256"
 ENDED = ("FINISHED", "FAILED")
@@ -93,7 +93,7 @@ def _tag(ctx, outcomes, report: RegressionReport) -> None:
 
 def publish_regressions(report: RegressionReport) -> None:
     """A Prefect markdown artifact on the flow run: what regressed, against which run, which tools changed."""
-    from prefect.artifacts import create_markdown_artifact
+    from prefect.artifacts import create_markdown_artifact  # Prefect: heavy, only inside a flow run or a worker command
 
     if report.previous_run_id is None:
         text = "No previous run of this config on this hardware: nothing to compare."

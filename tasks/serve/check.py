@@ -14,22 +14,18 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tasks.codeid import code_identity
-from tasks.errors import SlmforgeError
+from tasks.core.errors import SlmforgeError
 from tasks.evaluate.prompt_suite import DEFAULT_SUITE, load_prompt_suite
-from tasks.hashing import sha256_file
 from tasks.serve.config import ServeConfig
-from tasks.serve.load import load_test
+from tasks.serve.load import LOCUST_MODULE, load_test
 from tasks.serve.server import RunningServer
 from tasks.serve.smoke import ask_prompts, judge_smoke
-from tasks.store import stored_step
-from tasks.versions import package_version
+from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_file
+from tasks.store.versions import package_version
 
 RESULT = "serve_result.json"
-# The modules that shape a serving result (the card's wording, in tasks.serve.card, does not).
-SERVING_CODE = ("tasks.serve.check", "tasks.serve.config", "tasks.serve.server", "tasks.serve.smoke",
-                "tasks.serve.llama_cpp_server",
-                "tasks.serve.load", "tasks.serve.locustfile", "tasks.evaluate.prompt_suite")
 
 
 class ServeResult(BaseModel):
@@ -46,13 +42,14 @@ class ServeResult(BaseModel):
 
 def serve_and_check(start: Callable[[], AbstractContextManager[RunningServer]], *, identity: dict,
                     offline_rows: list[dict] | None, config: ServeConfig, threads: int,
-                    server_label: str, store_root: Path) -> ServeResult:
-    """Start the server with `start()`, ask the smoke prompts, run the load test when they pass."""
+                    server_label: str, store_root: Path, code_modules: tuple[str, ...]) -> ServeResult:
+    """Start the server with `start()`, ask the smoke prompts, run the load test when they pass. The result
+    is keyed by the code of `code_modules` too: the caller and the server process it starts, by module."""
     suite_path = config.prompts_file or DEFAULT_SUITE
     suite = load_prompt_suite(suite_path)
     material = {"identity": identity, "config": config.model_dump(mode="json"), "suite": sha256_file(suite_path),
                 "server": server_label, "locust": package_version("locust"), "openai": package_version("openai"),
-                "code": code_identity(*SERVING_CODE)}
+                "code": code_identity(__name__, LOCUST_MODULE, *code_modules)}
 
     def build(tmp: Path) -> None:
         with start() as server:

@@ -14,9 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tasks.errors import MeasurementError
+from tasks.core.errors import MeasurementError
 from tasks.serve.config import LoadConfig
 
+LOCUST_MODULE = "tasks.serve.locustfile"  # run by Locust in its own process, from its path
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 

@@ -11,10 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,10 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from tasks.errors import SlmforgeError
-from tasks.serve.llama_cpp_server import PROMPT_ONLY
+from tasks.core.errors import SlmforgeError
+from tasks.hosts.processes import log_tail, stop_group, wait_healthy
 
 
 class ServerStartError(SlmforgeError):
@@ -39,27 +34,6 @@ class RunningServer:
     pid: int
     startup_s: float
     model: str  # the name requests use
-
-
-def free_port() -> int:
-    """A port free on loopback now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def llama_cpp_command(gguf: Path, *, port: int, n_ctx: int, threads: int, chat_template: bool = True) -> list[str]:
-    """llama-cpp-python's server on one GGUF. With a chat template in the file (`chat_template`),
-    chat_format stays unset, so the server renders prompts with that template; without one, the
-    server's own fallback (Llama-2 `[INST]`) would be used, so the prompt-only format is named
-    instead (tasks.serve.llama_cpp_server: the message text, as measured offline)."""
-    module, extra = ("llama_cpp.server", []) if chat_template else (
-        "tasks.serve.llama_cpp_server", ["--chat_format", PROMPT_ONLY])
-    return [sys.executable, "-m", module, "--model", str(gguf), "--model_alias", gguf.stem,
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
-            "--n_threads_batch", str(threads),
-            # Its default stops a running request when another arrives: concurrent clients would fail.
-            "--interrupt_requests", "false", *extra]
 
 
 @contextmanager
@@ -85,33 +59,17 @@ def running_server(command: list[str], *, port: int, model: str, health_path: st
 
 
 def _wait_healthy(process: subprocess.Popen, url: str, api_key: str, timeout_s: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerStartError(f"the server exited with code {process.returncode} before answering {url}; "
-                                   f"its log ends with:\n{_tail(log)}")
-        try:
-            if httpx.get(url, headers={"Authorization": f"Bearer {api_key}"}, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass  # not listening yet
-        time.sleep(0.25)
+    if wait_healthy(url, alive=lambda: process.poll() is None, timeout_s=timeout_s,
+                    headers={"Authorization": f"Bearer {api_key}"}):
+        return
+    if process.poll() is not None:
+        raise ServerStartError(f"the server exited with code {process.returncode} before answering {url}; "
+                               f"its log ends with:\n{log_tail(log)}")
     raise ServerStartError(f"the server did not answer {url} within {timeout_s:.0f} s "
-                           f"(raise serve.startup_timeout_s on a slow host); its log ends with:\n{_tail(log)}")
-
-
-def _tail(log: Path, chars: int = 2000) -> str:
-    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+                           f"(raise serve.startup_timeout_s on a slow host); its log ends with:\n{log_tail(log)}")
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
+    if process.poll() is None:
+        stop_group(process.pid, grace_s=10)
         process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass

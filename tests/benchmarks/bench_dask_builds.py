@@ -29,11 +29,11 @@ import json, sys, time
 from pathlib import Path
 from prefect import flow, task
 from tasks.acquire import AcquireConfig
-from tasks.build_runner import BuildRunnerConfig, build_runner
 from tasks.config import load_config
 from tasks.formats import get_format
 from tasks.formats.base import BuildInputs
 from tasks.prefect_tasks import acquire_task, base_task, build_task
+from tasks.remote.build_runner import BuildRunnerConfig, build_runner
 
 config = load_config(Path(sys.argv[1])); workers = int(sys.argv[2]); noop = int(sys.argv[3])
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--noop-tasks", type=int, default=40)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from tasks.stack import StackConfig, client_env, stack_down, stack_up
+    from tasks.ops.stack import StackConfig, client_env, stack_down, stack_up
 
     data = Path(tempfile.mkdtemp(prefix="slmforge-bench-stack-"))
     work = Path(tempfile.mkdtemp(prefix="slmforge-bench-dask-"))

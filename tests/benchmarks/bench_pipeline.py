@@ -51,7 +51,7 @@ from tasks.formats.gguf.convert import convert_to_gguf
 from tasks.formats.gguf.facts import gguf_size_facts
 from tasks.formats.gguf.package import package_gguf_variant
 from tasks.formats.gguf.quantize import quantize_gguf
-from tasks.hardware import hardware_facts
+from tasks.hosts.hardware import hardware_facts
 config = load_config(Path(sys.argv[1])); store = config.store_dir; steps = {}
 def timed(name, fn):
     t = time.perf_counter(); out = fn(); steps[name] = time.perf_counter() - t; return out

@@ -62,7 +62,7 @@ FLOW_SNIPPET = """
 import json, sys, threading, time
 from pathlib import Path
 import tasks.evaluate.measure as measure
-from tasks.errors import VariantsFailedError
+from tasks.core.errors import VariantsFailedError
 from tasks.evaluate.worker import peak_rss_bytes
 
 workers, lock, original = [], threading.Lock(), measure.run_worker

@@ -18,9 +18,11 @@ import tempfile
 from pathlib import Path
 
 from tasks.evaluate.process import run_worker
+from tasks.formats.gguf.llama_cpp_server import llama_cpp_command
+from tasks.hosts.processes import free_port
 from tasks.serve.config import LoadConfig, ServeConfig
 from tasks.serve.load import run_level, single_stream_decode_tps
-from tasks.serve.server import free_port, llama_cpp_command, running_server
+from tasks.serve.server import running_server
 
 RUNTIME = "tasks.formats.gguf.runtime"
 

@@ -30,8 +30,8 @@ sys.path[:0] = [str(REPO), str(Path(__file__).parent)]  # run as a plain script 
 from llama_tools import _NUM, _grab, _ppl_args, _run, find_tools, run_llama_bench  # noqa: E402
 
 from tasks.evaluate import default_threads  # noqa: E402
-from tasks.formats.gguf.llama_tools import tools_dir  # noqa: E402
 from tasks.evaluate.process import run_worker  # noqa: E402
+from tasks.formats.gguf.llama_tools import tools_dir  # noqa: E402
 
 RUNTIME = "tasks.formats.gguf.runtime"
 

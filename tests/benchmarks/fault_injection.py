@@ -46,11 +46,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tasks.hashing import verify_manifest  # noqa: E402
-from tasks.store import MANIFEST_NAME  # noqa: E402
+from tasks.store.artifacts import MANIFEST_NAME  # noqa: E402
+from tasks.store.hashing import verify_manifest  # noqa: E402
 
 SLMFORGE = [str(REPO / ".venv" / "bin" / "slmforge")] if (REPO / ".venv" / "bin" / "slmforge").exists() \
-    else [sys.executable, "-m", "flows.cli"]
+    else [sys.executable, "-m", "tasks.cli"]
 STEPS = ("convert", "quantize", "tokens", "reference", "evaluate", "package")  # store order = pipeline order
 QUICK_EVAL = {"max_chunks": 2, "n_ctx": 128, "prefill_tokens": 32, "decode_tokens": 8, "repetitions": 3,
               "ttft_prompt_tokens": 8, "threads": 2, "depths": [], "prompt_suite": None}

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
-from tasks.hashing import verify_manifest
+from tasks.store.hashing import verify_manifest
 from tests.helpers import REPO, remove_after_module, write_config
 
 pytestmark = pytest.mark.e2e

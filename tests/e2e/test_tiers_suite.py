@@ -81,7 +81,7 @@ def test_the_small_tier_model_is_recorded_with_its_provenance(tiers):
 
 
 def test_recommend_answers_per_tier(tiers):
-    from flows.cli import app
+    from tasks.cli.main import app
 
     _, uri, _ = tiers
     answer = CliRunner().invoke(app, ["recommend", "--device", "laptop-8gb", "--experiment", "suite-tiers-test",

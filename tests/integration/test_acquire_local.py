@@ -8,7 +8,7 @@ from tasks.acquire import AcquireConfig, acquire_model
 from tasks.acquire.gguf_source import locate_gguf, read_gguf_facts
 from tasks.acquire.inspect import tier_of
 from tasks.acquire.sources import GgufSource, LocalSource
-from tasks.errors import CorruptArtifactError, SourceError
+from tasks.core.errors import CorruptArtifactError, SourceError
 
 B = 1_000_000_000
 

@@ -8,7 +8,7 @@ from tasks.formats.gguf.calibration import (
     SHINGLE_WORDS, StdlibDocstrings, calibration_text, shingles, stdlib_docstrings,
 )
 from tasks.formats.gguf.llama_tools import BUILD_SCRIPT, TOOLS_VERSION, same_build_as_binding
-from tasks.versions import package_version
+from tasks.store.versions import package_version
 
 
 def test_tools_are_built_from_the_binding_s_own_llama_cpp():

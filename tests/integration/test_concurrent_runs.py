@@ -20,7 +20,7 @@ def test_two_runs_at_once_share_the_store_safely(tmp_path, tiny_model_dir, track
     }) for i in (1, 2)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     logs = [tmp_path / f"run{i}.log" for i in (1, 2)]
-    runs = [subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(c)], cwd=REPO, env=env,
+    runs = [subprocess.Popen([sys.executable, "-m", "tasks.cli", "run", str(c)], cwd=REPO, env=env,
                              stdout=log.open("w"), stderr=subprocess.STDOUT) for c, log in zip(configs, logs)]
     for run in runs:
         run.wait(timeout=1800)

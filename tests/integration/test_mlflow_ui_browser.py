@@ -14,8 +14,8 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks import tracking
-from tasks.review.mlflow_ui import mark_model_development, view_url
+from tasks.tracking import client as tracking
+from tasks.tracking.mlflow_ui import mark_model_development, view_url
 from tests.helpers import require_tool
 
 

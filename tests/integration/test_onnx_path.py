@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from flows.pipeline import pipeline
 from tasks.acquire import AcquireConfig, acquire_model
 from tasks.acquire.sources import LocalSource
-from tasks.errors import UnsupportedModelError
+from tasks.core.errors import UnsupportedModelError
 from tasks.evaluate import EvalConfig
 from tasks.evaluate.measure import compute_reference, measure_variant, prepare_tokens
 from tasks.formats import get_format
@@ -24,8 +24,8 @@ from tasks.formats.onnx import runtime
 from tasks.formats.onnx.build import export_onnx_variant
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.package import package_onnx_variant
-from tasks.hardware import hardware_facts
-from tasks.tracking import CONTRACT_METRICS
+from tasks.hosts.hardware import hardware_facts
+from tasks.tracking.client import CONTRACT_METRICS
 from tests.conftest import QUICK_EVAL, write_config
 
 MEASURED = set(CONTRACT_METRICS) - {"decode_efficiency"}  # derived at the flow's edge

@@ -1,5 +1,5 @@
 """The installed distribution carries configs/ (the default prompt suite among them) and every
-code package, and tasks.resources.config_dir() finds the configs both in a checkout and installed."""
+code package, and tasks.core.resources.config_dir() finds the configs both in a checkout and installed."""
 
 import shutil
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.resources import config_dir
+from tasks.core.resources import config_dir
 from tests.helpers import REPO
 
 SHIPPED = ("pyproject.toml", "README.md", "flows", "tasks", "configs")
@@ -72,7 +72,7 @@ def test_an_installed_wheel_finds_its_configs(wheel, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     # -I -S: neither the checkout nor the venv's editable install is importable, only `target`.
-    probe = f"import sys; sys.path.insert(0, {str(target)!r}); from tasks.resources import config_dir; print(config_dir())"
+    probe = f"import sys; sys.path.insert(0, {str(target)!r}); from tasks.core.resources import config_dir; print(config_dir())"
     done = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     found = Path(done.stdout.strip())

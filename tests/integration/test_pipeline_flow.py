@@ -5,7 +5,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
-from tasks.tracking import CONTRACT_METRICS
+from tasks.tracking.client import CONTRACT_METRICS
 from tests.conftest import QUICK_EVAL, write_config
 
 SECRET = "hf_" + "fake0token" * 3  # assembled: no credential-shaped literal in the source

@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from tasks.remote import MeasureRequest, _run_on_class
-from tasks.workers import prepare_class
+from tasks.remote.submit import MeasureRequest, run_on_class
+from tasks.remote.workers import prepare_class
 
 
 def _request(tmp_path: Path, cls: str) -> MeasureRequest:
@@ -32,7 +32,7 @@ def _run_id(error: str) -> str:
 def test_no_worker_in_the_pool_fails_fast_and_cancels_the_run(prefect_harness, tmp_path):
     prepare_class("cpu-nobody")
     start = time.monotonic()
-    result = _run_on_class("cpu-nobody", _request(tmp_path, "cpu-nobody"), timeout_s=3600, worker_wait_s=4)
+    result = run_on_class("cpu-nobody", _request(tmp_path, "cpu-nobody"), timeout_s=3600, worker_wait_s=4)
     assert time.monotonic() - start < 60
     assert "no live worker in work pool 'cpu-nobody'" in result.error
     assert "slmforge worker start --hardware-class cpu-nobody" in result.error
@@ -57,7 +57,7 @@ def test_a_live_worker_keeps_the_run_waiting_until_the_timeout(prefect_harness, 
     beating.start()
     try:
         time.sleep(1.5)
-        result = _run_on_class("cpu-busy", _request(tmp_path, "cpu-busy"), timeout_s=12, worker_wait_s=3)
+        result = run_on_class("cpu-busy", _request(tmp_path, "cpu-busy"), timeout_s=12, worker_wait_s=3)
     finally:
         stop.set()
         beating.join(timeout=10)

@@ -8,12 +8,12 @@ import subprocess
 import sys
 import time
 
-from tasks.hashing import verify_manifest
+from tasks.store.hashing import verify_manifest
 from tests.conftest import QUICK_EVAL, REPO, write_config
 
 
 def _cli(config, env):
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "tasks.cli", "run", str(config)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 

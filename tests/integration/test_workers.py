@@ -15,7 +15,7 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.stack import StackConfig, client_env, stack_down, stack_up
+from tasks.ops.stack import StackConfig, client_env, stack_down, stack_up
 from tests.conftest import QUICK_EVAL, REPO, write_config
 
 pytestmark = pytest.mark.stack
@@ -39,7 +39,7 @@ class Worker:
     def __init__(self, hardware_class: str, env: dict, log: Path):
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "worker", "start", "--hardware-class", hardware_class],
+            [sys.executable, "-m", "tasks.cli", "worker", "start", "--hardware-class", hardware_class],
             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 180
         while "started!" not in log.read_text():
@@ -74,7 +74,7 @@ def test_two_classes_one_parent_a_lost_worker_and_the_rerun(stack_env, tmp_path,
     })
     workers = {cls: Worker(cls, stack_env, tmp_path / f"{cls}.log") for cls in ("cpu-a", "cpu-b")}
     try:
-        first = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)], cwd=REPO, env=stack_env,
+        first = subprocess.Popen([sys.executable, "-m", "tasks.cli", "run", str(config)], cwd=REPO, env=stack_env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 900
         while _flow_run_state(stack_env, "measure-on-cpu-b") != "RUNNING":
@@ -99,7 +99,7 @@ def test_two_classes_one_parent_a_lost_worker_and_the_rerun(stack_env, tmp_path,
         assert all(r.info.status != "RUNNING" for r in children.get("cpu-b", {}).values())
 
         workers["cpu-b"] = Worker("cpu-b", stack_env, tmp_path / "cpu-b-again.log")
-        second = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(config)], cwd=REPO, env=stack_env,
+        second = subprocess.run([sys.executable, "-m", "tasks.cli", "run", str(config)], cwd=REPO, env=stack_env,
                                 capture_output=True, text=True, timeout=900)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         parents = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'")

@@ -1,8 +1,8 @@
 import pytest
 
-from tasks.errors import UnsupportedModelError
+from tasks.core.errors import UnsupportedModelError
 from tasks.formats.gguf.chat_template import (
-    _renderer, extract_parts, render_parts, stop_sequences, to_go_template,
+    template_renderer, extract_parts, render_parts, stop_sequences, to_go_template,
 )
 
 CHATML_WITH_DEFAULT_SYSTEM = (
@@ -27,7 +27,7 @@ CONVERSATIONS = [
 @pytest.mark.parametrize("generation", [True, False])
 def test_translated_parts_reproduce_the_jinja_template(template, generation):
     parts = extract_parts(template, eos_token="<|im_end|>")
-    render = _renderer(template, {"bos_token": "", "eos_token": "<|im_end|>"})
+    render = template_renderer(template, {"bos_token": "", "eos_token": "<|im_end|>"})
     for conversation in CONVERSATIONS:
         if generation and conversation[-1][0] == "assistant":
             continue  # Ollama continues a trailing assistant message instead of opening a new one

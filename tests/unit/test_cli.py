@@ -1,6 +1,7 @@
 from typer.testing import CliRunner
 
-from flows.cli import app, print_summary
+from tasks.cli.display import print_summary
+from tasks.cli.main import app
 from tests.conftest import REPO, write_config
 
 runner = CliRunner()

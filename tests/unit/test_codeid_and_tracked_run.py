@@ -1,29 +1,68 @@
 """A fix in slmforge's own code changes the keys of what that code made; a run's MLflow record
 and temporary folder never outlive the block that opened them."""
 
-import sys
-
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks import report
-from tasks.codeid import code_identity
 from tasks.config import PipelineConfig
+from tasks.evaluate.process import WORKER
+from tasks.store import codeid
+from tasks.tracking import report
 
 
-def test_editing_a_module_changes_its_code_identity(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_project(tmp_path, monkeypatch):
+    """A project `fakepkg`: `step` imports `metric` (inside a function) and `helpers` (from its
+    package); `unrelated` is imported by nobody."""
     package = tmp_path / "fakepkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "metric.py").write_text("def kld(): return 1\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = code_identity("fakepkg.metric")
-    code_identity.cache_clear()
-    (package / "metric.py").write_text("def kld(): return 2  # the fix\n")
-    assert code_identity("fakepkg.metric") != before
-    assert code_identity("fakepkg") != before  # a package counts all its files
-    code_identity.cache_clear()
-    sys.modules.pop("fakepkg", None)
+    (package / "helpers.py").write_text("from fakepkg import metric\n")
+    (package / "step.py").write_text("from fakepkg import helpers\n\n\ndef run():\n    from fakepkg.metric import kld\n\n"
+                                     "    return kld()\n")
+    (package / "unrelated.py").write_text("X = 1\n")
+    monkeypatch.setattr(codeid, "ROOT", tmp_path)
+    monkeypatch.setattr(codeid, "PROJECT_PACKAGES", ("fakepkg",))
+    _clear()
+    yield package
+    _clear()
+
+
+def _clear() -> None:
+    codeid.code_identity.cache_clear()
+    codeid.import_closure.cache_clear()
+
+
+def test_the_code_identity_covers_the_import_closure(fake_project):
+    assert set(codeid.import_closure("fakepkg.step")) == {"fakepkg.step", "fakepkg.helpers", "fakepkg.metric"}
+
+
+def test_editing_an_imported_module_changes_the_key(fake_project):
+    before = codeid.code_identity("fakepkg.step")
+    _clear()
+    (fake_project / "metric.py").write_text("def kld(): return 2  # the fix\n")
+    assert codeid.code_identity("fakepkg.step") != before
+
+
+def test_editing_an_unrelated_module_keeps_the_key(fake_project):
+    before = codeid.code_identity("fakepkg.step")
+    _clear()
+    (fake_project / "unrelated.py").write_text("X = 2\n")
+    assert codeid.code_identity("fakepkg.step") == before
+
+
+def test_a_missing_module_is_an_error(fake_project):
+    with pytest.raises(ValueError, match="fakepkg.nowhere"):
+        codeid.code_identity("fakepkg.nowhere")
+
+
+def test_the_measurement_key_covers_every_module_the_worker_runs():
+    """The modules once listed by hand for the measurement key, now found from the worker's imports."""
+    closure = codeid.import_closure(WORKER)
+    assert {"tasks.evaluate.worker", "tasks.evaluate.quality", "tasks.evaluate.metrics", "tasks.evaluate.reference",
+            "tasks.evaluate.speed", "tasks.evaluate.prompt_suite"} <= set(closure)
+    assert not any(name.startswith(("tasks.cli", "flows", "tasks.formats.onnx")) for name in closure)
 
 
 def test_a_failure_inside_a_tracked_run_closes_it_and_removes_its_folder(tracking_uri):

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from tasks.config import load_config
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 from tasks.formats.gguf.config import DEFAULT_TYPES, GgufConfig
 from tasks.formats.onnx.config import OnnxTargets
 from tests.conftest import REPO, write_config

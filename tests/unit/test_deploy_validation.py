@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.deploy import validate
-from tasks.deploy.write import VALIDATED
-from tasks.serve.card import serving_section
+from tasks.formats.gguf.card import serving_section
+from tasks.formats.gguf.deploy import validate
+from tasks.formats.gguf.deploy.write import VALIDATED
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from tasks import formats as registry
 from tasks.config import load_config
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 from tasks.evaluate.prompt_suite import load_prompt_suite
 from tasks.formats.base import Format
 from tests.conftest import REPO, write_config

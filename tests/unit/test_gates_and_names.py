@@ -1,6 +1,6 @@
-from tasks.gates import GateConfig, check_gates
-from tasks.naming import gguf_file_name, ollama_tag, variant_name
-from tasks.secrets import redact
+from tasks.core.gates import GateConfig, check_gates
+from tasks.core.naming import gguf_file_name, ollama_tag, variant_name
+from tasks.core.secrets import redact
 
 
 def test_gate_reasons_name_metric_value_and_limit():

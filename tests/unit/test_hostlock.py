@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tasks import hostlock
+from tasks.hosts import hostlock
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def test_a_measurement_holds_the_host_alone():
 def test_a_killed_holder_frees_the_host():
     waiting = []
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from tasks import hostlock\n"
+        "import sys, time; from tasks.hosts import hostlock\n"
         "with hostlock.exclusive():\n    print('held', flush=True); time.sleep(600)")],
         stdout=subprocess.PIPE, text=True, env={**__import__('os').environ})
     assert holder.stdout.readline().strip() == "held"

@@ -9,7 +9,7 @@ from huggingface_hub.utils import hf_raise_for_status
 
 from tasks.acquire import AcquireConfig, acquire_model
 from tasks.acquire.sources import HubSource
-from tasks.errors import HubAccessError, TransientError
+from tasks.core.errors import HubAccessError, TransientError
 
 SECRET = "hf_" + "fake1token" * 3  # assembled: no credential-shaped literal in the source
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tasks.config import load_config
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 from tasks.formats.onnx import export
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.export import check_onnx_versions

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
 
-from tasks.errors import ConfigError, UnsupportedModelError
+from tasks.core.errors import ConfigError, UnsupportedModelError
 from tasks.formats import refusals, refuse_unsupported
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.embeddings import OnnxEmbeddingsError, embedding_options, resolve_embeddings

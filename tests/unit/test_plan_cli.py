@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from flows.cli import app
+from tasks.cli.main import app
 from tasks.plan.limits import MemoryLimit
 from tasks.plan.records import RunRecord, StepRecord, save_run_record
 from tests.conftest import REPO, write_config
@@ -31,7 +31,7 @@ def test_plan_of_the_default_config_prices_every_step_and_the_medium_tier(tmp_pa
 
 
 def test_plan_learns_from_a_recorded_run_in_the_store(tmp_path):
-    from tasks.hardware import hardware_facts
+    from tasks.hosts.hardware import hardware_facts
 
     config = _default_in(tmp_path)
     save_run_record(tmp_path / "store", RunRecord(hardware_id=hardware_facts()["hardware_id"], model="m",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import InsufficientMemoryError, UserError
+from tasks.core.errors import InsufficientMemoryError, UserError
 from tasks.plan import needs
 from tasks.plan.limits import MemoryLimit, killed_by_signal_message, read_memory_limit
 from tasks.plan.shapes import ModelShape, dense_shape, medium_tier_shapes
@@ -170,7 +170,7 @@ def test_a_dequantize_killed_by_the_oom_killer_says_so(tmp_path, monkeypatch):
     import subprocess
 
     from tasks.acquire import gguf_source
-    from tasks.errors import SourceError
+    from tasks.core.errors import SourceError
 
     killed = subprocess.CompletedProcess([], -signal.SIGKILL, "", "Converting and de-quantizing GGUF tensors...: 0%")
     monkeypatch.setattr(gguf_source.subprocess, "run", lambda *a, **k: killed)

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 from tasks.evaluate.prompt_suite import (
     DEFAULT_SUITE, Expect, golden_agreement, load_prompt_suite, mean_golden_agreement, run_prompts_request,
     score_answer, task_score,

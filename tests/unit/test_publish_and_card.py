@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tasks.card import hub_metadata, model_card
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 from tasks.publish import publish
 
 TOKEN = "hf_" + "A1b2C3d4" * 5
@@ -103,7 +103,7 @@ def test_a_hub_error_is_reported_without_the_token(package, monkeypatch):
 
 
 def test_cli_dry_run_and_a_folder_that_is_not_a_package(package, tmp_path):
-    from flows.cli import app
+    from tasks.cli.main import app
 
     result = CliRunner().invoke(app, ["publish", str(package[0]), "--repo-id", "me/m-gguf", "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -113,7 +113,7 @@ def test_cli_dry_run_and_a_folder_that_is_not_a_package(package, tmp_path):
 
 
 def test_card_serving_section_shows_the_measured_figures_and_every_target():
-    from tasks.serve.card import serving_section
+    from tasks.formats.gguf.card import serving_section
 
     metrics = {"serve_smoke_pass": 1.0, "serve_smoke_requests": 6, "serve_decode_tps": 38.25, "decode_tps": 26.1,
                "serve_threads": 1.0}
@@ -136,10 +136,10 @@ def test_card_serving_section_shows_the_measured_figures_and_every_target():
 
 
 def test_card_of_a_gguf_without_chat_template_says_how_to_serve_it_as_measured():
-    from tasks.serve.card import serving_section
+    from tasks.formats.gguf.card import serving_section
 
     text = serving_section({"serve_smoke_pass": 1.0}, levels=[1], server="llama-cpp-python's server",
                            ollama_tag="g:q8", gguf_name="g.gguf", n_ctx=512, deploy_files=False, chat_template=False)
     assert "the prompt-only chat format (it has no chat template)" in text
-    assert "python -m tasks.serve.llama_cpp_server --chat_format prompt-only --model g.gguf" in text
+    assert "python -m tasks.formats.gguf.llama_cpp_server --chat_format prompt-only --model g.gguf" in text
     assert "python -m llama_cpp.server" not in text and "ollama create g:q8" in text

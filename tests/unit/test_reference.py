@@ -11,12 +11,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
-from tasks import report, tracking
 from tasks.acquire import AcquiredModel
 from tasks.card import model_card
-from tasks.reference import is_requantization, reference_label
+from tasks.core.reference import is_requantization, reference_label
 from tasks.review.compare import CompareSelection, variant_table
 from tasks.review.figures import reference_notes
+from tasks.tracking import client as tracking, report
 from tasks.variants import Variant, VariantOutcome
 
 Q4KM = "f16 of the dequantized Q4_K_M source"
@@ -76,11 +76,11 @@ def test_card_says_a_requantization_is_no_quantization_loss():
 
 
 def test_summary_prints_the_reference(monkeypatch):
-    import flows.cli
+    import tasks.cli.display
 
     out = io.StringIO()
-    monkeypatch.setattr(flows.cli, "console", Console(file=out, width=250))
-    flows.cli.print_summary({"source": "gguf:x", "tier": "small", "reference": Q4KM, "rows": [], "packages": {},
+    monkeypatch.setattr(tasks.cli.display, "console", Console(file=out, width=250))
+    tasks.cli.display.print_summary({"source": "gguf:x", "tier": "small", "reference": Q4KM, "rows": [], "packages": {},
                              "gate_failures": {}, "tracking_uri": "sqlite:///x.db", "mlflow_url": "u",
                              "flow_run_id": "f"})
     text = out.getvalue()
@@ -108,7 +108,7 @@ def test_comparison_table_and_figures_name_each_models_reference():
 
 
 def test_registry_versions_and_the_mlflow_view_carry_the_reference():
-    from tasks.review.mlflow_ui import KEY_COLUMNS
+    from tasks.tracking.mlflow_ui import KEY_COLUMNS
     from tasks.review.registry import version_tags
 
     assert version_tags({"run_id": "r", "params.reference": Q4KM})["reference"] == Q4KM

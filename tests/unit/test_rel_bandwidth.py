@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from tasks.evaluate import bandwidth
+from tasks.evaluate import bandwidth, read_kernel
 from tasks.evaluate.bandwidth import (
     PROBE_VERSION, ReadBandwidth, cached_read_bandwidth, compile_read_kernel, decode_efficiency,
     measure_read_bandwidth,
@@ -62,7 +62,7 @@ def test_the_real_probe_runs_the_compiled_kernel(tmp_path):
 
 def test_without_a_compiler_the_numpy_kernel_is_used_and_said(monkeypatch, tmp_path):
     monkeypatch.delenv("CC", raising=False)
-    monkeypatch.setattr(bandwidth.shutil, "which", lambda name: None)
+    monkeypatch.setattr(read_kernel.shutil, "which", lambda name: None)
     probe = measure_read_bandwidth(2, buffer_bytes=SMALL, repetitions=2, kernel_dir=tmp_path)
     assert probe > 1e8 and all(name.startswith("numpy") for name in probe.kernels)
     assert "no C compiler" in probe.note
@@ -85,7 +85,7 @@ def test_the_compiled_kernel_is_built_once(monkeypatch, tmp_path):
     def no_compiler(*args, **kwargs):
         raise AssertionError("compiled again although the library is cached")
 
-    monkeypatch.setattr(bandwidth.subprocess, "run", no_compiler)
+    monkeypatch.setattr(read_kernel.subprocess, "run", no_compiler)
     assert compile_read_kernel(tmp_path)[0] is not None
     assert sorted(tmp_path.glob("read_kernel-*.so")) == built and len(built) == 1
     assert [p for p in tmp_path.iterdir() if not p.name.endswith(".so")] == []  # no temp left

@@ -3,8 +3,8 @@
 import pytest
 
 from tasks.acquire.sources import GgufSource, LocalSource
-from tasks.config import _deep_merge, _read_yaml, load_config
-from tasks.errors import ConfigError
+from tasks.config import deep_merge, read_config_file, load_config
+from tasks.core.errors import ConfigError
 from tests.conftest import REPO, write_config
 
 DEFAULT = REPO / "configs" / "default.yaml"
@@ -41,16 +41,16 @@ def test_a_nested_section_with_a_kind_is_replaced_too(tmp_path):
 
 def test_a_section_without_kind_still_merges_into_the_included_one():
     base = {"source": {"kind": "hub", "repo_id": "org/m", "revision": "main"}, "a": {"b": 1, "c": 2}}
-    merged = _deep_merge(base, {"source": {"revision": "abc"}, "a": {"c": 3}})
+    merged = deep_merge(base, {"source": {"revision": "abc"}, "a": {"c": 3}})
     assert merged == {"source": {"kind": "hub", "repo_id": "org/m", "revision": "abc"}, "a": {"b": 1, "c": 3}}
     assert base["a"] == {"b": 1, "c": 2}  # inputs untouched
 
 
 def test_include_may_name_a_single_file(tmp_path):
     write_config(tmp_path / "q.yaml", {"quantize": {"types": ["Q8_0"]}})
-    assert _read_yaml(write_config(tmp_path / "c.yaml", {"include": "q.yaml"}))["quantize"] == {"types": ["Q8_0"]}
+    assert read_config_file(write_config(tmp_path / "c.yaml", {"include": "q.yaml"}))["quantize"] == {"types": ["Q8_0"]}
 
 
 def test_include_of_the_wrong_type_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="include: must be a file name or a list"):
-        _read_yaml(write_config(tmp_path / "c.yaml", {"include": {"q.yaml": 1}}))
+        read_config_file(write_config(tmp_path / "c.yaml", {"include": {"q.yaml": 1}}))

@@ -1,6 +1,6 @@
 """A per-quant gate override adds to the default thresholds; it never drops one."""
 
-from tasks.gates import GateConfig, GateThresholds, check_gates
+from tasks.core.gates import GateConfig, GateThresholds, check_gates
 
 
 def test_an_override_keeps_the_defaults_it_does_not_set():

@@ -5,8 +5,8 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks import tracking
-from tasks.errors import UserError
+from tasks.core.errors import UserError
+from tasks.tracking import client as tracking
 
 
 @pytest.fixture
@@ -64,9 +64,9 @@ def test_a_deleted_experiment_says_how_to_restore_it(store):
 
 
 def test_a_sqlite_store_keeps_its_artifacts_beside_it_relative_or_absolute(tmp_path, monkeypatch):
-    from tasks.tracking import _artifact_location
+    from tasks.tracking.client import experiment_artifact_location
 
-    assert _artifact_location(f"sqlite:///{tmp_path}/db/mlflow.db", "e") == (tmp_path / "db" / "artifacts" / "e").as_uri()
+    assert experiment_artifact_location(f"sqlite:///{tmp_path}/db/mlflow.db", "e") == (tmp_path / "db" / "artifacts" / "e").as_uri()
     monkeypatch.chdir(tmp_path)
-    assert _artifact_location("sqlite:///rel/mlflow.db", "e") == (tmp_path / "rel" / "artifacts" / "e").as_uri()
-    assert _artifact_location("http://127.0.0.1:5000", "e") is None
+    assert experiment_artifact_location("sqlite:///rel/mlflow.db", "e") == (tmp_path / "rel" / "artifacts" / "e").as_uri()
+    assert experiment_artifact_location("http://127.0.0.1:5000", "e") is None

@@ -2,10 +2,10 @@
 
 import pytest
 
-from tasks.build_runner import BuildRunnerConfig, uses_dask
-from tasks.errors import CorruptArtifactError, UserError
-from tasks.remote import check_class_names, manifest_folder, remote_variant, verify_arrival
-from tasks.store import stored_step
+from tasks.core.errors import CorruptArtifactError, UserError
+from tasks.remote.build_runner import BuildRunnerConfig, uses_dask
+from tasks.remote.submit import check_class_names, manifest_folder, remote_variant, verify_arrival
+from tasks.store.artifacts import stored_step
 
 
 def test_class_names_must_name_a_work_pool():
@@ -73,7 +73,7 @@ def test_a_failed_hardware_class_fails_the_parent_run(tmp_path):
     """The parent of a run whose class failed (its variants all fine here) ends FAILED, with the reason."""
     from mlflow.tracking import MlflowClient
 
-    from tasks import report, tracking
+    from tasks.tracking import client as tracking, report
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking.prepare_store(uri)

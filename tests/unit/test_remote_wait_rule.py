@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
-from tasks.remote_wait import give_up_reason, worker_is_live
+from tasks.remote.wait import give_up_reason, worker_is_live
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 

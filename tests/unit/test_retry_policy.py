@@ -1,6 +1,6 @@
 from prefect.states import Failed
 
-from tasks.errors import ConfigError, MeasurementError, SourceError, TransientError, UserError
+from tasks.core.errors import ConfigError, MeasurementError, SourceError, TransientError, UserError
 from tasks.prefect_tasks import retry_only_transient
 
 

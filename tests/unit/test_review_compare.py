@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks import tracking
 from tasks.review.compare import CompareSelection, model_of, pareto_mask, variant_table, with_pareto_flags
+from tasks.tracking import client as tracking
 
 
 def test_pareto_front_by_hand():
@@ -108,7 +108,8 @@ def _log_variant(client, experiment_id, parent, name, fmt, quant, metrics):
 
 
 def test_compare_on_a_real_store_logs_run_and_parent_figures(tmp_path):
-    from tasks.review.mlflow_ui import EXPERIMENT_KIND_TAG, log_run_figures
+    from tasks.review.publish import log_run_figures
+    from tasks.tracking.mlflow_ui import EXPERIMENT_KIND_TAG
     from tasks.review.publish import compare, log_comparison
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -141,7 +142,7 @@ def test_compare_on_a_real_store_logs_run_and_parent_figures(tmp_path):
 
 
 def test_unknown_experiment_names_the_ones_there(tmp_path):
-    from tasks.errors import UserError
+    from tasks.core.errors import UserError
     from tasks.review.compare import search_variant_runs
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -153,7 +154,7 @@ def test_unknown_experiment_names_the_ones_there(tmp_path):
 def test_cli_prints_the_table_and_writes_files(tmp_path):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from tasks.cli.main import app
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.errors import ConfigError, UserError
+from tasks.core.errors import ConfigError, UserError
 from tasks.review.devices import DeviceProfile, load_device, shipped_devices
 
 

@@ -137,8 +137,8 @@ def test_cli_reads_a_real_store_and_names_the_pick(tmp_path):
     from mlflow.tracking import MlflowClient
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from tasks import tracking
+    from tasks.cli.main import app
+    from tasks.tracking import client as tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks import report, tracking
 from tasks.acquire import AcquiredModel
 from tasks.review import records
+from tasks.tracking import client as tracking, report
 from tasks.variants import Variant, VariantOutcome
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from tasks import tracking
 from tasks.review.fit import KvLayout
 from tasks.review.promote import register_run
 from tasks.review.registry import RegistryConfig, should_move
+from tasks.tracking import client as tracking
 
 OLD = {"kld_mean": "0.0040", "kld_mean_se": "0.0001", "decode_tps": "100", "decode_tps_sd": "2", "hardware_id": "h"}
 

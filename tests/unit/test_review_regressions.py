@@ -6,9 +6,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tasks import report, tracking
 from tasks.review.regressions import RegressionConfig, changed_versions, find_regressions
 from tasks.review.watch import check_regressions
+from tasks.tracking import client as tracking, report
 from tasks.variants import Variant, VariantOutcome
 
 CONFIG = RegressionConfig()  # 2 sigmas, and at least 5 % of the old value

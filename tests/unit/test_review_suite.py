@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from tasks.config import load_config
-from tasks.errors import ConfigError, SourceError
+from tasks.core.errors import ConfigError, SourceError
 from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("suite_file", sorted((REPO / "configs" / "suites").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_suite_resolves(suite_file, tmp_path):
-    from tasks.review.suite import load_suite, write_model_configs
+    from tasks.suite import load_suite, write_model_configs
 
     suite = load_suite(suite_file)
     paths = write_model_configs(suite, suite_file, tmp_path)
@@ -28,7 +28,7 @@ def test_every_shipped_suite_resolves(suite_file, tmp_path):
 
 
 def test_quick_suite_is_cheap_and_gemma_is_gguf_only(tmp_path):
-    from tasks.review.suite import load_suite, write_model_configs
+    from tasks.suite import load_suite, write_model_configs
 
     path = REPO / "configs" / "suites" / "micro-quick.yaml"
     configs = [load_config(p) for p in write_model_configs(load_suite(path), path, tmp_path)]
@@ -40,7 +40,7 @@ def test_quick_suite_is_cheap_and_gemma_is_gguf_only(tmp_path):
 
 
 def test_suite_problems_are_listed_together(tmp_path):
-    from tasks.review.suite import load_suite, write_model_configs
+    from tasks.suite import load_suite, write_model_configs
 
     model = {"name": "m", "model_name": "M", "source": {"kind": "local", "path": "/x"}}
     path = tmp_path / "s.yaml"

@@ -7,7 +7,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from tasks.deploy.sizing import kv_cache_bytes
+from tasks.formats.gguf.deploy.sizing import kv_cache_bytes
 from tasks.serve.config import LoadConfig, ServeConfig
 from tasks.serve.load import level_metrics, percentile, single_stream_decode_tps
 from tasks.serve.smoke import judge_smoke
@@ -88,13 +88,13 @@ def test_an_empty_answer_fails_unless_the_file_said_nothing_offline_too():
 def test_a_gguf_without_chat_template_is_served_with_the_prompt_only_format():
     from pathlib import Path
 
-    from tasks.serve.llama_cpp_server import format_prompt_only
-    from tasks.serve.server import llama_cpp_command
+    from tasks.formats.gguf.llama_cpp_server import format_prompt_only
+    from tasks.formats.gguf.llama_cpp_server import llama_cpp_command
 
     templated = llama_cpp_command(Path("/m/a.gguf"), port=1, n_ctx=64, threads=1)
     assert templated[1:3] == ["-m", "llama_cpp.server"] and "--chat_format" not in templated
     plain = llama_cpp_command(Path("/m/a.gguf"), port=1, n_ctx=64, threads=1, chat_template=False)
-    assert plain[1:3] == ["-m", "tasks.serve.llama_cpp_server"]
+    assert plain[1:3] == ["-m", "tasks.formats.gguf.llama_cpp_server"]
     assert plain[plain.index("--chat_format") + 1] == "prompt-only"
     one = format_prompt_only([{"role": "user", "content": "What is 7 times 8?"}])
     assert one.prompt == "What is 7 times 8?" and not one.added_special  # BOS from the tokenizer, as offline

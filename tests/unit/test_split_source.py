@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from tasks.acquire.gguf_source import locate_gguf
 from tasks.acquire.sources import GgufSource, SplitParts
 from tasks.acquire.split import joined_gguf
-from tasks.errors import CorruptArtifactError, SourceError
+from tasks.core.errors import CorruptArtifactError, SourceError
 
 CHUNKS = [b"GGUF" + b"a" * 1000, b"b" * 1004, b"c" * 17]
 WHOLE = b"".join(CHUNKS)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tasks.store import MANIFEST_NAME, link_or_copy, stored_step
+from tasks.store.artifacts import MANIFEST_NAME, link_or_copy, stored_step
 
 
 def _writer(calls):
@@ -63,7 +63,7 @@ def test_only_old_temporaries_are_cleaned(tmp_path):
     import os
     import time
 
-    from tasks.store import clean_stale_temporaries
+    from tasks.store.artifacts import clean_stale_temporaries
 
     old, young = tmp_path / "step" / ".tmp-old", tmp_path / "step" / ".tmp-young"
     old.mkdir(parents=True)

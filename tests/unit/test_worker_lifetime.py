@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from tasks.errors import MeasurementError
+from tasks.core.errors import MeasurementError
 from tasks.evaluate.process import run_worker, stop_all_workers
 from tests.conftest import REPO
 

@@ -4,7 +4,7 @@ for Ollama / llama.cpp servers. The f16 base itself (convert.py) is the referenc
 from __future__ import annotations
 
 from tasks.formats.base import BaseArtifact, Built, BuildInputs, Packaged, PackageInputs
-from tasks.formats.gguf.config import GgufConfig
+from tasks.formats.gguf.config import BASE_CONFIG, GgufConfig
 
 
 class GgufFormat:
@@ -12,9 +12,11 @@ class GgufFormat:
     config_model = GgufConfig
     runtime_module = "tasks.formats.gguf.runtime"
     measure_tools = ("llama-cpp-python",)
+    base_config_model = BASE_CONFIG
 
     def build_base(self, model, *, model_name: str, config, store_root) -> BaseArtifact:
         """The f16 base GGUF (llama.cpp's converter): the quants' source and every format's reference."""
+        # the registry loads no runtime: config parsing stays light
         from tasks.formats.gguf.convert import convert_to_gguf
         from tasks.formats.gguf.facts import gguf_size_facts
 
@@ -24,37 +26,51 @@ class GgufFormat:
                             n_weights=int(gguf_size_facts(result.gguf_path)["n_weights"]))
 
     def refusal(self, architecture: str, config: GgufConfig) -> str | None:
+        # the registry loads no runtime: config parsing stays light
         from tasks.formats.gguf.convert import unsupported_reason
 
         return unsupported_reason(architecture)
+
+    def installation_problems(self, config: GgufConfig) -> list[str]:
+        from tasks.formats.gguf.checks import installed_quant_type_problems  # the registry loads no runtime
+
+        return installed_quant_type_problems(config)
+
+    def evaluation_problem(self, config: GgufConfig, evaluate) -> str | None:
+        """A calibration text that is the evaluation text would grade the imatrix on its own data."""
+        from tasks.formats.gguf.checks import calibration_is_evaluation_problem  # reads no GGUF; kept with the checks
+
+        return calibration_is_evaluation_problem(config, evaluate.corpus)
 
     def variants(self, config: GgufConfig) -> list[str]:
         return [recipe.label for recipe in config.recipes()] + [target.label() for target in config.targets]
 
     def build(self, quant: str, inputs: BuildInputs, config: GgufConfig) -> Built:
-        from tasks.formats.gguf.budget import BudgetTarget
+        from tasks.formats.gguf.budget import BudgetTarget  # the registry loads no runtime: config parsing stays light
 
         recipe = config.recipe(quant)
         if isinstance(recipe, BudgetTarget):
-            from tasks.formats.gguf.mix import build_mix
+            from tasks.formats.gguf.mix import build_mix  # the registry loads no runtime: config parsing stays light
 
             return build_mix(recipe, inputs, config)
-        from tasks.formats.gguf.recipes import build_recipe
+        from tasks.formats.gguf.recipes import build_recipe  # the registry loads no runtime: config parsing stays light
 
         return build_recipe(recipe, inputs, config)
 
     def size_facts(self, built: Built, base: BaseArtifact) -> dict[str, float]:
+        # the registry loads no runtime: config parsing stays light
         from tasks.formats.gguf.facts import gguf_size_facts
 
         return gguf_size_facts(built.path)
 
     def serve(self, built: Built, inputs: PackageInputs, config: GgufConfig):
         """Serve the file on loopback, check its answers, load it (None when `serve.enabled` is off)."""
-        from tasks.formats.gguf.serving import serve_gguf
+        from tasks.formats.gguf.serving import serve_gguf  # the registry loads no runtime: config parsing stays light
 
         return serve_gguf(built, inputs, config.serve) if config.serve.enabled else None
 
     def package(self, built: Built, inputs: PackageInputs, config: GgufConfig) -> Packaged:
+        # the registry loads no runtime: config parsing stays light
         from tasks.formats.gguf.package import package_gguf_variant
 
         serve = config.serve

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, model_validator
 
+from tasks.core.naming import mix_label
+
 # ggml type of the largest group -> the llama.cpp file type written as general.file_type.
 FILE_TYPE = {"Q8_0": "Q8_0", "Q6_K": "Q6_K", "Q5_K": "Q5_K_S", "Q4_K": "Q4_K_S", "Q3_K": "Q3_K_S", "Q2_K": "Q2_K",
              "IQ4_XS": "IQ4_XS", "IQ4_NL": "IQ4_NL", "Q5_1": "Q5_1", "Q5_0": "Q5_0", "Q4_1": "Q4_1", "Q4_0": "Q4_0"}
@@ -32,8 +34,6 @@ class BudgetTarget(BaseModel):
         return self
 
     def label(self) -> str:
-        from tasks.naming import mix_label
-
         return mix_label(max_size=self.max_size, bpw=self.bpw, imatrix=self.imatrix)
 
 

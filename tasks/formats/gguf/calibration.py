@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.evaluate.corpus import BuiltinCorpus, FileCorpus, HubCorpus, load_corpus_text
+from tasks.formats.gguf.sensitivity import LADDER_32, LADDER_256, TOP
 
 SHINGLE_WORDS = 8  # a shared run of 8 words is a quotation, not a coincidence of phrasing
 
@@ -51,8 +52,6 @@ class CalibrationConfig(BaseModel):
     @field_validator("sensitivity_types")
     @classmethod
     def _ladder_types(cls, types: list[str] | None) -> list[str] | None:
-        from tasks.formats.gguf.sensitivity import LADDER_32, LADDER_256, TOP
-
         if types is None:
             return None
         upper = [t.upper() for t in types]

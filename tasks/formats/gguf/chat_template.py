@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from tasks.errors import UnsupportedModelError
+from tasks.core.errors import UnsupportedModelError
 
 _BOS = "\x01BOS\x01"
 _S, _U, _A, _U2 = "\x01SYSTEM\x01", "\x01USER\x01", "\x01ASSISTANT\x01", "\x01USER2\x01"
@@ -27,7 +27,7 @@ class TemplateParts:
     generation_prompt: str
 
 
-def _renderer(template: str, special: dict[str, str]):
+def template_renderer(template: str, special: dict[str, str]):
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 
     def raise_exception(message: str) -> None:
@@ -47,7 +47,7 @@ def extract_parts(template: str, *, eos_token: str = "") -> TemplateParts:
     """Probe `template` and return its per-role wrappers; UnsupportedModelError if it has none."""
     # BOS rendered as a sentinel so that only the template's own `bos_token` is removed
     # (the runtime adds BOS itself); a literal that happens to equal it stays.
-    render = _renderer(template, {"bos_token": _BOS, "eos_token": eos_token})
+    render = template_renderer(template, {"bos_token": _BOS, "eos_token": eos_token})
     try:
         only_user = render([("user", _U)], False)
         user_suffix = _after(only_user, _U)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.core.errors import SourceError
+from tasks.formats.gguf.llama_tools import tool_path, BUILD_SCRIPT, same_build_as_binding
+
 
 def calibration_is_evaluation_problem(gguf_config, eval_corpus) -> str | None:
     """The calibration text must never be the evaluation text (the KLD would be scored on what was fit)."""
@@ -23,12 +26,8 @@ def calibration_is_evaluation_problem(gguf_config, eval_corpus) -> str | None:
 
 def tool_problems(gguf_config) -> list[str]:
     """llama-imatrix / llama-quantize missing while a configured variant needs them."""
-    from tasks.errors import SourceError
-    from tasks.formats.gguf.llama_tools import tool_path
-
     if all(r.plain for r in gguf_config.recipes()) and not gguf_config.targets:
         return []
-    from tasks.formats.gguf.llama_tools import BUILD_SCRIPT, same_build_as_binding
 
     problems = []
     for name in ("llama-imatrix", "llama-quantize"):
@@ -42,3 +41,13 @@ def tool_problems(gguf_config) -> list[str]:
         problems.append("formats.gguf: the installed llama-cpp-python is not the wheel of the tools' own build "
                         f"(tools.json); run `PYTHON=.venv/bin/python bash {BUILD_SCRIPT}` to install it")
     return problems
+
+
+def installed_quant_type_problems(gguf_config) -> list[str]:
+    """Types the static table accepts but the installed llama-cpp-python lacks (an upgrade drift)."""
+    import llama_cpp  # llama.cpp's binding: native library, only when GGUF is configured
+
+    types = [r.type for r in gguf_config.recipes()]
+    missing = [t for t in types if not hasattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{t}")]
+    problems = [f"formats.gguf.types: {missing} unknown to the installed llama-cpp-python"] if missing else []
+    return problems + tool_problems(gguf_config)  # imatrix / override variants need llama.cpp's tools

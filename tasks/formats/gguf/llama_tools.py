@@ -11,12 +11,13 @@ tools.json there names the version, the wheel and the llama.cpp commit.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
 from pathlib import Path
 
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
 
 TOOLS_VERSION = "0.3.36"  # llama-cpp-python sdist of the one build (tasks/formats/gguf/build_llama_cpp.sh)
 BUILD_SCRIPT = Path(__file__).resolve().parent / "build_llama_cpp.sh"
@@ -34,8 +35,6 @@ def same_build_as_binding() -> bool:
     """True when the installed binding is the wheel of the tools' own build (the same compile): pip
     records the sha256 of the wheel it installed (direct_url.json), the build records its wheel's
     (tools.json). Library files cannot be compared: the wheel's copies are stripped."""
-    import importlib.metadata
-
     try:
         direct = json.loads(importlib.metadata.distribution("llama-cpp-python").read_text("direct_url.json") or "{}")
         built = json.loads((tools_dir() / "tools.json").read_text())

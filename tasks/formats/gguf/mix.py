@@ -7,7 +7,6 @@ import json
 import math
 from pathlib import Path
 
-from tasks.codeid import code_identity
 from tasks.evaluate import default_threads
 from tasks.evaluate.process import run_worker
 from tasks.formats.base import Built, BuildInputs
@@ -15,19 +14,19 @@ from tasks.formats.gguf.budget import BudgetTarget, choose_mix, file_type_of, te
 from tasks.formats.gguf.calibration import calibration_text
 from tasks.formats.gguf.config import GgufConfig
 from tasks.formats.gguf.facts import gguf_size_facts
+from tasks.formats.gguf.quantize import quantize_gguf
 from tasks.formats.gguf.recipes import base_imatrix, imatrix_params
 from tasks.formats.gguf.sensitivity import RUNTIME, overrides_for, sensitivity_table, tensor_groups
 from tasks.formats.gguf.variants import QuantRecipe
-from tasks.hashing import sha256_json
-from tasks.store import stored_step
+from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_json
 
 ATTEMPTS = 3
 
 
 def build_mix(target: BudgetTarget, inputs: BuildInputs, config: GgufConfig) -> Built:
     """The stored GGUF of one budget target, its choice and predicted cost as MLflow params."""
-    from tasks.formats.gguf.quantize import quantize_gguf
-
     threads = config.threads or default_threads()
     imatrix = base_imatrix(inputs, config) if target.imatrix else None
     table = sensitivity_table(inputs.base.path, base_key=inputs.base.key, imatrix=imatrix,

@@ -7,18 +7,18 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.hashing import sha256_file
-from tasks.naming import ollama_tag, variant_name
 from tasks.card import hub_metadata, model_card
-from tasks.codeid import code_identity
-from tasks.formats.gguf.config import PackageConfig
+from tasks.core.naming import ollama_tag, variant_name
+from tasks.formats.gguf.card import serving_section
 from tasks.formats.gguf.chat_template import extract_parts, stop_sequences, to_go_template
-from tasks.store import link_or_copy, stored_step
-from tasks.deploy.config import DeployConfig
-from tasks.serve.card import serving_section
+from tasks.formats.gguf.config import PackageConfig
+from tasks.formats.gguf.deploy.config import DeployConfig
+from tasks.formats.gguf.deploy.validate import available_validators, check_deployment, validation_summary
+from tasks.formats.gguf.deploy.write import VALIDATED, write_deployment
 from tasks.serve.config import ServeConfig
-from tasks.deploy.validate import available_validators, check_deployment, validation_summary
-from tasks.deploy.write import VALIDATED, write_deployment
+from tasks.store.artifacts import link_or_copy, stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_file
 
 
 class PackagedVariant(BaseModel):
@@ -63,8 +63,7 @@ def package_gguf_variant(
     tag = ollama_tag(model_name, quant)
     serve = serve or ServeConfig(enabled=False)
     material = {"variant_key": variant_key, "metrics": metrics, "provenance": provenance,
-                "code": code_identity("tasks.formats.gguf.package", "tasks.formats.gguf.chat_template", "tasks.card",
-                                      "tasks.deploy", "tasks.serve.card"),
+                "code": code_identity(__name__),
                 "config": config.model_dump(mode="json"), "serve": serve.model_dump(mode="json"),
                 "deploy": deploy.model_dump(mode="json") if deploy else None, "threads": threads,
                 # A host that gains (or loses) a validator checks its packages again.

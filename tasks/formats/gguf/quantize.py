@@ -9,15 +9,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.codeid import code_identity
-from tasks.errors import SourceError
+from tasks.core.errors import SourceError
+from tasks.core.naming import gguf_file_name
 from tasks.formats.gguf.imatrix import Imatrix
 from tasks.formats.gguf.llama_tools import tools_record
 from tasks.formats.gguf.quantize_tool import quantize_with_tool
 from tasks.formats.gguf.variants import QuantRecipe
-from tasks.naming import gguf_file_name
-from tasks.store import stored_step
-from tasks.versions import subset, tool_versions
+from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.versions import subset, tool_versions
 
 
 class QuantizedModel(BaseModel):
@@ -83,7 +83,7 @@ def _quantize_file(source: Path, target: Path, quant: str, threads: int | None) 
 
 
 def _quantize_in_process(source: Path, target: Path, quant: str, threads: int) -> None:
-    import llama_cpp
+    import llama_cpp  # llama.cpp's binding: native library, only where a model runs
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tasks.formats.gguf.llama_tools import run_tool
-from tasks.store import link_or_copy
+from tasks.store.artifacts import link_or_copy
 
 
 def quantize_args(source: Path, target: Path, gguf_type: str, *, overrides: dict, imatrix: Path | None,
@@ -35,6 +35,7 @@ def shape_problem(source: Path, overrides: dict) -> str | None:
     --token-embedding-type / --output-tensor-type as given: a 256-block type on 576-wide rows
     (SmolLM2) aborts it with "double free or corruption". Caught here with a message instead.
     """
+    # gguf: its numpy reader, only where a GGUF file is read
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
 
     names = {"token_embedding_type": "token_embd.weight", "output_tensor_type": "output.weight"}

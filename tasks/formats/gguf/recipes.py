@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from tasks.formats.base import Built, BuildInputs
 from tasks.formats.gguf.config import GgufConfig
+from tasks.formats.gguf.imatrix import compute_imatrix
+from tasks.formats.gguf.quantize import quantize_gguf
 from tasks.formats.gguf.variants import QuantRecipe
 
 
 def build_recipe(recipe: QuantRecipe, inputs: BuildInputs, config: GgufConfig) -> Built:
     """The stored GGUF of `recipe`, with the recipe's facts as MLflow params."""
-    from tasks.formats.gguf.quantize import quantize_gguf
-
     imatrix = base_imatrix(inputs, config) if recipe.imatrix else None
     result = quantize_gguf(inputs.base.path, recipe.type, base_key=inputs.base.key, model_name=inputs.model_name,
                            threads=config.threads, store_root=inputs.store_root, recipe=recipe, imatrix=imatrix)
@@ -24,8 +24,6 @@ def build_recipe(recipe: QuantRecipe, inputs: BuildInputs, config: GgufConfig) -
 
 def base_imatrix(inputs: BuildInputs, config: GgufConfig):
     """The base's importance matrix for the configured calibration (stored; built by the first caller)."""
-    from tasks.formats.gguf.imatrix import compute_imatrix
-
     return compute_imatrix(inputs.base.path, base_key=inputs.base.key, model_name=inputs.model_name,
                            calibration=config.calibration, threads=config.threads, store_root=inputs.store_root)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 def open_llama(path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int, logits_all: bool, use_mmap: bool = True):
     """A llama.cpp model with one context; the batch holds a whole chunk, as llama-perplexity."""
-    from llama_cpp import Llama
+    from llama_cpp import Llama  # llama.cpp's binding: native library, only where a model runs
 
     return Llama(
         model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=min(n_ctx, 512),
@@ -88,6 +88,7 @@ class GgufModel:
     def chat_tokens(self, message: str) -> list[int]:
         """Rendered as create_chat_completion does (Jinja2ChatFormatter on the GGUF's template,
         special tokens parsed, BOS only where the template writes it)."""
+        # llama.cpp's binding: native library, only where a model runs
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -115,7 +116,7 @@ class GgufModel:
         return generated
 
     def is_end(self, token: int) -> bool:
-        import llama_cpp
+        import llama_cpp  # llama.cpp's binding: native library, only where a model runs
 
         return bool(llama_cpp.llama_vocab_is_eog(llama_cpp.llama_model_get_vocab(self.llm.model), token))
 
@@ -133,7 +134,7 @@ def load(path: Path, *, n_ctx: int, threads: int, n_gpu_layers: int = 0, all_log
 def tokenize_text(path: Path, text: str) -> dict:
     """Tokens as llama-perplexity makes them (add_special=true: BOS only if the vocab wants it),
     and the BOS id to put first in every chunk (None when the vocab adds none)."""
-    import llama_cpp
+    import llama_cpp  # llama.cpp's binding: native library, only where a model runs
     from llama_cpp import Llama
 
     vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)

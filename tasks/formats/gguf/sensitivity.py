@@ -15,12 +15,12 @@ import json
 import re
 from pathlib import Path
 
-from tasks.codeid import code_identity
 from tasks.evaluate.process import run_worker
 from tasks.formats.gguf.llama_tools import tools_record
 from tasks.formats.gguf.quantize_tool import quantize_with_tool
-from tasks.hashing import sha256_json
-from tasks.store import stored_step
+from tasks.store.artifacts import stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.hashing import sha256_json
 
 TOP = "Q8_0"  # every tensor not being probed; near-lossless, so costs add up
 LADDER_256 = ("Q8_0", "Q6_K", "Q5_K", "Q4_K", "IQ4_XS", "Q3_K", "Q2_K")  # rows divisible by 256
@@ -31,7 +31,7 @@ RUNTIME = "tasks.formats.gguf.runtime"
 
 def tensor_groups(base_gguf: Path) -> dict[str, dict]:
     """Quantizable 2-D weights by group: {group: {"pattern", "tensors": {name: (n_elements, ncols)}}}."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
 
     groups: dict[str, dict] = {}
     for tensor in GGUFReader(base_gguf).tensors:
@@ -56,7 +56,7 @@ def ladder(group: dict, allowed: list[str] | None = None) -> tuple[str, ...]:
 
 def group_bytes(group: dict, kind: str) -> int:
     """Bytes of the group's tensor data at `kind` (ggml block sizes, from the gguf package)."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # gguf: its numpy reader, only where a GGUF file is read
 
     block, size = GGML_QUANT_SIZES[GGMLQuantizationType[kind]]
     return sum(n // block * size for n, _ in group["tensors"].values())
@@ -110,7 +110,7 @@ def _measure(base_gguf: Path, groups: dict, imatrix, tokens: Path, chunks: int, 
 
 def fixed_tensor_bytes(base_gguf: Path, groups: dict) -> int:
     """Bytes of the tensors no group holds (norms, kept in F32 by llama-quantize)."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
 
     in_groups = {name for group in groups.values() for name in group["tensors"]}
     return sum(int(t.n_bytes) for t in GGUFReader(base_gguf).tensors if t.name not in in_groups)
@@ -120,7 +120,7 @@ def _kld_of(base_gguf: Path, groups: dict, choice: dict, imatrix, tokens: Path, 
             tmp: Path) -> tuple[float, int]:
     """(mean KLD of one probe file on the calibration chunks, its bytes beyond tensor data); the file
     is deleted at once (a probe per group and type would fill the disk)."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
 
     probe = tmp / "probe.gguf"
     quantize_with_tool(base_gguf, probe, TOP, overrides=overrides_for(groups, choice),

@@ -8,11 +8,14 @@ GGUF without one is served with the prompt-only format (the message text), as it
 from __future__ import annotations
 
 from tasks.formats.base import Built, PackageInputs
+from tasks.formats.gguf.llama_cpp_server import has_chat_template
+from tasks.formats.gguf.llama_cpp_server import llama_cpp_command
+from tasks.hosts.processes import free_port
+from tasks.plan.guard import check_llama_pass
 from tasks.serve.check import ServeResult, serve_and_check
 from tasks.serve.config import ServeConfig
-from tasks.serve.llama_cpp_server import has_chat_template
-from tasks.serve.server import free_port, llama_cpp_command, running_server
-from tasks.versions import package_version
+from tasks.serve.server import running_server
+from tasks.store.versions import package_version
 
 
 def serve_gguf(built: Built, inputs: PackageInputs, config: ServeConfig) -> ServeResult:
@@ -20,8 +23,6 @@ def serve_gguf(built: Built, inputs: PackageInputs, config: ServeConfig) -> Serv
     chat_template = has_chat_template(built.path)
 
     def start():
-        from tasks.plan.guard import check_llama_pass
-
         check_llama_pass(f"serve {built.quant}", built.path, model_file=built.path, n_ctx=config.n_ctx, logits_rows=1)
         port = free_port()
         command = llama_cpp_command(built.path, port=port, n_ctx=config.n_ctx, threads=threads,
@@ -33,4 +34,5 @@ def serve_gguf(built: Built, inputs: PackageInputs, config: ServeConfig) -> Serv
                          "hardware": inputs.provenance.get("measured_on")},
         offline_rows=inputs.metrics.get("prompts"), config=config, threads=threads,
         server_label=f"llama-cpp-python[server] {package_version('llama-cpp-python')}", store_root=inputs.store_root,
+        code_modules=(__name__,),  # its closure holds the prompt-only server it may start
     )

@@ -1,6 +1,6 @@
 """One GGUF variant's recipe: a llama.cpp type, with or without the importance matrix, with optional
 per-tensor type overrides (llama-quantize's --tensor-type / --output-tensor-type /
---token-embedding-type), and the label that names it everywhere (tasks.naming.quant_label)."""
+--token-embedding-type), and the label that names it everywhere (tasks.core.naming.quant_label)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks.naming import quant_label
+from tasks.core.naming import quant_label
 
 # ggml tensor types llama-quantize accepts in overrides (ggml_type_name, case-insensitive), gguf 0.19.
 TENSOR_TYPES = (

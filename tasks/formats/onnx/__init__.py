@@ -16,12 +16,20 @@ class OnnxFormat:
     def variants(self, config: OnnxTargets) -> list[str]:
         return list(config.precisions)
 
+    def installation_problems(self, config: OnnxTargets) -> list[str]:
+        """Olive / GenAI / ORT releases that break each other: found now, not after an hour of GGUF work."""
+        from tasks.formats.onnx.export import check_onnx_versions  # the registry loads no runtime
+
+        return [f"formats: 'onnx': {problem}" for problem in check_onnx_versions()]
+
     def refusal(self, architecture: str, config: OnnxTargets) -> str | None:
+        # the registry loads no runtime: config parsing stays light
         from tasks.formats.onnx.support import unsupported_reason
 
         return unsupported_reason(architecture)
 
     def build(self, quant: str, inputs: BuildInputs, config: OnnxTargets) -> Built:
+        # the registry loads no runtime: config parsing stays light
         from tasks.formats.onnx.build import export_onnx_variant
 
         result = export_onnx_variant(inputs.hf_dir, identity=inputs.hf_identity, model_name=inputs.model_name,
@@ -30,17 +38,19 @@ class OnnxFormat:
                      build_s=result.wall_s, versions=result.versions)
 
     def size_facts(self, built: Built, base: BaseArtifact) -> dict[str, float]:
+        # the registry loads no runtime: config parsing stays light
         from tasks.formats.onnx.facts import onnx_size_facts
 
         return onnx_size_facts(built.path, n_weights=base.n_weights)
 
     def serve(self, built: Built, inputs: PackageInputs, config: OnnxTargets):
         """Serve the folder on loopback through its own runtime, check its answers, load it."""
-        from tasks.formats.onnx.serving import serve_onnx
+        from tasks.formats.onnx.serving import serve_onnx  # the registry loads no runtime: config parsing stays light
 
         return serve_onnx(built, inputs, config.serve) if config.serve.enabled else None
 
     def package(self, built: Built, inputs: PackageInputs, config: OnnxTargets) -> Packaged:
+        # the registry loads no runtime: config parsing stays light
         from tasks.formats.onnx.package import package_onnx_variant
 
         provenance = {**inputs.provenance, **built.versions, "export": config.export_config(built.quant).model_dump()}

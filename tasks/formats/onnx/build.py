@@ -7,16 +7,18 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.codeid import code_identity
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.export import export_onnx
-from tasks.store import link_or_copy, stored_step
-from tasks.versions import subset, tool_versions
+from tasks.plan.guard import check_onnx_export
+from tasks.store.artifacts import link_or_copy, stored_step
+from tasks.store.codeid import code_identity
+from tasks.store.versions import subset, tool_versions
 
 # What shapes an exported graph: Olive and the GenAI builder, and the loaders they call.
 EXPORT_TOOLS = ("olive-ai", "onnxruntime-genai", "onnxruntime", "onnx", "transformers", "torch")
 # The modules that shape an exported folder (a fix in any of them rebuilds it).
-EXPORT_CODE = ("tasks.formats.onnx.export", "tasks.formats.onnx.embeddings", "tasks.formats.onnx.legacy_config")
+# Imported by the export's child script (source text in export.py), so outside this module's import closure.
+CHILD_CODE = "tasks.formats.onnx.legacy_config"
 MODEL_DIR = "model"  # the GenAI folder inside the stored export; export.json sits beside it
 
 
@@ -38,11 +40,9 @@ def export_onnx_variant(
     config = targets.export_config(precision)
     material = {"hf_identity": identity, "export": config.model_dump(mode="json"), "model_name": model_name,
                 "versions": subset(tool_versions(EXPORT_TOOLS), *EXPORT_TOOLS),
-                "code": code_identity(*EXPORT_CODE, __name__)}
+                "code": code_identity(__name__, CHILD_CODE)}
 
     def build(tmp: Path) -> None:
-        from tasks.plan.guard import check_onnx_export
-
         check_onnx_export(hf_dir, precision)
         result = export_onnx(hf_dir, tmp / MODEL_DIR, config, timeout_s=targets.export_timeout_s)
         _ensure_chat_template(tmp / MODEL_DIR, hf_dir)

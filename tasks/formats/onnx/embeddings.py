@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from tasks.errors import UserError
+from tasks.core.errors import UserError
 
 EmbeddingsMode = Literal["float", "int4", "shared"]
 EMBEDDINGS_HELP = (
@@ -54,7 +54,7 @@ def embedding_options(mode: str) -> dict[str, Any]:
 def ties_embeddings(hf_dir: Path) -> bool:
     """Whether the model's embedding and output matrices are one (transformers' view of its config,
     class defaults included: many configs omit the key)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # transformers: only where a model config is read
 
     config = AutoConfig.from_pretrained(hf_dir)
     return bool(getattr(config.get_text_config(), "tie_word_embeddings", False))
@@ -67,7 +67,7 @@ def install_olive_embedding_fix() -> None:
     pre-quantized (GPTQ/AWQ) checkpoints, which lacks the builder's shared-embedding branches: under
     Olive, `shared_embeddings` silently did nothing (a tied tiny Gemma 3 kept its fp32 embedding).
     Olive's version stays for pre-quantized embeddings, the only case it was written for."""
-    from olive.passes.onnx import model_builder as olive_pass
+    from olive.passes.onnx import model_builder as olive_pass  # Olive: heavy, only in the ONNX export
     from onnxruntime_genai.models.builders.base import Model
 
     builders_own, olives = Model.make_embedding, olive_pass.patched_make_embedding

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, NoReturn
 from packaging.version import Version
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from tasks.errors import SlmforgeError, UnsupportedModelError
+from tasks.core.errors import SlmforgeError, UnsupportedModelError
 from tasks.formats.onnx.embeddings import (
     EMBEDDINGS_HELP, EmbeddingsMode, embedding_options, resolve_embeddings, ties_embeddings,
 )

@@ -14,7 +14,7 @@ def initializer_bytes(tensor) -> int:
             return int(entry.value)
     if tensor.raw_data:
         return len(tensor.raw_data)
-    import numpy as np
+    import numpy as np  # numpy: only on this path
     from onnx import helper
 
     return int(np.prod(tensor.dims, dtype=np.int64)) * np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
@@ -23,7 +23,7 @@ def initializer_bytes(tensor) -> int:
 def decode_weight_bytes(model_path: Path) -> int:
     """Bytes of weights read to decode one token (the definition every format shares): all
     weight tensors, less the tables that are only looked up (a decode reads one row of those)."""
-    import onnx
+    import onnx  # onnx: only where an ONNX graph is read
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     sizes = {t.name: initializer_bytes(t) for t in graph.initializer}

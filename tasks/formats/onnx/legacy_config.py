@@ -77,7 +77,7 @@ class _LegacyAutoConfig:
 
     @staticmethod
     def from_pretrained(*args: Any, **kwargs: Any) -> Any:
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # transformers: only where a model config is read
 
         return legacy_view(AutoConfig.from_pretrained(*args, **kwargs))
 
@@ -85,6 +85,6 @@ class _LegacyAutoConfig:
 def install() -> None:
     """Make the model builder's `create_model` load configs through `legacy_view` (in the export
     child process only: it changes a module global of onnxruntime_genai)."""
-    from onnxruntime_genai.models import builder
+    from onnxruntime_genai.models import builder  # onnxruntime-genai: native runtime, only where it runs
 
     builder.AutoConfig = _LegacyAutoConfig

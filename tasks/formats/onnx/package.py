@@ -8,11 +8,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tasks.card import model_card
-from tasks.codeid import code_identity
-from tasks.evaluate.process import run_worker
+from tasks.evaluate.process import WORKER, run_worker
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.runtime import bos_text, chat_template
-from tasks.store import link_or_copy, stored_step
+from tasks.store.artifacts import link_or_copy, stored_step
+from tasks.store.codeid import code_identity
 
 WORKER = "tasks.evaluate.worker"
 RUNTIME = "tasks.formats.onnx.runtime"
@@ -36,7 +36,7 @@ def package_onnx_variant(
     assembled folder itself, is recorded in the card and returned.
     """
     material = {"variant_key": variant_key, "metrics": metrics, "provenance": provenance,
-                "code": code_identity("tasks.formats.onnx.package", "tasks.formats.onnx.runtime", "tasks.card"),
+                "code": code_identity(__name__, RUNTIME, WORKER),
                 "smoke": [targets.smoke_prompt, targets.smoke_max_new_tokens]}
 
     def build(tmp: Path) -> None:

@@ -58,8 +58,8 @@ def load_onnx_model(folder: Path | str, threads: int = 2) -> OnnxModel:
     )
 
 
-def _generator(model: OnnxModel, max_length: int, min_length: int = 0) -> Any:
-    import onnxruntime_genai as og
+def new_generator(model: OnnxModel, max_length: int, min_length: int = 0) -> Any:
+    import onnxruntime_genai as og  # onnxruntime-genai: native runtime, only where it runs
 
     if max_length > model.context_length:
         raise ValueError(f"{max_length} tokens exceed the model context of {model.context_length}")
@@ -69,7 +69,7 @@ def _generator(model: OnnxModel, max_length: int, min_length: int = 0) -> Any:
     return og.Generator(model.og_model, params)
 
 
-def _ids(token_ids: list[int]) -> np.ndarray:
+def as_token_array(token_ids: list[int]) -> np.ndarray:
     return np.asarray(token_ids, dtype=np.int32)
 
 
@@ -81,8 +81,8 @@ def logits_for_tokens(model: OnnxModel, token_ids: list[int]) -> np.ndarray:
     """
     if not token_ids:
         raise ValueError("token_ids is empty")
-    gen = _generator(model, len(token_ids))
-    gen.append_tokens(_ids(token_ids))
+    gen = new_generator(model, len(token_ids))
+    gen.append_tokens(as_token_array(token_ids))
     logits = np.asarray(gen.get_output("logits"), dtype=np.float32)
     if logits.shape != (1, len(token_ids), model.vocab_size):
         raise RuntimeError(f"unexpected logits shape {logits.shape} for {len(token_ids)} tokens")
@@ -94,7 +94,7 @@ class GenaiModel:
     """One loaded GenAI folder as a `tasks.formats.base.LoadedModel`."""
 
     def __init__(self, folder: Path, *, threads: int) -> None:
-        import onnxruntime_genai as og
+        import onnxruntime_genai as og  # onnxruntime-genai: native runtime, only where it runs
 
         self.model = load_onnx_model(folder, threads=threads)
         self.n_vocab, self.load_s = self.model.vocab_size, self.model.load_s
@@ -106,17 +106,17 @@ class GenaiModel:
     def time_prefill(self, token_ids: list[int]) -> float:
         # GenAI's graph computes logits for every appended position where llama.cpp computes only
         # the last: the lm_head share of prefill is counted here (see README, ONNX variants).
-        gen = _generator(self.model, len(token_ids))
+        gen = new_generator(self.model, len(token_ids))
         started = time.perf_counter()
-        gen.append_tokens(_ids(token_ids))
+        gen.append_tokens(as_token_array(token_ids))
         return time.perf_counter() - started
 
     def time_decode(self, n_tokens: int, context: list[int], token_ids: list[int]) -> float:
         # A GenAI generator cannot start empty: at least one context token; one untimed step first.
         context = context or token_ids[:1]
         total = len(context) + 1 + n_tokens
-        gen = _generator(self.model, total, min_length=total)  # min_length masks EOS: exactly n steps
-        gen.append_tokens(_ids(context))
+        gen = new_generator(self.model, total, min_length=total)  # min_length masks EOS: exactly n steps
+        gen.append_tokens(as_token_array(context))
         gen.generate_next_token()
         started = time.perf_counter()
         for _ in range(n_tokens):
@@ -124,9 +124,9 @@ class GenaiModel:
         return time.perf_counter() - started
 
     def time_first_token(self, token_ids: list[int]) -> float:
-        gen = _generator(self.model, len(token_ids) + 1)
+        gen = new_generator(self.model, len(token_ids) + 1)
         started = time.perf_counter()
-        gen.append_tokens(_ids(token_ids))
+        gen.append_tokens(as_token_array(token_ids))
         gen.generate_next_token()
         gen.get_next_tokens()
         return time.perf_counter() - started
@@ -138,8 +138,8 @@ class GenaiModel:
         return [int(t) for t in self.tokenizer.encode(text)]
 
     def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
-        gen = _generator(self.model, len(prompt_ids) + max_tokens)
-        gen.append_tokens(_ids(prompt_ids))
+        gen = new_generator(self.model, len(prompt_ids) + max_tokens)
+        gen.append_tokens(as_token_array(prompt_ids))
         out: list[int] = []
         while not gen.is_done() and len(out) < max_tokens:
             gen.generate_next_token()

@@ -35,7 +35,7 @@ class HfTorchFormat:
 
     def package(self, built: Built, inputs: PackageInputs, config: HfTorchConfig) -> Packaged:
         from tasks.card import model_card
-        from tasks.store import link_or_copy, stored_step
+        from tasks.store.artifacts import link_or_copy, stored_step
 
         def build(tmp: Path) -> None:
             for item in Path(built.path).iterdir():

@@ -1,0 +1,1 @@
+"""slmforge's steps and everything below the flows, grouped by concern (README, "Layout")."""

@@ -1,0 +1,1 @@
+"""The command-line programs (`slmforge`): commands apart from display (tables, error messages)."""

@@ -1,0 +1,1 @@
+"""The pipeline's core: errors, config reading, names, gates, references, resources, progress, secrets."""

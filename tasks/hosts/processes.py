@@ -1,0 +1,83 @@
+"""Process handling shared by every server slmforge starts (the stack's services, the serving checks):
+a free port, waiting until a process answers, stopping its whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str, *, headers: dict[str, str] | None = None) -> bool:
+    """Whether `url` answers 200 now."""
+    try:
+        return httpx.get(url, headers=headers, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False  # not listening yet
+
+
+def wait_healthy(url: str, *, alive: Callable[[], bool], timeout_s: float, headers: dict[str, str] | None = None,
+                 interval_s: float = 0.25) -> bool:
+    """Poll `url` until it answers 200 (True); False when the process dies (`alive()` false) or the
+    time is up. The caller says what failed, with its own error type."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if answers(url, headers=headers):
+            return True
+        if not alive():
+            return False
+        time.sleep(interval_s)
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie child of this process counts as dead, and is reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of this process (e.g. in tests) is dead although kill(0) succeeds.
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return True
+
+
+def stop_group(pid: int, grace_s: float = 15.0) -> bool:
+    """SIGTERM the process group led by `pid` (server workers included), SIGKILL after `grace_s`;
+    False when there was no such group."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        pid_alive(pid)  # reap our own child, if it is one
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True
+
+
+def log_tail(log: Path, chars: int = 2000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.is_file() else "(no log)"

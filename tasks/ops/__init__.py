@@ -1,0 +1,1 @@
+"""Server operations: the shared stack (PostgreSQL, Prefect server, MLflow server)."""

@@ -1,0 +1,1 @@
+"""Remote measurement: hardware classes, submitting and waiting, workers, build runners."""

@@ -1,0 +1,55 @@
+"""Where the builds (conversions, quantizations, exports) fan out: threads here, or Dask.
+
+Builds are independent and CPU-bound, so a Dask cluster (a LocalCluster of worker processes on this
+host, or an existing scheduler's workers) runs them side by side through prefect-dask, each a normal
+Prefect task run. Dask workers report their task runs to the Prefect server, so Dask needs a real
+server (without one, each worker process would start its own temporary server): "auto" uses Dask
+only when PREFECT_API_URL names one, and the embedded default keeps its two threads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.core.errors import UserError
+
+
+class BuildRunnerConfig(BaseModel):
+    """How the builds of one run are spread."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    runner: Literal["auto", "threads", "dask"] = Field(
+        "auto", description="threads: a pool in the flow's process; dask: prefect-dask; auto: dask when a Prefect "
+        "server is configured (PREFECT_API_URL), else threads.")
+    threads: int = Field(2, ge=1, description="Threads of the thread runner (the embedded default: 2 cores here).")
+    dask_address: str | None = Field(
+        None, description="Scheduler of an existing Dask cluster, e.g. tcp://10.0.0.5:8786; none: a LocalCluster.")
+    dask_workers: int = Field(2, ge=1, description="Worker processes of the LocalCluster (one thread each).")
+
+
+def uses_dask(config: BuildRunnerConfig) -> bool:
+    server = bool(os.environ.get("PREFECT_API_URL"))
+    if config.runner == "dask" and not server:
+        raise UserError("builds.runner is dask, but no Prefect server is configured: set PREFECT_API_URL "
+                        "(`slmforge stack up` starts one) or use builds.runner: threads")
+    return config.runner == "dask" or (config.runner == "auto" and server)
+
+
+def build_runner(config: BuildRunnerConfig):
+    """A task runner to use as a context manager around the builds' submissions."""
+    if not uses_dask(config):
+        # Prefect: heavy, only inside a flow run or a worker command
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=config.threads)
+    from prefect_dask import DaskTaskRunner  # Dask: only when builds fan out to a cluster
+
+    if config.dask_address:
+        return DaskTaskRunner(address=config.dask_address)
+    # One thread per worker process: a quantization uses its own threads, and Python threads in one
+    # worker would share the GIL for the Python parts of a conversion.
+    return DaskTaskRunner(cluster_kwargs={"n_workers": config.dask_workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
