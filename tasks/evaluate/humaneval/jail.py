@@ -21,7 +21,8 @@ import os
 import resource
 import sys
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 ST_KEPT = {2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: 1024, 2048: 2048, 4096: 1 << 21}  # statvfs -> mount flag
 LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -133,4 +134,5 @@ def main():
     os.execve(spec["python"], [spec["python"], "-I", "-S", "-B", "/box/program.py"], env)
 
 
-main()
+if __name__ == "__main__":  # run as a script by sandbox.py; importing it does nothing
+    main()
