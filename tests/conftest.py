@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import QUICK_EVAL, REPO, write_config  # noqa: F401 - re-exported for older imports
+from tests.helpers import REPO
 
 
 TIERS = {"unit": "unit", "integration": "integration", "formats": "integration", "e2e": "e2e"}

@@ -8,7 +8,7 @@ import sys
 
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import QUICK_EVAL, REPO, write_config
+from tests.helpers import QUICK_EVAL, REPO, write_config
 
 
 def test_two_runs_at_once_share_the_store_safely(tmp_path, tiny_model_dir, tracking_uri):

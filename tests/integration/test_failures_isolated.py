@@ -19,7 +19,7 @@ from tasks.formats import get_format
 from tasks.prefect_tasks import retry_only_transient
 from tasks.store.artifacts import stored_step
 from tasks.tracking import report
-from tests.conftest import QUICK_EVAL, write_config
+from tests.helpers import QUICK_EVAL, write_config
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.package import package_onnx_variant
 from tasks.hosts.hardware import hardware_facts
 from tasks.tracking.client import CONTRACT_METRICS
-from tests.conftest import QUICK_EVAL, write_config
+from tests.helpers import QUICK_EVAL, write_config
 
 MEASURED = set(CONTRACT_METRICS) - {"decode_efficiency"}  # derived at the flow's edge
 

@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
 from tasks.tracking.client import CONTRACT_METRICS
-from tests.conftest import QUICK_EVAL, write_config
+from tests.helpers import QUICK_EVAL, write_config
 
 SECRET = "hf_" + "fake0token" * 3  # assembled: no credential-shaped literal in the source
 

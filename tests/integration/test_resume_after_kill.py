@@ -9,7 +9,7 @@ import sys
 import time
 
 from tasks.store.hashing import verify_manifest
-from tests.conftest import QUICK_EVAL, REPO, write_config
+from tests.helpers import QUICK_EVAL, REPO, write_config
 
 
 def _cli(config, env):

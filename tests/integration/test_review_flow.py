@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 from flows.pipeline import pipeline
 from tasks.review.watch import RegressionError
 from tasks.tracking import client as tracking
-from tests.conftest import QUICK_EVAL, write_config
+from tests.helpers import QUICK_EVAL, write_config
 
 
 def _children(client, parent_id):

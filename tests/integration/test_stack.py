@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from tasks.core.errors import UserError
 from tasks.ops.stack import StackConfig, client_env, running_stack, stack_down, stack_up
-from tests.conftest import QUICK_EVAL, REPO, write_config
+from tests.helpers import QUICK_EVAL, REPO, write_config
 
 pytestmark = pytest.mark.stack
 

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tasks.ops.stack import StackConfig, client_env, stack_down, stack_up
-from tests.conftest import QUICK_EVAL, REPO, write_config
+from tests.helpers import QUICK_EVAL, REPO, write_config
 
 pytestmark = pytest.mark.stack
 CLASS_TAG = "slmforge.hardware_class"

@@ -2,7 +2,7 @@ from typer.testing import CliRunner
 
 from tasks.cli.display import print_summary
 from tasks.cli.main import app
-from tests.conftest import REPO, write_config
+from tests.helpers import REPO, write_config
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ from tasks.config import load_config
 from tasks.core.errors import ConfigError
 from tasks.formats.gguf.config import DEFAULT_TYPES, GgufConfig
 from tasks.formats.onnx.config import OnnxTargets
-from tests.conftest import REPO, write_config
+from tests.helpers import REPO, write_config
 
 BASE = {"name": "t", "model_name": "M", "source": {"kind": "local", "path": "/nowhere"}}
 

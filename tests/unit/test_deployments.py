@@ -6,7 +6,7 @@ import yaml
 from prefect import Flow
 from prefect.utilities.importtools import import_object
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_every_deployment_entrypoint_resolves(monkeypatch):

@@ -16,7 +16,7 @@ from tasks.config import load_config
 from tasks.core.errors import ConfigError
 from tasks.evaluate.prompt_suite import load_prompt_suite
 from tasks.formats.base import Format
-from tests.conftest import REPO, write_config
+from tests.helpers import REPO, write_config
 
 BUILT_IN = ("gguf", "onnx")
 # The test-only format (tests/formats/hf_torch) is held to the same interface as the built-in ones.

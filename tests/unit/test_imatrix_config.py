@@ -42,7 +42,7 @@ def test_quantize_command_line(tmp_path):
 
 
 def test_the_evaluation_text_is_refused_as_calibration_text(tmp_path):
-    from tests.conftest import write_config
+    from tests.helpers import write_config
     from tasks.config import load_config
     from tasks.core.errors import ConfigError
 

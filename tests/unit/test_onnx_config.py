@@ -10,7 +10,7 @@ from tasks.formats.onnx import export
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.export import check_onnx_versions
 from tasks.validate import config_problems
-from tests.conftest import write_config
+from tests.helpers import write_config
 
 BASE = {"name": "t", "model_name": "M", "source": {"kind": "local", "path": "/nowhere"}}
 GOOD = {"olive-ai": "0.13.0", "onnxruntime-genai": "0.14.1", "onnxruntime": "1.32.0", "requests": "2.32.3"}

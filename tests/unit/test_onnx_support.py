@@ -134,7 +134,7 @@ def test_embeddings_knob_moves_only_the_int4_cache_key():
 
 def test_unknown_embedding_mode_is_a_config_error(tmp_path):
     from tasks.config import load_config
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     with pytest.raises(ConfigError, match="onnx.embeddings"):
         load_config(write_config(tmp_path / "c.yaml", {

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from tasks.cli.main import app
 from tasks.plan.limits import MemoryLimit
 from tasks.plan.records import RunRecord, StepRecord, save_run_record
-from tests.conftest import REPO, write_config
+from tests.helpers import REPO, write_config
 
 runner = CliRunner()
 

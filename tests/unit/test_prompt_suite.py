@@ -5,7 +5,7 @@ from tasks.evaluate.prompt_suite import (
     DEFAULT_SUITE, Expect, golden_agreement, load_prompt_suite, mean_golden_agreement, run_prompts_request,
     score_answer, task_score,
 )
-from tests.conftest import write_config
+from tests.helpers import write_config
 
 GOOD = {"id": "add", "kind": "arithmetic", "prompt": "2+2?", "expect": {"regex": r"\b4\b"}}
 

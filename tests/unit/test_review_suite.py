@@ -12,7 +12,7 @@ import yaml
 
 from tasks.config import load_config
 from tasks.core.errors import ConfigError, SourceError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.mark.parametrize("suite_file", sorted((REPO / "configs" / "suites").glob("*.yaml")), ids=lambda p: p.name)

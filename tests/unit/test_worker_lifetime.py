@@ -16,7 +16,7 @@ import pytest
 
 from tasks.core.errors import MeasurementError
 from tasks.evaluate.process import run_worker, stop_all_workers
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SLOW = {"mode": "tokenize", "runtime": "tests.unit.slow_runtime", "model": "none.gguf"}
 

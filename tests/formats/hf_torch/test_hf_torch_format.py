@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
 from tasks.formats import register_format
-from tests.conftest import QUICK_EVAL, REPO, write_config
+from tests.helpers import QUICK_EVAL, REPO, write_config
 
 
 def test_a_format_registered_from_tests_runs_through_the_flow(prefect_harness, tmp_path, tiny_model_dir,

@@ -5,7 +5,7 @@ import pytest
 from tasks.acquire.sources import GgufSource, LocalSource
 from tasks.config import deep_merge, read_config_file, load_config
 from tasks.core.errors import ConfigError
-from tests.conftest import REPO, write_config
+from tests.helpers import REPO, write_config
 
 DEFAULT = REPO / "configs" / "default.yaml"
 
