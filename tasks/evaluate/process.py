@@ -27,6 +27,8 @@ WORKER = "tasks.evaluate.worker"
 ProgressCallback = Callable[[str, int, int], None]  # (what, done, total)
 # The exit status of a worker whose parent died under it.
 EXIT_PARENT_GONE = 75
+# The pid of the process that started the worker (set by run_worker).
+PARENT_ENV = "SLMFORGE_WORKER_PARENT"
 
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
@@ -40,7 +42,10 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
         request_path.write_text(json.dumps(request, default=str))
         command = [sys.executable, "-m", WORKER, str(request_path), str(result_path)]
         with log_path.open("w") as log:
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+            # The worker is told whose child it is: a parent that dies before the worker's watch starts
+            # (a start-up slowed by a loaded host) is then seen as gone, not taken for the parent.
+            env = {**os.environ, PARENT_ENV: str(os.getpid())}
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
             with _live_lock:
                 _live.add(proc)
             reader = threading.Thread(target=_forward_progress, args=(proc.stdout, on_progress), daemon=True)
@@ -81,8 +86,9 @@ def stop_all_workers() -> int:
 def exit_with_parent(poll_s: float = 0.5) -> None:
     """Called inside a worker: exit at once when the process that started it is gone (SIGKILLed, or
     exited without stopping it). A measurement nobody waits for must not hold the cores, nor the
-    host lock's next measurement wait on it."""
-    parent = os.getppid()
+    host lock's next measurement wait on it. The parent is the pid run_worker passed, not the
+    parent at the time of this call: by then a killed parent has already been replaced by init."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
 
     def watch() -> None:
         while os.getppid() == parent:

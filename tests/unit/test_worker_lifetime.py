@@ -86,3 +86,17 @@ def no_strays():
     yield
     for pid in _workers(os.getpid()):
         psutil.Process(pid).kill()
+
+
+def test_a_worker_whose_parent_died_before_its_watch_started_exits():
+    """The parent may be killed while the worker is still importing (a loaded host): the watch then
+    starts with init as the parent and must see the one that started it gone."""
+    from tasks.evaluate.process import EXIT_PARENT_GONE, PARENT_ENV
+
+    gone_parent = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone_parent.wait()
+    worker = subprocess.run(
+        [sys.executable, "-c", "import time\nfrom tasks.evaluate.process import exit_with_parent\n"
+                               "exit_with_parent(poll_s=0.1)\ntime.sleep(60)"],
+        cwd=REPO, env={**os.environ, PARENT_ENV: str(gone_parent.pid)}, timeout=30)
+    assert worker.returncode == EXIT_PARENT_GONE

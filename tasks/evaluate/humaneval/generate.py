@@ -51,7 +51,7 @@ class GenerateConfig(BaseModel):
 
 def chat_prompt(problem: Problem, template: str, *, eos: str, bos: str) -> tuple[str, bool]:
     """(the rendered prompt ending inside the assistant's code block, whether it holds BOS already)."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # llama.cpp's native library: only to generate
 
     user = f"{INSTRUCTION}\n```\n{problem.prompt.strip()}\n```\n"
     assistant = f"{RESPONSE}\n```python\n{SPLITTER}\n```\n"
@@ -75,7 +75,7 @@ def extract_completion(problem: Problem, generated: str, *, chat: bool) -> str:
 
 def generate_completions(gguf: Path, problems: list[Problem], config: GenerateConfig | None = None) -> dict[str, str]:
     """{task_id: completion} by greedy decoding of `gguf`."""
-    from tasks.formats.gguf.runtime import load
+    from tasks.formats.gguf.runtime import load  # loads llama.cpp's native library: only to generate
 
     config = config or GenerateConfig()
     model = load(gguf, n_ctx=config.n_ctx, threads=config.threads)

