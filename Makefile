@@ -35,11 +35,8 @@ $(SMALL_STAMP): $(STAMP)
 
 small: $(SMALL_STAMP)
 
-# Two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures, such
-# as one real default run shared by its checks, in one process): the model runs wait on disk,
-# servers and Python as much as on the 2 cores.
 test: $(STAMP) $(SMALL_STAMP) test-tools
-	$(PY) -m pytest tests -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest tests --durations=15
 
 # The unit tier only (pure and fast, tests/unit): under 3 minutes.
 test-fast: $(STAMP)
