@@ -46,3 +46,20 @@ def require_tool(name: str, how: str, *, found: str | None = None) -> str:
             pytest.fail(f"{message}; CI requires it (SLMFORGE_REQUIRE_TOOLS=1)")
         pytest.skip(message)
     return path
+
+
+def tiny_build_inputs(store: Path, model_dir: Path):
+    """A GGUF format's build inputs for a local model: acquired and converted to its f16 base in `store`."""
+    from tasks.acquire import AcquireConfig, acquire_model
+    from tasks.acquire.sources import LocalSource
+    from tasks.formats.base import BaseArtifact, BuildInputs
+    from tasks.formats.gguf.convert import ConvertConfig, convert_to_gguf
+    from tasks.formats.gguf.facts import gguf_size_facts
+
+    model = acquire_model(LocalSource(kind="local", path=model_dir), AcquireConfig(), store_root=store)
+    base = convert_to_gguf(model.hf_dir, architecture=model.architecture, identity=model.identity,
+                           model_name="Tiny-Llama", config=ConvertConfig(), store_root=store)
+    return BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
+                       model_name="Tiny-Llama", store_root=store,
+                       base=BaseArtifact(path=base.gguf_path, key=base.key, quant="F16",
+                                         n_weights=int(gguf_size_facts(base.gguf_path)["n_weights"])))

@@ -9,14 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import tiny_build_inputs
 from gguf import GGUFReader
 
-from tasks.acquire import AcquireConfig, acquire_model
-from tasks.acquire.sources import LocalSource
 from tasks.formats import get_format
-from tasks.formats.base import BaseArtifact, BuildInputs
+from tasks.formats.base import BuildInputs
 from tasks.formats.gguf.config import GgufConfig
-from tasks.formats.gguf.convert import ConvertConfig, convert_to_gguf
 from tasks.formats.gguf.facts import gguf_size_facts
 
 CALIBRATION = {"chunks": 2, "n_ctx": 128}  # a few seconds on the tiny model
@@ -25,13 +24,7 @@ CALIBRATION = {"chunks": 2, "n_ctx": 128}  # a few seconds on the tiny model
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, tiny_model_dir) -> BuildInputs:
     store = tmp_path_factory.mktemp("imatrix-store")
-    model = acquire_model(LocalSource(kind="local", path=tiny_model_dir), AcquireConfig(), store_root=store)
-    base = convert_to_gguf(model.hf_dir, architecture=model.architecture, identity=model.identity,
-                           model_name="Tiny-Llama", config=ConvertConfig(), store_root=store)
-    return BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
-                       model_name="Tiny-Llama", store_root=store,
-                       base=BaseArtifact(path=base.gguf_path, key=base.key, quant="F16",
-                                         n_weights=int(gguf_size_facts(base.gguf_path)["n_weights"])))
+    return tiny_build_inputs(store, tiny_model_dir)
 
 
 def _fields(path: Path) -> dict:
