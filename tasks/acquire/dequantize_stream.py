@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from tasks.plan.needs import STREAM_SHARD_BYTES, STREAMABLE_ARCHITECTURES as STREAMABLE
+from tasks.store.gguf_header import read_gguf
 
 # llama.cpp's converter permutes the Q and K rows of these architectures (LlamaModel.permute); qwen2
 # stores them as in the HF checkpoint.
@@ -24,7 +25,6 @@ PERMUTED_QK = {"llama", "mistral"}
 
 def main(gguf_path: Path, out_dir: Path, dtype_name: str) -> None:
     import torch
-    from gguf import GGUFReader
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     folder, name = str(gguf_path.parent), gguf_path.name
@@ -38,7 +38,7 @@ def main(gguf_path: Path, out_dir: Path, dtype_name: str) -> None:
     wanted = {k: v.shape for k, v in model.state_dict().items()}
     if getattr(config, "tie_word_embeddings", False):
         wanted.pop("lm_head.weight", None)  # tied: saved once, as the embedding (save_pretrained does the same)
-    reader = GGUFReader(str(gguf_path))
+    reader = read_gguf(str(gguf_path))
     by_name = {t.name: t for t in reader.tensors}
     mapping = _hf_to_gguf_names(reader, list(wanted), config)
     shards = _plan_shards(wanted, torch.empty(0, dtype=dtype).element_size())

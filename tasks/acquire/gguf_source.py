@@ -21,6 +21,7 @@ from tasks.core.errors import CorruptArtifactError, SourceError
 from tasks.plan.limits import MemoryLimit, gib, killed_by_signal_message, read_memory_limit
 from tasks.plan.needs import Need, SAFETY, choose, dequantize_needs
 from tasks.plan.shapes import shape_from_gguf
+from tasks.store.gguf_header import read_gguf
 
 
 def locate_gguf(source: GgufSource) -> Path:
@@ -60,10 +61,8 @@ def package_license(source: GgufSource) -> str | None:
 
 def read_gguf_facts(path: Path) -> dict:
     """Architecture and quantization type from the GGUF header; CorruptArtifactError if broken."""
-    from gguf import GGUFReader  # imported here: numpy memmap machinery, not needed elsewhere
-
     try:
-        reader = GGUFReader(str(path))
+        reader = read_gguf(str(path))
     except (ValueError, OSError, IndexError, KeyError) as exc:
         raise CorruptArtifactError(
             f"GGUF file {path} cannot be read ({type(exc).__name__}: {exc}); it is truncated or "

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.store.gguf_header import read_gguf
+
 
 class ModelShape(BaseModel):
     """What memory and time depend on."""
@@ -38,9 +40,7 @@ class ModelShape(BaseModel):
 
 def shape_from_gguf(path: Path, name: str | None = None) -> ModelShape:
     """Facts from a GGUF header; the tensors are only memory-mapped, never read."""
-    from gguf import GGUFReader  # numpy memmap machinery, only needed here
-
-    reader = GGUFReader(str(path))
+    reader = read_gguf(str(path))
     arch = _text(reader, "general.architecture") or "llama"
     heads = _int(reader, f"{arch}.attention.head_count") or 1
     hidden = _int(reader, f"{arch}.embedding_length") or 1

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from tasks.store.gguf_header import read_gguf
+
 N_UBATCH = 512  # llama.cpp's default physical batch (llama-server -ub; slmforge's runtime too)
 CELL_PAD = 256
 # llama.cpp's SWA pattern where the GGUF has no {arch}.attention.sliding_window_pattern: layer il
@@ -101,9 +103,7 @@ def kv_cache_bytes(layout: KvLayout, n_ctx: int, cache_type: str = "f16", *, swa
 
 def kv_layout_from_gguf(path: Path) -> KvLayout:
     """The KV geometry from a GGUF's metadata (no tensors read)."""
-    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
-
-    fields = GGUFReader(str(path)).fields
+    fields = read_gguf(str(path)).fields
 
     def value(key: str, default=None):
         field = fields.get(key)

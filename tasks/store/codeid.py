@@ -7,12 +7,15 @@ module it imports, transitively: its import closure within tasks/ and flows/, re
 with `ast` (nothing is imported), imports inside functions included. So an edit to any module the
 step runs changes its key, and an edit elsewhere (the CLI, another format, the README) keeps the
 store warm. A module run as a separate process by name is a root of its own (the caller names it).
+A root outside tasks/ and flows/ (a format registered from the user's own package) brings its own
+top-level package into the closure, found where Python would import it from.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 from functools import cache
 from pathlib import Path
 
@@ -37,33 +40,47 @@ def code_identity(*modules: str) -> str:
 @cache
 def import_closure(module: str) -> dict[str, Path]:
     """`module` and every project module it imports, directly or not: name -> source file."""
-    if _source(module) is None:
-        raise ValueError(f"code_identity: module {module!r} not found")
+    roots = _package_roots(module.split(".")[0])
+    if _source(module, roots) is None:
+        raise ValueError(f"code_identity: module {module!r} not found (looked under "
+                         f"{', '.join(str(root / top) for top, root in roots.items())})")
     closure: dict[str, Path] = {}
     todo = [module]
     while todo:
         name = todo.pop()
-        if name in closure or (path := _source(name)) is None:
+        if name in closure or (path := _source(name, roots)) is None:
             continue
         closure[name] = path
-        todo.extend(imported for imported in _project_imports(name, path) if imported not in closure)
+        todo.extend(imported for imported in _project_imports(name, path, roots) if imported not in closure)
     return closure
 
 
-def _source(name: str) -> Path | None:
-    """The source file of a project module or package, found on disk (nothing is imported)."""
-    if name.split(".")[0] not in PROJECT_PACKAGES:
+def _package_roots(top: str) -> dict[str, Path]:
+    """Top-level package -> the folder holding it: tasks/ and flows/, plus `top` when it is another
+    package (a plugin's). Only the package's location is looked up; its modules are not imported."""
+    roots = {package: ROOT for package in PROJECT_PACKAGES}
+    if top not in roots:
+        spec = importlib.util.find_spec(top)
+        if spec is not None and spec.submodule_search_locations:
+            roots[top] = Path(next(iter(spec.submodule_search_locations))).parent
+    return roots
+
+
+def _source(name: str, roots: dict[str, Path]) -> Path | None:
+    """The source file of a module or package under one of `roots`, found on disk."""
+    root = roots.get(name.split(".")[0])
+    if root is None:
         return None
-    base = ROOT.joinpath(*name.split("."))
+    base = root.joinpath(*name.split("."))
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
             return path
     return None
 
 
-def _project_imports(name: str, path: Path) -> set[str]:
-    """Project modules `name` imports anywhere in its source. `from package import x` counts the
-    submodule `package.x` when there is one, else the package itself (where `x` is defined)."""
+def _project_imports(name: str, path: Path, roots: dict[str, Path]) -> set[str]:
+    """Modules under `roots` that `name` imports anywhere in its source. `from package import x`
+    counts the submodule `package.x` when there is one, else the package itself (where `x` is defined)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -75,5 +92,5 @@ def _project_imports(name: str, path: Path) -> set[str]:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parts, base] if base else parts)
             for alias in node.names:
-                found.add(f"{base}.{alias.name}" if _source(f"{base}.{alias.name}") else base)
-    return {module for module in found if module.split(".")[0] in PROJECT_PACKAGES}
+                found.add(f"{base}.{alias.name}" if _source(f"{base}.{alias.name}", roots) else base)
+    return {module for module in found if module.split(".")[0] in roots}

@@ -57,6 +57,22 @@ def test_a_missing_module_is_an_error(fake_project):
         codeid.code_identity("fakepkg.nowhere")
 
 
+def test_a_plugin_outside_the_project_is_keyed_by_its_own_package(fake_project, tmp_path, monkeypatch):
+    """A format registered from the user's own package (as tests/formats/hf_torch is): its runtime's
+    closure is its own package's modules plus the project modules they import."""
+    plugin = tmp_path / "plugins" / "myformat"
+    plugin.mkdir(parents=True)
+    (plugin / "__init__.py").write_text("")
+    (plugin / "runtime.py").write_text("from myformat import shared\nfrom fakepkg import metric\n")
+    (plugin / "shared.py").write_text("Y = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    assert set(codeid.import_closure("myformat.runtime")) == {"myformat.runtime", "myformat.shared", "fakepkg.metric"}
+    before = codeid.code_identity("myformat.runtime")
+    _clear()
+    (plugin / "shared.py").write_text("Y = 2  # the plugin's fix\n")
+    assert codeid.code_identity("myformat.runtime") != before
+
+
 def test_the_measurement_key_covers_every_module_the_worker_runs():
     """The modules once listed by hand for the measurement key, now found from the worker's imports."""
     closure = codeid.import_closure(WORKER)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.store.gguf_header import read_gguf
+
 
 def gguf_size_facts(path: Path) -> dict[str, float]:
     """size_bytes (the file) and bits_per_weight as llama.cpp reports it (tensor bytes / weights)."""
-    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
-
-    reader = GGUFReader(str(path))
+    reader = read_gguf(str(path))
     n_weights = sum(int(t.n_elements) for t in reader.tensors)
     tensor_bytes = sum(int(t.n_bytes) for t in reader.tensors)
     return {
@@ -27,9 +27,7 @@ def weight_bytes_per_token(gguf_path: Path) -> int:
     embedding table is only looked up, one row per token, so it is left out; with tied
     embeddings (SmolLM2) the same table is the output projection and is read in full.
     """
-    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
-
-    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(gguf_path)).tensors}
+    tensors = {t.name: int(t.n_bytes) for t in read_gguf(str(gguf_path)).tensors}
     total = sum(tensors.values())
     if "output.weight" in tensors:
         total -= tensors.get("token_embd.weight", 0)

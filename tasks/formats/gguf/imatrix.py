@@ -19,6 +19,7 @@ from tasks.formats.gguf.llama_tools import run_tool, tools_record
 from tasks.plan.guard import check_llama_pass
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
+from tasks.store.gguf_header import read_gguf
 from tasks.store.hashing import sha256_json
 
 RECORD = "imatrix.json"
@@ -66,9 +67,7 @@ def _build(tmp: Path, base_gguf: Path, text: str, dataset: str, file_name: str, 
 
 def read_imatrix_facts(path: Path) -> dict:
     """Datasets, chunk count and entries (tensors) of an imatrix GGUF, read with the gguf reader."""
-    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
-
-    reader = GGUFReader(path)
+    reader = read_gguf(path)
     fields = {name: field.contents() for name, field in reader.fields.items() if name.startswith("imatrix.")}
     entries = {t.name.removesuffix(".in_sum2") for t in reader.tensors if t.name.endswith(".in_sum2")}
     return {"datasets": fields.get("imatrix.datasets"), "chunk_count": fields.get("imatrix.chunk_count"),

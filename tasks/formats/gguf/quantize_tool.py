@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tasks.formats.gguf.llama_tools import run_tool
 from tasks.store.artifacts import link_or_copy
+from tasks.store.gguf_header import read_gguf
 
 
 def quantize_args(source: Path, target: Path, gguf_type: str, *, overrides: dict, imatrix: Path | None,
@@ -36,13 +37,13 @@ def shape_problem(source: Path, overrides: dict) -> str | None:
     (SmolLM2) aborts it with "double free or corruption". Caught here with a message instead.
     """
     # gguf: its numpy reader, only where a GGUF file is read
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     names = {"token_embedding_type": "token_embd.weight", "output_tensor_type": "output.weight"}
     wanted = {names[k]: (k, v) for k, v in overrides.items() if k in names}
     if not wanted:
         return None
-    for tensor in GGUFReader(source).tensors:
+    for tensor in read_gguf(source).tensors:
         if tensor.name in wanted:
             option, kind = wanted[tensor.name]
             block = GGML_QUANT_SIZES[GGMLQuantizationType[kind]][0]

@@ -20,6 +20,7 @@ from tasks.formats.gguf.llama_tools import tools_record
 from tasks.formats.gguf.quantize_tool import quantize_with_tool
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
+from tasks.store.gguf_header import read_gguf
 from tasks.store.hashing import sha256_json
 
 TOP = "Q8_0"  # every tensor not being probed; near-lossless, so costs add up
@@ -31,10 +32,8 @@ RUNTIME = "tasks.formats.gguf.runtime"
 
 def tensor_groups(base_gguf: Path) -> dict[str, dict]:
     """Quantizable 2-D weights by group: {group: {"pattern", "tensors": {name: (n_elements, ncols)}}}."""
-    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
-
     groups: dict[str, dict] = {}
-    for tensor in GGUFReader(base_gguf).tensors:
+    for tensor in read_gguf(base_gguf).tensors:
         if len(tensor.shape) < 2 or not tensor.name.endswith(".weight"):
             continue  # norms and biases stay F32, as llama-quantize keeps them
         role = re.sub(r"^blk\.\d+\.", "", tensor.name).removesuffix(".weight")
@@ -110,23 +109,19 @@ def _measure(base_gguf: Path, groups: dict, imatrix, tokens: Path, chunks: int, 
 
 def fixed_tensor_bytes(base_gguf: Path, groups: dict) -> int:
     """Bytes of the tensors no group holds (norms, kept in F32 by llama-quantize)."""
-    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
-
     in_groups = {name for group in groups.values() for name in group["tensors"]}
-    return sum(int(t.n_bytes) for t in GGUFReader(base_gguf).tensors if t.name not in in_groups)
+    return sum(int(t.n_bytes) for t in read_gguf(base_gguf).tensors if t.name not in in_groups)
 
 
 def _kld_of(base_gguf: Path, groups: dict, choice: dict, imatrix, tokens: Path, reference: Path, threads: int,
             tmp: Path) -> tuple[float, int]:
     """(mean KLD of one probe file on the calibration chunks, its bytes beyond tensor data); the file
     is deleted at once (a probe per group and type would fill the disk)."""
-    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
-
     probe = tmp / "probe.gguf"
     quantize_with_tool(base_gguf, probe, TOP, overrides=overrides_for(groups, choice),
                        imatrix=imatrix.path if imatrix else None, threads=threads, tools={})
     try:
-        overhead = probe.stat().st_size - sum(int(t.n_bytes) for t in GGUFReader(probe).tensors)
+        overhead = probe.stat().st_size - sum(int(t.n_bytes) for t in read_gguf(probe).tensors)
         result = run_worker({"mode": "quality", "runtime": RUNTIME, "model": str(probe), "tokens_file": str(tokens),
                              "n_ctx": n_ctx_of(reference), "reference_dir": str(reference), "threads": threads},
                             timeout_s=3600)

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
 from tasks.formats.gguf.llama_tools import same_build_as_binding, tools_dir, tools_record
+from tasks.store.gguf_header import read_gguf
 from tasks.store.versions import package_version
 
 # llama_ftype_get_default_type: file type name -> the type of its bulk tensors.
@@ -169,10 +170,8 @@ def _base_type_missing(free: list[TensorFact], base: str, ftype: str) -> list[Mi
 
 
 def read_tensor_facts(path: Path) -> list[TensorFact]:
-    from gguf import GGUFReader  # gguf-py (numpy): when a file is checked, not when configs are read
-
     return [TensorFact(name=t.name, type=t.tensor_type.name, ncols=int(t.shape[0]), n_dims=len(t.shape))
-            for t in GGUFReader(path).tensors]
+            for t in read_gguf(path).tensors]
 
 
 def check_recipe(path: Path, *, ftype: str, overrides: dict | None = None, source: Path | None = None,

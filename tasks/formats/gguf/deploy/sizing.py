@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from tasks.store.gguf_header import read_gguf
+
 MI = 1024 * 1024
 
 
@@ -31,9 +33,7 @@ class Sizing(BaseModel):
 
 def gguf_attention_facts(path: Path) -> dict[str, int]:
     """n_layer, n_head_kv, key_length, value_length from a GGUF header (no weights read)."""
-    from gguf import GGUFReader  # gguf: its numpy reader, only where a GGUF file is read
-
-    reader = GGUFReader(str(path))
+    reader = read_gguf(str(path))
     arch = _scalar(reader, "general.architecture")
 
     def field(name: str, default: int | None = None) -> int:
