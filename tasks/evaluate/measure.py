@@ -113,7 +113,20 @@ def measure_variant(
     metrics = json.loads((stored.path / "metrics.json").read_text())
     # Popped by the flow (never logged, never packaged): which stored measurement these figures are.
     metrics[MEASUREMENT_KEY] = records.measurement_record(stored.path, stored.key)
+    metrics[EVAL_TEXT] = eval_text_identity(tokens_file, reference)
     return metrics, stored.reused
+
+
+# The param every variant run carries: which tokens its quality figures were measured on.
+EVAL_TEXT = "eval_text"
+
+
+def eval_text_identity(tokens_file: Path, reference: Reference) -> str:
+    """`<sha256 of the evaluation text, 16 hex>:ctx<n_ctx>x<chunks>`: the text as bytes (kept beside
+    its tokens), cut into the chunks scored. Two figures are comparable only when this is equal:
+    the builtin text is whatever the running Python ships, so two hosts can differ here."""
+    text_sha = sha256_file(tokens_file.parent / "text.txt")[:16]
+    return f"{text_sha}:ctx{int(reference.figures['n_ctx'])}x{int(reference.figures['chunks'])}"
 
 
 def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_file: Path, config: EvalConfig,

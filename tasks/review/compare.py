@@ -24,10 +24,11 @@ QUALITY_METRICS: dict[str, str] = {
 }
 # The columns of the comparison table, in reading order (public metric names, DESIGN.md).
 TABLE_COLUMNS = (
-    "model", "tier", "hardware_id", "format", "quant", "reference", "size_bytes", "bits_per_weight", "perplexity",
+    "model", "tier", "hardware_id", "format", "quant", "reference", "eval_text", "size_bytes", "bits_per_weight", "perplexity",
     "perplexity_ratio", "kld_mean", "kld_p99", "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms",
     "peak_rss_bytes", "decode_efficiency", "gate", "reused", "experiment", "run_id", "parent_run_id", "start_time",
 )
+UNRECORDED_TEXT = "unrecorded"  # runs from before the text was logged: comparable with none
 _TAGS = {"tier": "slmforge.tier", "hardware_id": "slmforge.hardware_id", "gate": "slmforge.gate",
          "reused": "slmforge.reused", "parent_run_id": "mlflow.parentRunId", "run_name": "mlflow.runName"}
 
@@ -62,8 +63,11 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
     frame = raw[raw["params.format"].notna() & (raw["status"] == "FINISHED")].copy()
     # What the quality columns are against: a quantized source's dequantization is no original weights.
     reference = (frame["params.reference"] if "params.reference" in frame else pd.Series(None, index=frame.index)).astype(object)
+    # Which tokens the quality figures were measured on: figures of two texts are never ranked together.
+    text = (frame["params.eval_text"] if "params.eval_text" in frame else pd.Series(None, index=frame.index)).astype(object)
     out = pd.DataFrame({"format": frame["params.format"], "quant": frame["params.quant"],
                         "reference": reference.where(reference.notna(), "unrecorded (before references were logged)"),
+                        "eval_text": text.where(text.notna(), UNRECORDED_TEXT),
                         "experiment": frame.get("experiment"), "run_id": frame["run_id"],
                         "start_time": frame["start_time"]})
     for column, tag in _TAGS.items():
@@ -74,7 +78,8 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
     out["model"] = [model_of(name, f, q) for name, f, q in zip(out["run_name"], out["format"], out["quant"])]
     out = _select(out, selection)
     if not selection.all_runs:  # a nightly store holds many runs of the same variant: the newest speaks
-        out = out.sort_values("start_time").drop_duplicates(["model", "hardware_id", "format", "quant"], keep="last")
+        out = out.sort_values("start_time").drop_duplicates(["model", "hardware_id", "format", "quant", "eval_text"],
+                                                            keep="last")
     return out.sort_values(["model", "hardware_id", "format", "size_bytes"])[list(TABLE_COLUMNS)].reset_index(drop=True)
 
 
@@ -106,10 +111,12 @@ def pareto_mask(x: pd.Series, y: pd.Series, *, x_better: str = "lower", y_better
 
 
 def with_pareto_flags(frame: pd.DataFrame, quality: str) -> pd.DataFrame:
-    """Adds pareto_size and pareto_decode: on the front of its (hardware, tier) panel."""
+    """Adds pareto_size and pareto_decode: on the front of its (hardware, tier, evaluation text) panel;
+    quality measured on two texts is two panels, never one front."""
     out = frame.copy()
     out["pareto_size"], out["pareto_decode"] = False, False
-    for _, panel in out.groupby(["hardware_id", "tier"], dropna=False):
+    panels = ["hardware_id", "tier", *(["eval_text"] if "eval_text" in out else [])]
+    for _, panel in out.groupby(panels, dropna=False):
         y = panel[quality]
         better = QUALITY_METRICS[quality]
         out.loc[panel.index, "pareto_size"] = pareto_mask(panel["size_bytes"], y, y_better=better)

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and in flows; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -32,16 +33,19 @@ def comparison_figures(frame: pd.DataFrame, quality: str = "kld_mean") -> dict[s
 
 def quality_figure(frame: pd.DataFrame, *, axis: str, quality: str) -> Figure:
     x_col, x_better, x_label, x_scale = AXES[axis]
-    panels = sorted(frame.groupby(["hardware_id", "tier"], dropna=False).groups, key=str) or [("-", "-")]
+    # A panel per evaluation text too, when there are several: their quality figures are not comparable.
+    keys = ["hardware_id", "tier", *(["eval_text"] if "eval_text" in frame and frame["eval_text"].nunique() > 1 else [])]
+    panels = sorted(frame.groupby(keys, dropna=False).groups, key=str) or [("-",) * len(keys)]
     cols = min(len(panels), 2)
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5.5 * rows), squeeze=False)
     colours = _colours(frame["format"].dropna().unique())
     markers = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(sorted(frame["model"].dropna().unique()))}
     for ax, key in zip(axes.flat, panels):
-        rows_of = frame[(frame["hardware_id"].astype(str) == str(key[0])) & (frame["tier"].astype(str) == str(key[1]))]
+        selected = np.logical_and.reduce([frame[k].astype(str) == str(v) for k, v in zip(keys, key)])
+        rows_of = frame[selected]
         _panel(ax, rows_of, x=(x_col, x_better, x_scale), quality=quality, colours=colours, markers=markers)
-        ax.set_title(f"hardware {key[0]} · tier {key[1]}", fontsize=10)
+        ax.set_title(f"hardware {key[0]} · tier {key[1]}" + (f" · text {key[2]}" if len(key) > 2 else ""), fontsize=10)
         ax.set_xlabel(x_label)
         ax.set_ylabel(f"{quality} ({QUALITY_METRICS[quality]} is better)")
     for ax in list(axes.flat)[len(panels):]:

@@ -9,6 +9,9 @@ The ranking rule (also in the README):
 3. Quality first: the lowest kld_mean among the eligible. Variants whose kld_mean is within the noise
    of that one (difference <= 2 x sqrt(se_a^2 + se_b^2), the kld_mean_se each run recorded) tie;
    a tie goes to the faster decode (measured on the device, else predicted), then to the smaller file.
+4. One text: quality figures are ranked only against figures measured on the same tokens (param
+   `eval_text`). When the candidates' texts differ, the newest run's text is the one ranked; the
+   others are excluded, saying which text they were measured on.
 Per tier (tag slmforge.tier): each KLD is against that model's own reference, so it ranks quants of
 comparable models; a 1.5B's Q4 and a 135M's Q8 answer different needs. `recommend_per_tier` gives one
 answer per tier, smallest tier first.
@@ -41,6 +44,7 @@ class Candidate(BaseModel):
     kld_mean_se: float = 0.0
     size_bytes: float | None = None
     reference: str | None = Field(None, description="What its kld_mean is against (param `reference`).")
+    eval_text: str | None = Field(None, description="The tokens its quality was measured on (param `eval_text`).")
     decode_tps: float | None = None
     speed_kind: str = Field("none", description="measured (on this device), predicted, or none")
     fit: Fit | None = None
@@ -59,7 +63,8 @@ class Recommendation(BaseModel):
 def recommend(runs, device: DeviceProfile) -> Recommendation:
     """`runs`: mlflow.search_runs' DataFrame of child runs (params.*, metrics.*, tags.* columns)."""
     runs, on_device = _latest_runs(runs, device.hardware_id)
-    candidates = sorted((judge(row, device, measured=on_device) for row in runs.to_dict("records")),
+    text = _ranked_text(runs)
+    candidates = sorted((judge(row, device, measured=on_device, text=text) for row in runs.to_dict("records")),
                         key=lambda c: (c.kld_mean is None, c.kld_mean if c.kld_mean is not None else 0, c.name))
     eligible = [c for c in candidates if c.excluded is None]
     pick = _pick(eligible)
@@ -103,7 +108,15 @@ def _latest_runs(runs, hardware_id: str | None):
     return runs.drop_duplicates(subset=["tags.mlflow.runName"]), on_device
 
 
-def judge(row: dict, device: DeviceProfile, *, measured: bool) -> Candidate:
+def _ranked_text(runs) -> str | None:
+    """The evaluation text the ranking uses: None when every candidate shares one (or none is
+    recorded); else the newest run's."""
+    if runs.empty or "params.eval_text" not in runs or runs["params.eval_text"].nunique(dropna=False) <= 1:
+        return None
+    return _text(runs["params.eval_text"].iloc[0]) or "unrecorded"  # runs: newest first
+
+
+def judge(row: dict, device: DeviceProfile, *, measured: bool, text: str | None = None) -> Candidate:
     """One run's figures, speed and fit on `device`; `excluded` says why it cannot be shipped."""
     metric = lambda name: _number(row.get(f"metrics.{name}"))  # noqa: E731 - a local shorthand
     quant = str(row.get("params.quant") or "")
@@ -114,20 +127,24 @@ def judge(row: dict, device: DeviceProfile, *, measured: bool) -> Candidate:
         run_id=str(row["run_id"]), hardware_id=str(row.get("tags.slmforge.hardware_id") or ""),
         kld_mean=0.0 if is_base else metric("kld_mean"), kld_mean_se=0.0 if is_base else metric("kld_mean_se") or 0.0,
         size_bytes=metric("size_bytes"), reference=_text(row.get("params.reference")) or None,
+        eval_text=_text(row.get("params.eval_text")) or None,
     )
     candidate.decode_tps, candidate.speed_kind = _speed(metric, device, measured=measured)
     candidate.fit, missing = _fit(row, metric, device)
-    candidate.excluded = _exclusion(row, candidate, missing)
+    candidate.excluded = _exclusion(row, candidate, missing, text)
     return candidate
 
 
-def _exclusion(row: dict, c: Candidate, missing: list[str]) -> str | None:
+def _exclusion(row: dict, c: Candidate, missing: list[str], text: str | None = None) -> str | None:
     if row.get("status") == "FAILED" or _text(row.get("tags.slmforge.error")):
         return f"run failed: {_text(row.get('tags.slmforge.error')) or row.get('status')}"
     gate = _text(row.get("tags.slmforge.gate")) or "not-checked"
     if gate != "pass":
         reasons = _text(row.get("tags.slmforge.gate_reasons"))
         return f"gate {gate}" + (f": {reasons}" if reasons and reasons != "-" else "")
+    if text is not None and (c.eval_text or "unrecorded") != text:
+        return (f"quality measured on another text ({c.eval_text or 'unrecorded'}) than the newest runs' ({text}): "
+                "not ranked against them; run the pipeline again to measure it on that text")
     if c.kld_mean is None:
         missing = ["kld_mean", *missing]
     if missing:

@@ -31,13 +31,17 @@ class RegistryConfig(BaseModel):
 def should_move(old: dict[str, str] | None, new: dict[str, str], *, sigmas: float = 2.0) -> tuple[bool, str]:
     """Move an alias from version tags `old` to `new`?
 
-    Yes when the alias is unset, or when new is at least as good within noise:
+    Yes when the alias is unset; when the two were measured on different texts (their figures are not
+    compared: the alias follows the newest text); or when new is at least as good within noise:
     kld_mean_new <= kld_mean_old + sigmas x sqrt(se_old^2 + se_new^2), and, when both decode speeds
     were measured on the same hardware id, decode_tps_new >= decode_tps_old - sigmas x sqrt(sd_old^2 +
     sd_new^2) (speeds from different hosts are not compared: hosts of one kind differ by 20 %).
     """
     if old is None:
         return True, "alias was unset"
+    if old.get("eval_text") != new.get("eval_text"):  # figures of two texts are not compared: the newest text holds
+        return True, (f"measured on another text ({new.get('eval_text') or 'unrecorded'} vs "
+                      f"{old.get('eval_text') or 'unrecorded'}): not compared; the alias follows this run's text")
     kld_old, kld_new = _f(old, "kld_mean"), _f(new, "kld_mean")
     if kld_new is None or kld_old is None:
         return False, "kld_mean missing on one side: kept"
@@ -60,7 +64,7 @@ def version_tags(row: dict) -> dict[str, str]:
     """Version tags from a child run's search row: figures, provenance, where and how measured."""
     tags = {name: str(row[f"metrics.{name}"]) for name in VERSION_TAGS
             if isinstance(row.get(f"metrics.{name}"), float) and not math.isnan(row[f"metrics.{name}"])}
-    for key in ("quant", "format", "source", "source_revision", "reference", "version.llama-cpp-python",
+    for key in ("quant", "format", "source", "source_revision", "reference", "eval_text", "version.llama-cpp-python",
                 "version.onnxruntime-genai"):
         if isinstance(row.get(f"params.{key}"), str):
             tags[key] = row[f"params.{key}"]

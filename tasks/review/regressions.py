@@ -7,6 +7,9 @@ the standard error for quality (perplexity_se, kld_mean_se, top1_agreement_se: c
 spread of one pass) and the sample sd of the timed repetitions for speed (prefill_tps_sd,
 decode_tps_sd, decode_tps_d<depth>_sd, ttft_ms_sd). A figure without its noise on either side is not
 judged (said so). Figures reused from the store are the same numbers, so they never regress.
+Quality figures are judged only between runs that scored the same tokens (param `eval_text`: the
+text's sha256, context and chunks); measured on another text, or with no record of the text, they
+are listed as not judged, with the two texts.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 QUALITY = {"perplexity": ("perplexity_se", "lower"), "kld_mean": ("kld_mean_se", "lower"),
            "top1_agreement": ("top1_agreement_se", "higher")}
 SPEED = {"prefill_tps": "higher", "decode_tps": "higher", "ttft_ms": "lower"}
+EVAL_TEXT = "eval_text"  # tasks.evaluate.measure.EVAL_TEXT: the tokens the quality figures were measured on
 
 
 class RegressionConfig(BaseModel):
@@ -68,8 +72,15 @@ def find_regressions(previous: dict[str, dict], current: dict[str, dict],
         old = previous.get(variant)
         if not old:
             continue
+        texts = old.get(EVAL_TEXT), new.get(EVAL_TEXT)
+        same_text = texts[0] is not None and texts[0] == texts[1]
+        if not same_text:
+            unjudged.append(f"{variant}: quality figures (measured on another text: {texts[0] or 'unrecorded'} "
+                            f"before, {texts[1] or 'unrecorded'} now)")
         for figure, (noise_name, better, kind) in figure_rules(new).items():
             if not (_num(old.get(figure)) is not None and _num(new.get(figure)) is not None):
+                continue
+            if kind == "quality" and not same_text:
                 continue
             noise_old, noise_new = _num(old.get(noise_name)), _num(new.get(noise_name))
             if noise_old is None or noise_new is None:

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import SlmforgeError
-from tasks.review.regressions import Change, RegressionConfig, changed_versions, find_regressions
+from tasks.review.regressions import EVAL_TEXT, Change, RegressionConfig, changed_versions, find_regressions
 from tasks.tracking import client as tracking
 
 CONFIG_TAG = "slmforge.config_sha256"
@@ -47,7 +47,7 @@ def check_regressions(ctx, outcomes, config: RegressionConfig, *, hardware_id: s
     if previous is None:
         tracking.log_values(client, ctx.parent_run_id, tags={"slmforge.regressions": "no previous run to compare"})
         return RegressionReport()
-    old = {r.info.run_name: r.data.metrics for r in client.search_runs(
+    old = {r.info.run_name: {**r.data.metrics, EVAL_TEXT: r.data.params.get(EVAL_TEXT)} for r in client.search_runs(
         [ctx.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{previous.info.run_id}'", max_results=1000)}
     new = {o.variant.name: o.metrics for o in outcomes if not o.error}
     changes, unjudged = find_regressions(old, new, config)

@@ -1,6 +1,8 @@
 """The review side inside the real flow (tiny model, real Prefect, MLflow, llama.cpp): a second run
 reuses the store and says so, registers once, and fails its final state on a regression when asked."""
 
+import re
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -27,6 +29,8 @@ def test_reuse_registry_and_regression_across_two_runs(prefect_harness, tmp_path
     client = MlflowClient(tracking_uri)
     measured = _children(client, first["mlflow_run_id"])["Q8_0"]
     assert measured.data.tags["slmforge.reused"] == "false" and measured.data.params["model.n_layer"] == "2"
+    # The tokens its quality was measured on: the text's sha256, the context and the chunks (QUICK_EVAL).
+    assert re.fullmatch(r"[0-9a-f]{16}:ctx128x2", measured.data.params["eval_text"])
     assert first["regressions"] == [] and any(line.startswith("Tiny-Llama-gguf@laptop-8gb: -> v")
                                               for line in first["registry"])
 

@@ -171,3 +171,23 @@ def test_cli_prints_the_table_and_writes_files(tmp_path):
     assert empty.exit_code == 1 and "no measured variant runs match models=['nope']" in " ".join(empty.output.split())
     bad = CliRunner().invoke(app, ["compare", "--tracking-uri", uri, "--quality", "speed"])
     assert bad.exit_code == 1 and "--quality" in bad.output
+
+
+def test_two_evaluation_texts_are_two_panels_never_one_front():
+    """The same variant measured on two texts (two Python releases' builtin text) keeps both rows,
+    and each text has its own Pareto front."""
+    raw = _raw_runs()
+    raw["params.eval_text"] = "t1:ctx512x24"
+    other = raw[raw["tags.mlflow.runName"] == "b-gguf-q8_0"].copy()
+    other["params.eval_text"], other["run_id"], other["metrics.kld_mean"] = "t2:ctx512x24", "r-b-t2", 0.5
+    table = with_pareto_flags(variant_table(pd.concat([raw, other]), CompareSelection()), "kld_mean")
+    b_rows = table[(table.model == "b")]
+    assert sorted(b_rows.eval_text) == ["t1:ctx512x24", "t2:ctx512x24"]
+    # Alone on its text, b's worse KLD is still its panel's front; on t1 it is unchanged.
+    assert b_rows.set_index("eval_text").loc["t2:ctx512x24", "pareto_size"]
+    assert table[(table.model == "a") & (table.quant == "Q4_0")].pareto_size.tolist() == [True]
+    assert variant_table(_raw_runs(), CompareSelection()).eval_text.unique().tolist() == ["unrecorded"]
+    from tasks.review.figures import comparison_figures
+
+    titles = {ax.get_title() for ax in comparison_figures(table, "kld_mean")["quality_vs_size"].axes if ax.get_visible()}
+    assert {"hardware hw1 · tier micro · text t1:ctx512x24", "hardware hw1 · tier micro · text t2:ctx512x24"} <= titles

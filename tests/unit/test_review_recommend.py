@@ -190,3 +190,19 @@ def test_the_answer_says_what_each_kld_is_against():
     rows = [dict(run("q-q4", quant="Q4_K_M", kld=0.006, size=100), **{"params.reference": reference})]
     print_recommendation(recommend(frame(*rows), device(300)), Console(file=out, width=250))
     assert f"kld_mean against: {reference}" in out.getvalue()
+
+
+def test_figures_measured_on_another_text_are_not_ranked_against_the_newest():
+    """Another host's Python shipped another builtin text: its far better KLD is not comparable."""
+    new_text, old_text = "aaaaaaaaaaaaaaaa:ctx512x24", "bbbbbbbbbbbbbbbb:ctx512x24"
+    runs = frame({**run("m-q8", quant="Q8_0", kld=0.004, size=140, start=20), "params.eval_text": new_text},
+                 {**run("m-q4", quant="Q4_K_M", kld=0.0001, size=100, start=10), "params.eval_text": old_text})
+    answer = recommend(runs, device(1000))
+    assert answer.pick.name == "m-q8"
+    q4 = next(c for c in answer.candidates if c.name == "m-q4")
+    assert q4.excluded.startswith(f"quality measured on another text ({old_text}) than the newest runs' ({new_text})")
+    assert any(note.startswith("m-q4: quality measured on another text") for note in answer.notes)
+    # One text (or none recorded) everywhere: nothing is excluded for it.
+    same = frame({**run("m-q8", quant="Q8_0", kld=0.004, size=140, start=20), "params.eval_text": new_text},
+                 {**run("m-q4", quant="Q4_K_M", kld=0.0001, size=100, start=10), "params.eval_text": new_text})
+    assert recommend(same, device(1000)).pick.name == "m-q4"

@@ -22,6 +22,9 @@ def test_alias_rule_moves_and_non_moves():
     # slower beyond noise on the same host: kept; on another host speeds are not compared.
     assert not should_move(OLD, {**OLD, "decode_tps": "80"})[0]
     assert should_move(OLD, {**OLD, "decode_tps": "80", "hardware_id": "other"})[0]
+    # Measured on another text: the figures are not compared (a far worse KLD there is no reason to keep).
+    move, reason = should_move({**OLD, "eval_text": "t1:ctx512x24"}, {**OLD, "kld_mean": "0.5", "eval_text": "t2:ctx512x24"})
+    assert move and reason.startswith("measured on another text (t2:ctx512x24 vs t1:ctx512x24): not compared")
 
 
 LAYOUT = KvLayout(architecture="llama", n_head_kv=[3] * 30, head_dim_k=64, head_dim_v=64,

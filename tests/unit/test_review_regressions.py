@@ -14,7 +14,9 @@ from tasks.variants import Variant, VariantOutcome
 CONFIG = RegressionConfig()  # 2 sigmas, and at least 5 % of the old value
 BEFORE = {"kld_mean": 0.0040, "kld_mean_se": 0.0001, "perplexity": 15.0, "perplexity_se": 0.5,
           "top1_agreement": 0.95, "top1_agreement_se": 0.003, "decode_tps": 100.0, "decode_tps_sd": 2.0,
-          "decode_tps_d512": 80.0, "decode_tps_d512_sd": 1.0, "ttft_ms": 20.0, "ttft_ms_sd": 0.5}
+          "decode_tps_d512": 80.0, "decode_tps_d512_sd": 1.0, "ttft_ms": 20.0, "ttft_ms_sd": 0.5,
+          "eval_text": "0123456789abcdef:ctx512x24"}
+TEXT = {"eval_text": BEFORE["eval_text"]}
 
 
 def test_a_synthetic_regression_is_detected():
@@ -44,9 +46,22 @@ def test_beyond_sigma_but_below_the_relative_floor_is_ignored():
 
 
 def test_a_figure_without_noise_is_not_judged_and_said_so():
-    changes, unjudged = find_regressions({"v": {"kld_mean": 0.001}}, {"v": {"kld_mean": 0.1, "kld_mean_se": 0.0}},
-                                         CONFIG)
+    changes, unjudged = find_regressions({"v": {"kld_mean": 0.001, **TEXT}},
+                                         {"v": {"kld_mean": 0.1, "kld_mean_se": 0.0, **TEXT}}, CONFIG)
     assert changes == [] and unjudged == ["v: kld_mean (no kld_mean_se)"]
+
+
+def test_quality_measured_on_another_text_is_not_judged_and_said_so():
+    """Another Python ships another builtin text: its KLD is no regression, but speed still counts."""
+    after = {**BEFORE, "kld_mean": 0.0500, "decode_tps": 80.0, "eval_text": "fedcba9876543210:ctx512x24"}
+    changes, unjudged = find_regressions({"v": BEFORE}, {"v": after}, CONFIG)
+    assert [(c.figure, c.kind) for c in changes] == [("decode_tps", "speed")]
+    assert unjudged == ["v: quality figures (measured on another text: 0123456789abcdef:ctx512x24 before, "
+                        "fedcba9876543210:ctx512x24 now)"]
+    # A previous run with no record of its text is not taken for the same text.
+    unrecorded = {k: v for k, v in BEFORE.items() if k != "eval_text"}
+    changes, unjudged = find_regressions({"v": unrecorded}, {"v": {**BEFORE, "kld_mean": 0.05}}, CONFIG)
+    assert changes == [] and "unrecorded before" in unjudged[0]
 
 
 def test_changed_tool_versions_are_named():
@@ -61,7 +76,7 @@ def _flow_run(client, uri, experiment, config_file: Path, metrics: dict, version
     tracking.log_values(client, parent, params={f"version.{k}": v for k, v in versions.items()})
     ctx = report.RunContext(client, uri, experiment, parent, config_file)
     child = tracking.start_run(client, experiment, name="m-q8", parent_run_id=parent, tags={})
-    tracking.log_values(client, child, metrics=metrics)
+    tracking.log_values(client, child, metrics=metrics, params={"eval_text": metrics["eval_text"]})
     outcome = VariantOutcome(variant=Variant(name="m-q8", format="gguf", quant="Q8_0", path=Path("x"), key="k"),
                              metrics=metrics, mlflow_run_id=child)
     result = check_regressions(ctx, [outcome], CONFIG, hardware_id="hw", versions=versions)
