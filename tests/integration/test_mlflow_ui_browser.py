@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tasks.tracking import client as tracking
-from tasks.tracking.mlflow_ui import mark_model_development, view_url
+from tasks.tracking.mlflow_ui import ALL_VIEW_KEY, mark_model_development, view_url
 from tests.helpers import require_tool
 
 
@@ -71,9 +71,10 @@ def test_view_link_opens_variants_with_key_figures(chromium, mlflow_server, tmp_
     experiment_id = tracking.ensure_experiment(client, "ui-check", mlflow_server)
     mark_model_development(client, experiment_id)
     parent = tracking.start_run(client, experiment_id, name="ui-check-parent", tags={})
-    for quant, kld in (("Q8_0", 0.004), ("Q4_K_M", 0.0567)):
+    # A warm re-run's child (figures reused from the store) repeats a variant: out of the default view.
+    for quant, kld, reused in (("Q8_0", 0.004, "false"), ("Q4_K_M", 0.0567, "false"), ("Q2_K", 0.91, "true")):
         run = tracking.start_run(client, experiment_id, name=f"tiny-gguf-{quant.lower()}", parent_run_id=parent,
-                                 tags={"slmforge.tier": "micro", "slmforge.gate": "pass"})
+                                 tags={"slmforge.tier": "micro", "slmforge.gate": "pass", "slmforge.reused": reused})
         tracking.log_values(client, run, params={"format": "gguf", "quant": quant},
                             metrics={"kld_mean": kld, "size_bytes": 1.2e8, "decode_tps": 150.0})
         client.set_terminated(run)
@@ -82,6 +83,9 @@ def test_view_link_opens_variants_with_key_figures(chromium, mlflow_server, tmp_
     dom = _chromium(chromium, url, tmp_path, "--dump-dom")
     # The variant rows themselves (not a collapsed parent), with their figures as columns.
     assert "tiny-gguf-q8_0" in dom and "tiny-gguf-q4_k_m" in dom, dom[-3000:]
+    assert "tiny-gguf-q2_k" not in dom  # each variant once: the reused re-run is one view away
+    everything = _chromium(chromium, view_url(mlflow_server, experiment_id, key=ALL_VIEW_KEY), tmp_path, "--dump-dom")
+    assert "tiny-gguf-q2_k" in everything and "tiny-gguf-q8_0" in everything, everything[-3000:]
     assert "kld_mean" in dom and "0.0567" in dom
     assert "Group: gguf" in dom
     # Not the GenAI overview: no traces usage panels.
