@@ -94,6 +94,28 @@ def find_regressions(previous: dict[str, dict], current: dict[str, dict],
     return changes, unjudged
 
 
+def moved_with_build(previous: dict[str, dict], current: dict[str, dict],
+                     config: RegressionConfig) -> list[Change]:
+    """Quality figures that moved either way beyond noise (sigmas x combined se), on the same text.
+    Called when a tool's version changed since the previous run of the same config: the weights
+    and the text are the same, so such a move is the build's doing (llama.cpp has changed kernels
+    and quantizers between releases); better or worse, a reviewer should know."""
+    moves = []
+    for variant, new in current.items():
+        old = previous.get(variant)
+        if not old or old.get(EVAL_TEXT) is None or old.get(EVAL_TEXT) != new.get(EVAL_TEXT):
+            continue
+        for figure, (noise_name, _) in QUALITY.items():
+            a, b = _num(old.get(figure)), _num(new.get(figure))
+            noise_old, noise_new = _num(old.get(noise_name)), _num(new.get(noise_name))
+            if None in (a, b, noise_old, noise_new):
+                continue
+            noise = config.sigmas * math.hypot(noise_old, noise_new)
+            if abs(b - a) > noise:
+                moves.append(Change(variant=variant, figure=figure, kind="quality", old=a, new=b, noise=noise))
+    return moves
+
+
 def changed_versions(previous: dict[str, str], current: dict[str, str]) -> list[str]:
     """'name old -> new' for every tool whose version differs (a new version re-measures: it is
     part of every cache key, tasks.store.versions)."""

@@ -11,7 +11,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import SlmforgeError
-from tasks.review.regressions import EVAL_TEXT, Change, RegressionConfig, changed_versions, find_regressions
+from tasks.review.regressions import (EVAL_TEXT, Change, RegressionConfig, changed_versions, find_regressions,
+                                      moved_with_build)
 from tasks.tracking import client as tracking
 
 CONFIG_TAG = "slmforge.config_sha256"
@@ -23,6 +24,8 @@ class RegressionReport(BaseModel):
     changes: list[Change] = Field(default_factory=list)
     unjudged: list[str] = Field(default_factory=list, description="Figures without a recorded se/sd.")
     versions_changed: list[str] = Field(default_factory=list)
+    build_moves: list[Change] = Field(default_factory=list, description="Quality figures that moved beyond noise, "
+                                      "either way, while only tool versions changed (moved_with_build).")
 
     def lines(self) -> list[str]:
         return [c.describe() for c in self.changes]
@@ -52,8 +55,10 @@ def check_regressions(ctx, outcomes, config: RegressionConfig, *, hardware_id: s
     new = {o.variant.name: o.metrics for o in outcomes if not o.error}
     changes, unjudged = find_regressions(old, new, config)
     old_versions = {k.removeprefix("version."): v for k, v in previous.data.params.items() if k.startswith("version.")}
+    versions_changed = changed_versions(old_versions, {k: str(v) for k, v in versions.items()})
     report = RegressionReport(previous_run_id=previous.info.run_id, changes=changes, unjudged=unjudged,
-                              versions_changed=changed_versions(old_versions, {k: str(v) for k, v in versions.items()}))
+                              versions_changed=versions_changed,
+                              build_moves=moved_with_build(old, new, config) if versions_changed else [])
     _tag(ctx, outcomes, report)
     return report
 
@@ -77,17 +82,18 @@ def _previous_parent(client, experiment_id: str, config_sha: str, hardware_id: s
 
 
 def _tag(ctx, outcomes, report: RegressionReport) -> None:
-    by_variant: dict[str, list[str]] = {}
-    for change in report.changes:
-        by_variant.setdefault(change.variant, []).append(change.describe())
-    for outcome in outcomes:
-        if outcome.mlflow_run_id and outcome.variant.name in by_variant:
-            tracking.log_values(ctx.client, outcome.mlflow_run_id, tags={
-                "slmforge.regression": "; ".join(by_variant[outcome.variant.name])})
+    for tag, changes in (("slmforge.regression", report.changes), ("slmforge.build_moved", report.build_moves)):
+        by_variant: dict[str, list[str]] = {}
+        for change in changes:
+            by_variant.setdefault(change.variant, []).append(change.describe())
+        for outcome in outcomes:
+            if outcome.mlflow_run_id and outcome.variant.name in by_variant:
+                tracking.log_values(ctx.client, outcome.mlflow_run_id, tags={tag: "; ".join(by_variant[outcome.variant.name])})
     tracking.log_values(ctx.client, ctx.parent_run_id, tags={
         "slmforge.regressions": str(len(report.changes)), "slmforge.previous_run": report.previous_run_id,
         "slmforge.regression_list": "\n".join(report.lines()) or "-",
         "slmforge.versions_changed": "; ".join(report.versions_changed) or "-",
+        "slmforge.build_moves": "\n".join(c.describe() for c in report.build_moves) or "-",
     })
 
 
@@ -104,4 +110,7 @@ def publish_regressions(report: RegressionReport) -> None:
             "No figure changed beyond noise."
         versions = ", ".join(report.versions_changed) or "none"
         text = f"Compared with MLflow run `{report.previous_run_id}`.\n\n{table}\n\nTool versions changed: {versions}"
+        if report.build_moves:
+            text += ("\n\nQuality figures that moved (either way) with the tool versions alone:\n"
+                     + "\n".join(f"- {c.describe()}" for c in report.build_moves))
     create_markdown_artifact(text, key="slmforge-regressions", description="Regressions against the previous run")

@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
 from tasks.review.watch import RegressionError
+from tasks.store.gguf_header import read_gguf
 from tasks.tracking import client as tracking
 from tests.helpers import QUICK_EVAL, write_config
 
@@ -29,6 +30,9 @@ def test_reuse_registry_and_regression_across_two_runs(prefect_harness, tmp_path
     client = MlflowClient(tracking_uri)
     measured = _children(client, first["mlflow_run_id"])["Q8_0"]
     assert measured.data.tags["slmforge.reused"] == "false" and measured.data.params["model.n_layer"] == "2"
+    # The converted GGUF is named after the model, not after the store folder it was converted from.
+    f16 = _children(client, first["mlflow_run_id"])["F16"].data.tags["slmforge.artifact_path"]
+    assert read_gguf(f16).fields["general.name"].contents() == "Tiny-Llama"
     # The tokens its quality was measured on: the text's sha256, the context and the chunks (QUICK_EVAL).
     assert re.fullmatch(r"[0-9a-f]{16}:ctx128x2", measured.data.params["eval_text"])
     assert first["regressions"] == [] and any(line.startswith("Tiny-Llama-gguf@laptop-8gb: -> v")

