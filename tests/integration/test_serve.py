@@ -34,8 +34,15 @@ def server():
 
 
 def test_the_server_answers_the_chat_endpoint_with_the_right_content(server):
-    rows = ask_prompts(server.base_url, server.api_key, server.model, [TIMES], max_tokens=24, timeout_s=120)
+    """The served answer is the file's own greedy answer through its chat template, word for word
+    (64 tokens: this build's Q4_1 works the product out before it gives 56)."""
+    from llama_cpp import Llama  # llama.cpp's binding: the same file offline, for the expected answer
+
+    rows = ask_prompts(server.base_url, server.api_key, server.model, [TIMES], max_tokens=64, timeout_s=120)
     assert rows[0]["error"] is None
+    offline = Llama(str(GGUF), n_ctx=512, n_threads=2, verbose=False).create_chat_completion(
+        [{"role": "user", "content": TIMES.prompt}], max_tokens=64, temperature=0)["choices"][0]["message"]["content"]
+    assert rows[0]["output"] == offline
     assert "56" in rows[0]["output"] and rows[0]["correct"]
     metrics, reasons = judge_smoke(rows, None, max_lost_answers=0)
     assert reasons == [] and metrics["serve_smoke_pass"] == 1.0
