@@ -19,6 +19,8 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
+from tasks.core.pysource import parse_python
+
 PROJECT_PACKAGES = ("tasks", "flows")
 # The folder holding tasks/ and flows/: the checkout, or site-packages when installed.
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +85,7 @@ def _project_imports(name: str, path: Path, roots: dict[str, Path]) -> set[str]:
     counts the submodule `package.x` when there is one, else the package itself (where `x` is defined)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse_python(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

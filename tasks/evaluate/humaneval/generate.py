@@ -41,6 +41,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.core.pysource import parse_python
 from tasks.evaluate.humaneval.problems import Problem
 
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a markdown "
@@ -89,7 +90,7 @@ DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef
 def definitions_only(code: str) -> str:
     """`code` without its top-level test code (see the module docstring); unparsable code unchanged."""
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except SyntaxError:
         return code
     used = {n.id for d in tree.body if isinstance(d, DEFINITIONS) for n in ast.walk(d) if isinstance(n, ast.Name)}

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasks.core.pysource import parse_python
 from tasks.evaluate.corpus import BuiltinCorpus, FileCorpus, HubCorpus, load_corpus_text
 from tasks.formats.gguf.sensitivity import LADDER_32, LADDER_256, TOP
 
@@ -78,8 +79,8 @@ _PARSE_LOCK = threading.Lock()
 def stdlib_docstrings() -> str:
     """Every docstring of the pure-Python standard library, in a stable order.
 
-    Once per process, under a lock: builds run in threads, and CPython 3.11's ast.parse from two
-    threads at once fails ("AST constructor recursion depth mismatch", seen in a pipeline run).
+    Once per process, under a lock: builds run in threads, and two of them would read the whole
+    standard library twice (each parse goes through tasks.core.pysource, one at a time).
     """
     with _PARSE_LOCK:
         return _read_docstrings()
@@ -94,7 +95,7 @@ def _read_docstrings() -> str:
         if skip & set(path.relative_to(lib).parts):
             continue
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            tree = parse_python(path.read_text(encoding="utf-8"), str(path))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue  # a few stdlib files are deliberately broken or not UTF-8: not prose anyway
         kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef

@@ -13,12 +13,14 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
+from tasks.core.pysource import parse_python
+
 GENAI_PACKAGE = "onnxruntime_genai"
 
 
 def architectures_in_builder(source: str) -> frozenset[str]:
     """The architecture names `create_model` in builder source `source` compares against."""
-    tree = ast.parse(source)
+    tree = parse_python(source)
     create = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "create_model"),
                   None)
     if create is None:
