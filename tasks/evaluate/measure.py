@@ -19,6 +19,7 @@ from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
 from tasks.plan.guard import check_reference, check_measure
 from tasks.review import records
+from tasks.review.regressions import EVAL_TEXT  # the param naming the tokens scored
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
 from tasks.store.hashing import sha256_file
@@ -115,10 +116,6 @@ def measure_variant(
     metrics[MEASUREMENT_KEY] = records.measurement_record(stored.path, stored.key)
     metrics[EVAL_TEXT] = eval_text_identity(tokens_file, reference)
     return metrics, stored.reused
-
-
-# The param every variant run carries: which tokens its quality figures were measured on.
-EVAL_TEXT = "eval_text"
 
 
 def eval_text_identity(tokens_file: Path, reference: Reference) -> str:

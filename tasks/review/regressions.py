@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 QUALITY = {"perplexity": ("perplexity_se", "lower"), "kld_mean": ("kld_mean_se", "lower"),
            "top1_agreement": ("top1_agreement_se", "higher")}
 SPEED = {"prefill_tps": "higher", "decode_tps": "higher", "ttft_ms": "lower"}
-EVAL_TEXT = "eval_text"  # tasks.evaluate.measure.EVAL_TEXT: the tokens the quality figures were measured on
+EVAL_TEXT = "eval_text"  # the param every variant run carries: the tokens its quality figures were measured on
 
 
 class RegressionConfig(BaseModel):
