@@ -70,6 +70,11 @@ def _offline_session(tmp_path_factory):
         "PREFECT_LOGGING_LEVEL": "WARNING", "XDG_CACHE_HOME": str(home / "cache"),
     })
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    # A pytest killed by a signal (a CI time limit, kill -9) would leave Prefect's test server and any
+    # server a test started running under init: the watchdog stops them (tasks/hosts/tether.py).
+    from tasks.hosts.tether import tether_descendants
+
+    tether_descendants()
     yield
 
 

@@ -86,7 +86,9 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         fail(exc, debug=debug, config=loaded)
     from flows.pipeline import pipeline  # loaded by the command that runs: --help stays fast
+    from tasks.hosts.tether import tether_descendants
 
+    tether_descendants()  # a `kill -9` of the run stops its servers and workers too (tasks/hosts/tether.py)
     if not debug:
         hide_tracebacks_on_console()
     # A polite stop (systemd, a scheduler, kill) unwinds like Ctrl-C: runs are closed as KILLED.
@@ -178,7 +180,9 @@ def suite(suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. configs/
 
     try:
         from flows.suite import suite as suite_flow  # loaded by the command that runs: --help stays fast
+        from tasks.hosts.tether import tether_descendants
 
+        tether_descendants()  # a `kill -9` of the suite stops its servers and workers too
         result = suite_flow(str(suite_file))
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         fail(exc, debug=debug)

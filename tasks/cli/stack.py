@@ -58,8 +58,12 @@ def start(hardware_class: str = typer.Option(..., "--hardware-class", help="e.g.
     """Prepare the class's work pool and deployment, then run a worker (one measurement at a time)."""
     import os  # loaded by the command that runs: --help stays fast
 
+    from tasks.hosts.tether import tether_descendants
     from tasks.remote.workers import prepare_class, worker_command, worker_env
 
+    # The worker execs into Prefect's (same process, same start time): its watchdog still follows it, and
+    # a killed worker's flow runs and measurement processes stop with it.
+    tether_descendants()
     prepare_class(hardware_class)
     typer.echo(f"worker for hardware class {hardware_class!r}: pool and deployment ready; starting", err=True)
     command = worker_command(hardware_class)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 from tasks.store.hashing import verify_manifest
 from tests.helpers import QUICK_EVAL, REPO, write_config
 
@@ -15,6 +17,24 @@ from tests.helpers import QUICK_EVAL, REPO, write_config
 def _cli(config, env):
     return subprocess.Popen([sys.executable, "-m", "tasks.cli", "run", str(config)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _group_empties(pgid, seconds):
+    """The processes of group `pgid` still running after `seconds` (returns as soon as it is empty)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline", "status"])
+                if p.info["status"] != psutil.STATUS_ZOMBIE and _pgid(p.pid) == pgid]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def _pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def test_killed_run_resumes_without_reusing_partial_files(tiny_model_dir, tmp_path):
@@ -31,9 +51,12 @@ def test_killed_run_resumes_without_reusing_partial_files(tiny_model_dir, tmp_pa
     while not list(store.glob("evaluate/.tmp-*")):  # killed while a measurement is half done
         assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
         time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)
+    os.kill(first.pid, signal.SIGKILL)  # the run's process only, as the out-of-memory killer would
     first.wait()
     assert list(store.glob("evaluate/.tmp-*"))  # the kill left debris behind, as a real one would
+    # What the run started (Prefect's temporary server, the measurement worker) does not outlive it:
+    # its watchdog stops them (tasks/hosts/tether.py). Without it they ran on under init.
+    assert _group_empties(first.pid, 60) == [], "processes of the killed run still running"
 
     second = _cli(config, env)
     output, _ = second.communicate(timeout=600)
