@@ -62,7 +62,7 @@ def measure_on_worker(request: dict) -> None:
             outcomes.append(outcome)
         apply_gates(outcomes, config, hardware)
         for outcome in outcomes:
-            report.close_variant_run(ctx, outcome, gguf_artifacts="reference")
+            report.close_variant_run(ctx, outcome, artifacts="reference")
     write_result(ClassResult(hardware_class=req.hardware_class, hardware_id=hardware["hardware_id"],
                              hardware=hardware, outcomes=[o.model_dump(mode="json") for o in outcomes]),
                  req.result_file)

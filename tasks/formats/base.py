@@ -115,9 +115,16 @@ class Serves(Protocol):
 @runtime_checkable
 class BuildsBase(Protocol):
     base_config_model: type[BaseModel]  # the `convert:` section of a pipeline config
+    base_tools: tuple[str, ...]  # the tools (tool_versions names) that build and measure the base: provenance
 
     def build_base(self, model: Any, *, model_name: str, config: BaseModel, store_root: Path) -> BaseArtifact:
         """The full-precision base (or reuse it from the store): the reference of every format."""
+
+    def base_refusal(self, architecture: str) -> str | None:
+        """Why the base cannot be built for a model of `architecture` at all (None: it can)."""
+
+    def base_installation_problem(self) -> str | None:
+        """What the installed tools lack to build the base (`slmforge validate`), or None."""
 
 
 @runtime_checkable

@@ -213,8 +213,9 @@ def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: Acquire
     return run_id
 
 
-def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, gguf_artifacts: str) -> None:
-    """Derived figures, gate and package files, then the run's end state (FAILED on an error)."""
+def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, artifacts: str) -> None:
+    """Derived figures, gate and package files, then the run's end state (FAILED on an error).
+    `artifacts` "copy" puts a packaged variant's built file or folder into MLflow as well."""
     v, run_id = outcome.variant, outcome.mlflow_run_id
     tracking.log_values(ctx.client, run_id, metrics=outcome.metrics, tags={
         "slmforge.gate": outcome.gate, "slmforge.gate_reasons": "; ".join(outcome.gate_reasons) or "-",
@@ -231,8 +232,10 @@ def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, gguf_artifact
         files.append(answers)
     if outcome.package_dir is not None:
         files += [outcome.package_dir / name for name in outcome.package_files]
-        if gguf_artifacts == "copy" and v.path.is_file():
+        if artifacts == "copy" and v.path.is_file():
             files.append(v.path)
+        elif artifacts == "copy" and v.path.is_dir():  # a folder format (ONNX): its files under its name
+            ctx.client.log_artifacts(run_id, str(v.path), artifact_path=v.path.name)
     tracking.log_files(ctx.client, run_id, [f for f in files if f.exists()])
     ctx.client.set_terminated(run_id, "FAILED" if outcome.error else "FINISHED")
     ctx.open_runs.discard(run_id)

@@ -108,7 +108,8 @@ def test_flow_tracks_onnx_variants_beside_the_gguf_reference(prefect_harness, re
     config = write_config(tmp_path / "onnx-only.yaml", {
         "name": "tiny-onnx", "model_name": "Tiny-Llama", "formats": {"onnx": {"precisions": ["int4"]}},
         "source": {"kind": "local", "path": str(tiny_model_dir)},
-        "evaluate": QUICK_EVAL, "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(onnx_store),
+        "evaluate": QUICK_EVAL, "tracking": {"tracking_uri": tracking_uri, "artifacts": "copy"},
+        "store_dir": str(onnx_store),
     })
     summary = pipeline(str(config))
     assert [(row["format"], row["quant"]) for row in summary["rows"]] == [("gguf", "F16"), ("onnx", "int4")]
@@ -119,7 +120,12 @@ def test_flow_tracks_onnx_variants_beside_the_gguf_reference(prefect_harness, re
     assert MEASURED <= set(onnx.data.metrics) and onnx.data.metrics["build_s"] > 0
     assert onnx.data.tags["slmforge.gate"] == "pass" and onnx.info.status == "FINISHED"
     assert "version.onnxruntime-genai" in onnx.data.params
-    assert "README.md" in {a.path for a in MlflowClient(tracking_uri).list_artifacts(onnx.info.run_id)}
+    client = MlflowClient(tracking_uri)
+    assert "README.md" in {a.path for a in client.list_artifacts(onnx.info.run_id)}
+    # artifacts: copy puts the built ONNX folder itself into MLflow, beside the package files.
+    copied = [a.path for a in client.list_artifacts(onnx.info.run_id) if a.is_dir]
+    assert any(f"{folder}/genai_config.json" in {a.path for a in client.list_artifacts(onnx.info.run_id, folder)}
+               for folder in copied), copied
 
 
 @pytest.fixture(scope="module")

