@@ -161,7 +161,7 @@ def _package(outcomes: list[VariantOutcome], builds: dict, model, base, config: 
         inputs = PackageInputs(hf_dir=model.hf_dir, model_name=config.model_name, metrics=outcome.metrics,
                                provenance=provenance, store_root=config.store_dir, threads=threads)
         try:
-            if not _served(outcome, builds[v.name], inputs, config.formats[v.format]):
+            if not _served(outcome, builds[v.name], inputs, config.formats[v.format], n_weights=base.n_weights):
                 continue
             packaged = package_task(v.name, builds[v.name], inputs, config.formats[v.format])
         except Exception as exc:  # noqa: BLE001 - isolate the variant
@@ -184,10 +184,10 @@ def _register(ctx: report.RunContext, config: PipelineConfig) -> list[str]:
         return [f"registry not updated: {exc}"]
 
 
-def _served(outcome: VariantOutcome, built: Built, inputs: PackageInputs, section) -> bool:
+def _served(outcome: VariantOutcome, built: Built, inputs: PackageInputs, section, *, n_weights: int) -> bool:
     """Serve the variant where its format can (smoke + load figures join its metrics); False when
     the smoke test failed, which fails its gate: it is not shipped."""
-    result = serve_task(outcome.variant.name, built, inputs, section)
+    result = serve_task(outcome.variant.name, built, inputs, section, n_weights=n_weights)
     if result is None:
         return True
     outcome.metrics.update(result.metrics)

@@ -160,10 +160,15 @@ def register_task(tracking_uri: str, *, experiment_id: str, parent_run_id: str, 
 
 
 @step(name="serve", task_run_name="serve-{variant_name}", retries=0)
-def serve_task(variant_name: str, built: Built, inputs: PackageInputs, config):
+def serve_task(variant_name: str, built: Built, inputs: PackageInputs, config, *, n_weights: int):
     """Serve, smoke-test and load one variant where its format can serve (None otherwise)."""
     fmt = get_format(built.format)
-    result = fmt.serve(built, inputs, config) if isinstance(fmt, Serves) else None
+    if not isinstance(fmt, Serves):
+        return None
+    with metered(_run_key(), f"serve {variant_name}") as note:  # the cost model learns serving too
+        result = fmt.serve(built, inputs, config)
+        if result is not None:
+            note.n_weights, note.reused = n_weights, result.reused
     if result is not None:
         get_run_logger().info("serve %s: %s %s, smoke %s, decode %.1f tok/s through the server", variant_name,
                               "reused" if result.reused else "served", result.server,

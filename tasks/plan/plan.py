@@ -88,7 +88,9 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
                               n_ctx=ev.n_ctx, speed_ctx=speed_ctx, quality=label != "F16")
         need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
         plan.rows.append(_row(need, limit, cost, shape, chunks=chunks))
-    for fmt, label, bpw, _ in variants:
+    # The f16 reference passes its own gate and is served and packaged like any variant of its format.
+    reference = [("gguf", "F16", 16.0, False)] if "gguf" in config.formats else []
+    for fmt, label, bpw, _ in [*reference, *variants]:
         serve = getattr(config.formats[fmt], "serve", None)
         if serve is not None and serve.enabled:
             need = N.serve_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),

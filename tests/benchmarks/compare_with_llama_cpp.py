@@ -187,6 +187,9 @@ def parse_args() -> argparse.Namespace:
                         help="where llama.cpp's tools were built (default: the binding's own build, `make peers`)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--no-speed", action="store_true", help="quality only (no llama-bench, no speed worker)")
+    parser.add_argument("--speed-on", action="append", default=[], metavar="TEXT",
+                        help="time only the files whose name contains TEXT (repeatable; default every file): "
+                             "a large f16 takes minutes per side")
     args = parser.parse_args()
     args.gguf = args.gguf or default_files()
     if args.text is None:
@@ -229,7 +232,7 @@ def main() -> None:
                 ours = clock.time("slmforge", slmforge_quality, path, tokens_file, args, reference_dir)
                 theirs = clock.time("llama.cpp", llama_kld, tools, path, args.text, args, logits)
             speed_ours, speed_theirs = {}, {}
-            if not args.no_speed:
+            if not args.no_speed and (not args.speed_on or any(t in path.name for t in args.speed_on)):
                 warn_if_loaded(f"before timing {path.name}")
                 speed_ours = clock.time("slmforge", slmforge_speed, path, tokens_file, args)
                 speed_theirs = vars(clock.time("llama.cpp", run_llama_bench, tools["llama-bench"], path,

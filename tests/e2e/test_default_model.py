@@ -71,3 +71,14 @@ def test_mlflow_holds_one_child_per_variant(default_run):
     )
     assert len(children) == len(summary["rows"])
     assert all(run.data.tags["slmforge.tier"] == "micro" for run in children)
+
+
+def test_every_heavy_step_is_recorded_for_the_cost_model(default_run):
+    """`slmforge plan` learns from these: every step that costs minutes, serving included."""
+    summary, uri = default_run
+    parent = MlflowClient(uri).get_run(summary["mlflow_run_id"])
+    steps = {key.removeprefix("step.").removesuffix(".wall_s") for key in parent.data.metrics if key.endswith(".wall_s")}
+    kinds = {step.split("_")[0] for step in steps}
+    assert {"acquire", "convert", "build", "reference", "measure", "serve"} <= kinds, sorted(steps)
+    # Every packaged variant was served first (both formats serve by default).
+    assert sum(step.startswith("serve_") for step in steps) == len(summary["packages"]), sorted(steps)
