@@ -18,6 +18,7 @@ from tasks.acquire.assembled import assembled_gguf
 from tasks.acquire.sources import GgufSource
 from tasks.acquire.split import joined_gguf
 from tasks.core.errors import CorruptArtifactError, SourceError
+from tasks.hosts import hostlock
 from tasks.plan.limits import MemoryLimit, gib, killed_by_signal_message, read_memory_limit
 from tasks.plan.needs import Need, SAFETY, choose, dequantize_needs
 from tasks.plan.shapes import shape_from_gguf
@@ -106,7 +107,7 @@ def dequantize_to_hf(gguf_path: Path, out_dir: Path, *, dtype: str, method: str 
     """Write an HF folder (safetensors, config, tokenizer) for a GGUF, in a fresh process."""
     module = "tasks.acquire.dequantize" if method == "transformers" else "tasks.acquire.dequantize_stream"
     command = [sys.executable, "-m", module, str(gguf_path), str(out_dir), dtype]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=hostlock.child_env())
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         what = f"The dequantize of {gguf_path.name} ({method}, {dtype})"

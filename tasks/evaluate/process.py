@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tasks.core.errors import MeasurementError
+from tasks.hosts import hostlock
 from tasks.plan.limits import killed_by_signal_message, read_memory_limit
 
 PROGRESS_TAG = "SLMFORGE_PROGRESS "
@@ -44,7 +45,7 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
         with log_path.open("w") as log:
             # The worker is told whose child it is: a parent that dies before the worker's watch starts
             # (a start-up slowed by a loaded host) is then seen as gone, not taken for the parent.
-            env = {**os.environ, PARENT_ENV: str(os.getpid())}
+            env = hostlock.child_env({PARENT_ENV: str(os.getpid())})  # beside builds: OpenMP sleeps at barriers
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
             with _live_lock:
                 _live.add(proc)

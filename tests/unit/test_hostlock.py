@@ -72,3 +72,24 @@ def test_a_killed_holder_frees_the_host():
     holder.wait()
     _settle(waiting)  # the build that waited got the host from the dead holder
     assert _try(hostlock.exclusive, waiting)
+
+
+def test_children_started_beside_builds_sleep_at_barriers(monkeypatch):
+    """A thread holding the cores shared starts its children with OMP_WAIT_POLICY=PASSIVE (two
+    spinning OpenMP processes on 2 cores took twice the time); a timed measurement's children, and
+    another thread's, keep this process's own environment."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert "OMP_WAIT_POLICY" not in hostlock.child_env()
+    seen_elsewhere = []
+    with hostlock.shared():
+        assert hostlock.child_env({"X": "1"}) == {**hostlock.os.environ, "OMP_WAIT_POLICY": "PASSIVE", "X": "1"}
+        other = threading.Thread(target=lambda: seen_elsewhere.append(hostlock.child_env()))
+        other.start()
+        other.join()
+        with hostlock.shared():  # nested: still shared after the inner one ends
+            pass
+        assert hostlock.child_env()["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in seen_elsewhere[0]
+    assert "OMP_WAIT_POLICY" not in hostlock.child_env()
+    with hostlock.exclusive():
+        assert "OMP_WAIT_POLICY" not in hostlock.child_env()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import SourceError, UnsupportedModelError
 from tasks.core.naming import gguf_file_name
+from tasks.hosts import hostlock
 from tasks.plan.guard import check_convert
 from tasks.plan.limits import killed_by_signal_message, read_memory_limit
 from tasks.store.artifacts import stored_step
@@ -102,7 +103,7 @@ def _run_converter(hf_dir: Path, out_file: Path, outtype: str, model_name: str) 
     # it would be the acquired folder's name, a store hash.
     command = [sys.executable, "-c", script, str(hf_dir), "--outfile", str(out_file), "--outtype", outtype,
                "--model-name", model_name]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=hostlock.child_env())
     if done.returncode != 0 or not out_file.is_file():
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-12:])
         if killed := killed_by_signal_message(done.returncode, f"llama.cpp's converter on {hf_dir}", read_memory_limit()):

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from tasks.core.errors import SourceError
+from tasks.hosts import hostlock
 
 TOOLS_VERSION = "0.3.36"  # llama-cpp-python sdist of the one build (tasks/formats/gguf/build_llama_cpp.sh)
 BUILD_SCRIPT = Path(__file__).resolve().parent / "build_llama_cpp.sh"
@@ -66,7 +67,7 @@ def run_tool(name: str, args: list[str], *, log_path: Path, cwd: Path, what: str
     """Run a tool with its output in `log_path` (a line per tensor is not for the terminal)."""
     command = [str(tool_path(name)), *args]
     with log_path.open("w") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=hostlock.child_env())
     if done.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:])
         raise SourceError(f"llama.cpp's {name} failed to {what} (exit {done.returncode}). Its last lines:\n{tail}")

@@ -15,6 +15,7 @@ from tasks.formats.gguf.imatrix import Imatrix
 from tasks.formats.gguf.llama_tools import tools_record
 from tasks.formats.gguf.quantize_tool import quantize_with_tool
 from tasks.formats.gguf.variants import QuantRecipe
+from tasks.hosts import hostlock
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
 from tasks.store.versions import subset, tool_versions
@@ -76,7 +77,7 @@ def _quantize_file(source: Path, target: Path, quant: str, threads: int | None) 
     command = [sys.executable, "-m", __name__, str(source), str(target), quant, str(threads or 0)]
     log_path = target.with_suffix(".log")
     with log_path.open("w") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=hostlock.child_env())
     if done.returncode != 0 or not target.is_file():
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-8:])
         raise SourceError(f"llama.cpp could not quantize {source.name} to {quant}. Its last lines:\n{tail}")

@@ -27,6 +27,7 @@ from tasks.core.errors import SlmforgeError, UnsupportedModelError
 from tasks.formats.onnx.embeddings import (
     EMBEDDINGS_HELP, EmbeddingsMode, embedding_options, resolve_embeddings, ties_embeddings,
 )
+from tasks.hosts import hostlock
 
 # Block sizes Olive's ModelBuilder pass (and MatMulNBits on CPU) accept.
 BUILDER_BLOCK_SIZES = (16, 32, 64, 128, 256)
@@ -207,9 +208,9 @@ def _child_env(staging: Path) -> dict[str, str]:
     # PYTHONPATH: the child runs in staging, yet imports this checkout's legacy_config.
     root = str(Path(__file__).resolve().parents[3])
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PYTHONPATH": path, "OLIVE_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_CACHE": str(staging / "hf_cache")}
+    return hostlock.child_env({"PYTHONPATH": path, "OLIVE_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+                               "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+                               "HF_HUB_CACHE": str(staging / "hf_cache")})
 
 
 def _raise_failure(hf_dir: Path, log_text: str, rc: int) -> NoReturn:
