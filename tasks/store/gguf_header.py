@@ -43,7 +43,7 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFReader:
         if cached is not None and cached[0] == identity:
             _readers.move_to_end(resolved)
             return cached[1]
-    reader = _plain_reader_class()(resolved)
+    reader = plain_reader_class()(resolved)
     with _lock:
         _readers[resolved] = (identity, reader)
         while len(_readers) > KEEP:
@@ -73,7 +73,7 @@ def _drop_stale() -> None:
 
 
 @cache
-def _plain_reader_class():
+def plain_reader_class():
     # gguf-py (numpy): imported where a GGUF file is read, not when configs are parsed.
     import numpy as np
     from gguf import GGUFReader

