@@ -76,7 +76,7 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
     variants = _variants(config)
     if any(imatrix for _, _, _, imatrix in variants):
         need = N.llama_pass_need("imatrix", shape, model_bytes=shape.n_weights * 2, n_ctx=512)
-        plan.rows.append(_row(need, limit, cost, shape, chunks=32))
+        plan.rows.append(_row(need, limit, cost, shape, chunks=config.formats["gguf"].calibration.chunks))
     for fmt, label, bpw, _ in variants:
         need = (N.onnx_export_need(shape, label) if fmt == "onnx" else N.quantize_need(shape, bpw, label))
         plan.rows.append(_row(need.__class__(f"build {fmt} {label}", need.strategy, need.peak_bytes, need.disk_bytes),

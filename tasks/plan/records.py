@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -136,20 +137,60 @@ _collected: dict[str, list[StepRecord]] = {}
 _collected_lock = threading.Lock()
 
 
+@dataclass
+class _Open:
+    """A step being metered on this thread, and the time its metered sub-steps took."""
+
+    run_key: str
+    inner_wall_s: float = 0.0
+
+
+_open = threading.local()  # per thread (steps run on a thread pool): the steps open on it, innermost last
+
+
+def _open_steps() -> list[_Open]:
+    if not hasattr(_open, "steps"):
+        _open.steps = []
+    return _open.steps
+
+
 @contextmanager
 def metered(run_key: str, step: str) -> Iterator[StepNote]:
     """Meter one step of run `run_key` (the flow run id); the record joins that run's list, which the
-    flow takes at its end (`take_records`). Steps run on a thread pool: the list is locked."""
-    note = StepNote()
-    with StepMeter() as meter:
-        yield note
+    flow takes at its end (`take_records`). Steps run on a thread pool: the list is locked. A step
+    metered inside another (`metered_within`) is recorded on its own and its time is taken out of
+    the enclosing step's: each kind of work is priced by its own records."""
+    note, opened, stack = StepNote(), _Open(run_key), _open_steps()
+    enclosing = stack[-1] if stack else None
+    stack.append(opened)
+    try:
+        with StepMeter() as meter:
+            yield note
+    finally:
+        stack.pop()
+        if enclosing is not None:
+            enclosing.inner_wall_s += meter.wall_s
     if note.n_weights <= 0:
         return
-    record = StepRecord(step=step, wall_s=round(meter.wall_s, 3), peak_rss_bytes=meter.peak_rss_bytes,
+    wall_s = max(meter.wall_s - opened.inner_wall_s, 0.0)
+    record = StepRecord(step=step, wall_s=round(wall_s, 3), peak_rss_bytes=meter.peak_rss_bytes,
                         units=step_units(step, note.n_weights, chunks=note.chunks), reused=note.reused,
                         strategy=note.strategy, predicted_peak_bytes=note.predicted_peak_bytes)
     with _collected_lock:
         _collected.setdefault(run_key, []).append(record)
+
+
+@contextmanager
+def metered_within(step: str) -> Iterator[StepNote]:
+    """Meter a sub-step of the step this thread is metering, as a step of the same run: the importance
+    matrix, computed inside the first build that needs it, would otherwise price every GGUF build.
+    Outside a metered step (a core called directly) nothing is recorded."""
+    stack = _open_steps()
+    if not stack:
+        yield StepNote()
+        return
+    with metered(stack[-1].run_key, step) as note:
+        yield note
 
 
 def take_records(run_key: str) -> list[StepRecord]:

@@ -88,3 +88,25 @@ def test_plan_names_the_steps_that_cannot_fit_and_the_disk():
     assert any(p.startswith("acquire: needs") for p in problems)
     assert any(p.startswith("reference pass: needs") for p in problems)
     assert problems[-1].startswith("disk: the run writes about")
+
+
+def test_a_sub_step_is_recorded_apart_and_out_of_its_enclosing_steps_time():
+    """The importance matrix runs inside the first build that needs it: it is recorded as `imatrix`,
+    and the build's record is the build's own time, so neither prices the other."""
+    import time
+
+    from tasks.plan.records import metered, metered_within, take_records
+
+    with metered_within("imatrix") as outside:  # no enclosing step: nothing is recorded
+        outside.n_weights = 10**9
+    with metered("run-a", "build gguf Q4_K_M-imat") as build:
+        build.n_weights = 10**9
+        time.sleep(0.05)
+        with metered_within("imatrix") as inner:
+            inner.n_weights, inner.chunks = 10**9, 32
+            time.sleep(0.3)
+    records = {r.step: r for r in take_records("run-a")}
+    assert set(records) == {"build gguf Q4_K_M-imat", "imatrix"}
+    assert records["imatrix"].wall_s >= 0.3 and records["imatrix"].units == 32.0
+    assert 0.05 <= records["build gguf Q4_K_M-imat"].wall_s < 0.3
+    assert take_records("run-a") == []

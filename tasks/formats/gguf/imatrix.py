@@ -17,6 +17,7 @@ from tasks.core.naming import gguf_file_name
 from tasks.formats.gguf.calibration import CalibrationConfig, calibration_text
 from tasks.formats.gguf.llama_tools import run_tool, tools_record
 from tasks.plan.guard import check_llama_pass
+from tasks.plan.records import metered_within
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
 from tasks.store.gguf_header import read_gguf
@@ -38,16 +39,21 @@ def imatrix_file_name(model_name: str) -> str:
 
 
 def compute_imatrix(base_gguf: Path, *, base_key: str, model_name: str, calibration: CalibrationConfig,
-                    threads: int | None, store_root: Path) -> Imatrix:
-    """The stored importance matrix of `base_gguf` for `calibration`, computed only if missing."""
+                    threads: int | None, store_root: Path, n_weights: int = 0) -> Imatrix:
+    """The stored importance matrix of `base_gguf` for `calibration`, computed only if missing (and
+    then metered as the run's `imatrix` step, given the base's `n_weights`)."""
     text, dataset = calibration_text(calibration.text)
     file_name = imatrix_file_name(model_name)
     material = {
         "base_key": base_key, "text_sha256": sha256_json(text), "dataset": dataset, "chunks": calibration.chunks,
         "n_ctx": calibration.n_ctx, "file_name": file_name, "tools": tools_record(), "code": code_identity(__name__),
     }
-    stored = stored_step(store_root, "imatrix", material, lambda tmp: _build(
-        tmp, base_gguf, text, dataset, file_name, calibration, threads, material["tools"]))
+    def build(tmp: Path) -> None:
+        with metered_within("imatrix") as note:
+            _build(tmp, base_gguf, text, dataset, file_name, calibration, threads, material["tools"])
+            note.n_weights, note.chunks, note.strategy = n_weights, calibration.chunks, "llama.cpp"
+
+    stored = stored_step(store_root, "imatrix", material, build)
     record = json.loads((stored.path / RECORD).read_text())
     return Imatrix(path=stored.path / file_name, key=stored.key, reused=stored.reused, record=record)
 
