@@ -6,7 +6,10 @@ Default files: the f16 base and its five default quants from the store of a run 
 config. The same work both ways, each timed: slmforge computes its stored f16 reference once
 (reference worker), then scores each quant against it (quality worker); llama-perplexity writes
 its --kl-divergence-base file once, then runs --kl-divergence per quant. Speed: slmforge's speed
-worker vs llama-bench (pp512, tg128), back to back per file, same threads and repetitions. The
+worker vs llama-bench (pp512, tg128), same threads and repetitions, in --rounds rounds that
+alternate which side goes first (ABBA...): these hosts drift by more than 10 % within minutes, so
+one burst each compares two moments rather than two programs; the median of each side's rounds is
+compared, and every round's ratio is printed. The
 total wall time of each side is printed with their ratio. Before any number, the token streams
 are checked to be the same ids: llama-perplexity tokenizes the text itself, and the token ids it
 scored are read back from the header of its --kl-divergence-base file.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import struct
 import sys
 import tempfile
@@ -44,8 +48,8 @@ ROWS = [
     ("kld_p99", "kld_p99", "kld_p99", "ratio", None),
     ("top1_agreement", "top1_agreement", "same_top_p", "points", 1.0),
     ("delta_p_rms", "delta_p_rms", "rms_delta_p", "points", None),
-    ("prefill tok/s vs pp512", "prefill_tps", "pp_tps", "ratio", None),
-    ("decode tok/s vs tg128", "decode_tps", "tg_tps", "ratio", 0.10),
+    ("prefill tok/s vs pp512", "prefill_tps", "pp_tps", "ratio", 0.05),
+    ("decode tok/s vs tg128", "decode_tps", "tg_tps", "ratio", 0.05),
 ]
 
 
@@ -137,6 +141,25 @@ def slmforge_speed(path: Path, tokens_file: Path, args) -> dict:
                       timeout_s=3600)
 
 
+def speed_rounds(path: Path, tokens_file: Path, tools: dict, args, clock) -> tuple[dict, dict]:
+    """Each side's median over `args.rounds` alternating rounds, with every round's figures (`rounds`)."""
+    ours, theirs = [], []
+    for index in range(args.rounds):
+        sides = [("slmforge", lambda: ours.append(slmforge_speed(path, tokens_file, args))),
+                 ("llama.cpp", lambda: theirs.append(vars(run_llama_bench(
+                     tools["llama-bench"], path, threads=args.threads, reps=args.reps))))]
+        for side, run in sides if index % 2 == 0 else reversed(sides):
+            clock.time(side, run)
+
+    def median(runs: list[dict], key: str) -> float:
+        return statistics.median(run[key] for run in runs)
+
+    rounds = [{"prefill": a["prefill_tps"] / b["pp_tps"], "decode": a["decode_tps"] / b["tg_tps"]}
+              for a, b in zip(ours, theirs)]
+    return ({"prefill_tps": median(ours, "prefill_tps"), "decode_tps": median(ours, "decode_tps"), "rounds": rounds},
+            {"pp_tps": median(theirs, "pp_tps"), "tg_tps": median(theirs, "tg_tps")})
+
+
 class Clock:
     """Wall time spent per side, summed over the calls it timed."""
 
@@ -173,6 +196,9 @@ def print_table(name: str, ours: dict, theirs: dict) -> None:
         text, verdict = judge(how, tol, a, b)
         target = "" if tol is None else (f"within {tol:g} pt" if how == "points" else f"within {tol:.0%}")
         print(f"  {label:<24}{a * scale:>12.6g}{b * scale:>12.6g}{text:>12}  {target:<14}{verdict}")
+    if rounds := ours.get("rounds"):
+        for kind in ("prefill", "decode"):
+            print(f"  {kind + ' ratio per round':<24}" + " ".join(f"x{r[kind]:.3f}" for r in rounds))
 
 
 def parse_args() -> argparse.Namespace:
@@ -183,6 +209,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-ctx", type=int, default=512)
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions (the issue's r=3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="speed rounds per file, alternating which side goes first; medians compared")
     parser.add_argument("--tools", type=Path, default=tools_dir(),
                         help="where llama.cpp's tools were built (default: the binding's own build, `make peers`)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
@@ -234,9 +262,7 @@ def main() -> None:
             speed_ours, speed_theirs = {}, {}
             if not args.no_speed and (not args.speed_on or any(t in path.name for t in args.speed_on)):
                 warn_if_loaded(f"before timing {path.name}")
-                speed_ours = clock.time("slmforge", slmforge_speed, path, tokens_file, args)
-                speed_theirs = vars(clock.time("llama.cpp", run_llama_bench, tools["llama-bench"], path,
-                                               threads=args.threads, reps=args.reps))
+                speed_ours, speed_theirs = speed_rounds(path, tokens_file, tools, args, clock)
             results[path.name] = {"slmforge": {**ours, **speed_ours}, "llama.cpp": {**theirs, **speed_theirs}}
             print(f"  {path.name}: done (slmforge {clock.spent['slmforge']:.0f} s, "
                   f"llama.cpp {clock.spent['llama.cpp']:.0f} s so far)")
