@@ -48,6 +48,7 @@ def compute_imatrix(base_gguf: Path, *, base_key: str, model_name: str, calibrat
         "base_key": base_key, "text_sha256": sha256_json(text), "dataset": dataset, "chunks": calibration.chunks,
         "n_ctx": calibration.n_ctx, "file_name": file_name, "tools": tools_record(), "code": code_identity(__name__),
     }
+
     def build(tmp: Path) -> None:
         with metered_within("imatrix") as note:
             _build(tmp, base_gguf, text, dataset, file_name, calibration, threads, material["tools"])
