@@ -40,6 +40,8 @@ def print_plan(console: Console, plan: Plan, medium: list[Plan], *, rate_basis: 
     console.print(f"this process may use {plan.limit.describe()}; the store's disk has {gib(plan.disk_free_bytes)} "
                   "free", markup=False)
     console.print(plan_table(plan, "plan on this host"))
+    console.print("time: each step's share of this host (steps that run side by side split the time they share), "
+                  "so the steps add up to the run", markup=False)
     console.print("time per step from: " + "; ".join(f"{k} {v}" for k, v in rate_basis.items()), markup=False)
     _problems(console, plan, "this run")
     for other in medium:
@@ -72,7 +74,8 @@ def run_plan_command(console: Console, config_path: Path) -> int:
     from tasks.plan.records import load_run_records
 
     cost = CostModel(load_run_records(config.store_dir), hardware_id)
-    basis = {kind: cost.rate(kind).basis for kind in DEFAULT_SECONDS_PER_UNIT}
+    basis = {kind: f"{rate.basis}, {rate.fixed_seconds:.0f} s + {rate.seconds_per_unit:.1f} s per unit"
+             for kind in DEFAULT_SECONDS_PER_UNIT for rate in [cost.rate(kind)]}
     print_plan(console, plan, medium, rate_basis=basis)
     return 2 if plan.problems() else 0
 

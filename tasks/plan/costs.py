@@ -1,9 +1,15 @@
-"""Wall time of each step: seconds per unit of work, learned from this host's recorded runs.
+"""Time of each step: a fixed cost plus seconds per unit of work, learned from this host's recorded runs.
 
 A step's work is counted in units that its time grows with (billions of weights for the weight-bound
 steps; billions of weights x chunks for the passes over text), so a rate measured on a 135M model
-prices a 1.5B or a 14B. Rates come, in order, from this host's records, any host's records, or the
-built-in defaults below. Pure: the records are passed in.
+prices a 1.5B or a 14B. Every step also pays a cost that does not grow with the model (a process
+started, torch or a runtime imported, files hashed): on a 135M model that is most of a step's time, and
+a rate through the origin learned there would price a 1.5B's steps several times too high. Where the
+records hold the step at sizes at least twice apart, a line is fitted (fixed seconds + seconds per
+unit); otherwise the rate is the ratio of sums. The time learned is each step's share of the host
+(records.py): steps run side by side split the time they share, so the plan's steps add up to the run.
+Rates come, in order, from this host's records, any host's records, or the built-in defaults below.
+Pure: the records are passed in.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ def kind_of(step: str) -> str:
 class Rate:
     seconds_per_unit: float
     basis: str  # "this host (n steps)", "other hosts (n steps)" or "built-in default"
+    fixed_seconds: float = 0.0  # what the step costs whatever the model's size (0 unless sizes set it)
 
 
 class CostModel:
@@ -55,9 +62,9 @@ class CostModel:
             here = _rate(records, kind, lambda r: r.hardware_id == hardware_id)
             anywhere = _rate(records, kind, lambda r: True)
             if here is not None:
-                self._rates[kind] = Rate(here[0], f"this host ({here[1]} steps)")
+                self._rates[kind] = Rate(here[1], f"this host ({here[2]} steps)", here[0])
             elif anywhere is not None:
-                self._rates[kind] = Rate(anywhere[0], f"other hosts ({anywhere[1]} steps)")
+                self._rates[kind] = Rate(anywhere[1], f"other hosts ({anywhere[2]} steps)", anywhere[0])
             else:
                 self._rates[kind] = Rate(DEFAULT_SECONDS_PER_UNIT[kind], "built-in default")
 
@@ -65,21 +72,34 @@ class CostModel:
         return self._rates.get(kind_of(step), Rate(0.0, "not modelled"))
 
     def seconds(self, step: str, units: float) -> float:
-        return self.rate(step).seconds_per_unit * units
+        rate = self.rate(step)
+        return rate.fixed_seconds + rate.seconds_per_unit * units
 
 
-def _rate(records: list[RunRecord], kind: str, keep) -> tuple[float, int] | None:
-    """Total seconds over total units of the measured (not reused) steps of that kind: a ratio of sums,
-    so a long step counts for what it weighs and one noisy small step does not swing it."""
-    seconds = units = 0.0
-    count = 0
-    for record in records:
-        if not keep(record):
-            continue
-        for step in record.steps:
-            if kind_of(step.step) == kind and not step.reused and step.units > 0:
-                seconds, units, count = seconds + step.wall_s, units + step.units, count + 1
-    return (seconds / units, count) if count else None
+def _rate(records: list[RunRecord], kind: str, keep) -> tuple[float, float, int] | None:
+    """(fixed seconds, seconds per unit, steps) from the measured (not reused) steps of that kind."""
+    points = [(step.units, step.wall_s if step.share_s is None else step.share_s)
+              for record in records if keep(record)
+              for step in record.steps if kind_of(step.step) == kind and not step.reused and step.units > 0]
+    if not points:
+        return None
+    return (*fit_fixed_and_rate(points), len(points))
+
+
+def fit_fixed_and_rate(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(fixed seconds, seconds per unit) through (units, seconds) points. A least-squares line where the
+    sizes are at least 2x apart and the line has a positive slope and no negative fixed cost; otherwise
+    the ratio of sums through the origin (a long step counts for what it weighs, one noisy small step
+    does not swing it)."""
+    units = [u for u, _ in points]
+    through_origin = (0.0, sum(s for _, s in points) / sum(units))
+    if len(points) < 2 or max(units) < 2 * min(units):
+        return through_origin
+    mean_u, mean_s = sum(units) / len(points), sum(s for _, s in points) / len(points)
+    slope = (sum((u - mean_u) * (s - mean_s) for u, s in points)
+             / sum((u - mean_u) ** 2 for u in units))
+    fixed = mean_s - slope * mean_u
+    return (fixed, slope) if slope > 0 and fixed >= 0 else through_origin
 
 
 def step_units(step: str, n_weights: int, *, chunks: int = 1) -> float:

@@ -4,6 +4,11 @@
 process above where it stood when the step began) every quarter second; the records land as JSON under
 `<store>/plan/runs/` and as `step.<name>.wall_s` / `step.<name>.peak_rss_bytes` metrics on the MLflow
 parent run (tasks.tracking.report.log_step_records).
+
+Steps run side by side (two builds and the reference pass share the cores), so a step's wall time says
+as much about its neighbours as about its own work. Each record also carries the step's *share of the
+host*: every moment is split evenly among the metered steps running then. The shares of a run add up to
+the wall time its metered steps took, which is what the cost model learns and the plan predicts.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ class StepRecord(BaseModel):
     predicted_peak_bytes: int | None = Field(None, description="What the plan predicted for this step.")
     strategy: str | None = None
     reused: bool = Field(False, description="Taken from the store: not a measure of the work (the model skips it).")
+    share_s: float | None = Field(None, ge=0, description=(
+        "The step's share of the host: its wall time with every moment split evenly among the metered steps "
+        "running then (None in records written before shares were kept: the cost model takes wall_s)."))
 
 
 class RunRecord(BaseModel):
@@ -137,12 +145,47 @@ _collected: dict[str, list[StepRecord]] = {}
 _collected_lock = threading.Lock()
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the set of running steps holds them
 class _Open:
-    """A step being metered on this thread, and the time its metered sub-steps took."""
+    """A step being metered on this thread, the time its metered sub-steps took, and its share so far."""
 
     run_key: str
     inner_wall_s: float = 0.0
+    share_s: float = 0.0
+
+
+class _HostShares:
+    """Splits wall time evenly among the steps running at each moment, across threads. A step that has
+    opened a sub-step on its thread is paused while the sub-step runs (the sub-step does that work)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[_Open] = set()
+        self._since = time.perf_counter()
+
+    def _advance(self) -> None:
+        now = time.perf_counter()
+        if self._running:
+            each = (now - self._since) / len(self._running)
+            for step in self._running:
+                step.share_s += each
+        self._since = now
+
+    def start(self, step: _Open, *, pausing: _Open | None) -> None:
+        with self._lock:
+            self._advance()
+            self._running.discard(pausing)
+            self._running.add(step)
+
+    def stop(self, step: _Open, *, resuming: _Open | None) -> None:
+        with self._lock:
+            self._advance()
+            self._running.discard(step)
+            if resuming is not None:
+                self._running.add(resuming)
+
+
+_shares = _HostShares()
 
 
 _open = threading.local()  # per thread (steps run on a thread pool): the steps open on it, innermost last
@@ -165,7 +208,11 @@ def metered(run_key: str, step: str) -> Iterator[StepNote]:
     stack.append(opened)
     try:
         with StepMeter() as meter:
-            yield note
+            _shares.start(opened, pausing=enclosing)
+            try:
+                yield note
+            finally:
+                _shares.stop(opened, resuming=enclosing)
     finally:
         stack.pop()
         if enclosing is not None:
@@ -175,7 +222,8 @@ def metered(run_key: str, step: str) -> Iterator[StepNote]:
     wall_s = max(meter.wall_s - opened.inner_wall_s, 0.0)
     record = StepRecord(step=step, wall_s=round(wall_s, 3), peak_rss_bytes=meter.peak_rss_bytes,
                         units=step_units(step, note.n_weights, chunks=note.chunks), reused=note.reused,
-                        strategy=note.strategy, predicted_peak_bytes=note.predicted_peak_bytes)
+                        strategy=note.strategy, predicted_peak_bytes=note.predicted_peak_bytes,
+                        share_s=round(opened.share_s, 3))
     with _collected_lock:
         _collected.setdefault(run_key, []).append(record)
 

@@ -4,7 +4,8 @@
 
 The plan is made as it was before the run: from every record in the store except the run's own (with
 none left, the built-in defaults), with the memory limit the run saw when it started (its acquire
-strategy). Steps the run reused from the store are shown but not compared.
+strategy). Steps the run reused from the store are shown but not compared. Time is each step's share of
+the host (records.py; its wall time where the record predates shares), so the steps add up to the run.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def main() -> None:
     plan = plan_run(config, source_shape(config), limit=limit, disk_free_bytes=2**50,
                     cost=CostModel(others, run.hardware_id))
     measured = {s.step: s.model_dump() for s in run.steps}
-    print("| step | strategy | predicted time | measured time | ratio | predicted peak | measured peak | ratio |")
+    print("| step | strategy | predicted time | measured time (share; wall) | ratio | predicted peak | measured peak "
+          "| ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     totals = [0.0, 0.0]
     for row in plan.rows:
@@ -62,10 +64,11 @@ def main() -> None:
             print(f"| {row.step} | {row.strategy} | {row.seconds:.0f} s | {'reused' if got else '-'} | | "
                   f"{row.peak_bytes / 2**30:.2f} GiB | | |")
             continue
+        took = got["wall_s"] if got.get("share_s") is None else got["share_s"]
         totals[0] += row.seconds
-        totals[1] += got["wall_s"]
-        print(f"| {row.step} | {row.strategy} | {row.seconds:.0f} s | {got['wall_s']:.0f} s | "
-              f"{got['wall_s'] / row.seconds:.2f} | {row.peak_bytes / 2**30:.2f} GiB | "
+        totals[1] += took
+        print(f"| {row.step} | {row.strategy} | {row.seconds:.0f} s | {took:.0f} s; {got['wall_s']:.0f} s | "
+              f"{took / row.seconds:.2f} | {row.peak_bytes / 2**30:.2f} GiB | "
               f"{got['peak_rss_bytes'] / 2**30:.2f} GiB | {got['peak_rss_bytes'] / row.peak_bytes:.2f} |")
     if totals[0]:
         print(f"| total (compared steps) | | {totals[0]:.0f} s | {totals[1]:.0f} s | {totals[1] / totals[0]:.2f} | | | |")

@@ -110,3 +110,77 @@ def test_a_sub_step_is_recorded_apart_and_out_of_its_enclosing_steps_time():
     assert records["imatrix"].wall_s >= 0.3 and records["imatrix"].units == 32.0
     assert 0.05 <= records["build gguf Q4_K_M-imat"].wall_s < 0.3
     assert take_records("run-a") == []
+
+
+def test_steps_side_by_side_split_the_time_they_share_and_the_shares_add_up():
+    """Two builds beside each other for their whole length each take half the host: their records say
+    so (share_s), whatever each one's wall time, and the shares of a run add up to its wall time."""
+    import threading
+    import time
+
+    from tasks.plan.records import metered, take_records
+
+    started = threading.Barrier(2)
+
+    def build(name: str, seconds: float) -> None:
+        with metered("run-shares", name) as note:
+            note.n_weights = 10**9
+            started.wait()
+            time.sleep(seconds)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=build, args=(f"build gguf {q}", 0.4)) for q in ("Q8_0", "Q4_0")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with metered("run-shares", "measure x-Q8_0") as note:  # alone: its share is its wall time
+        note.n_weights = 10**9
+        time.sleep(0.2)
+    wall = time.perf_counter() - t0
+    records = {r.step: r for r in take_records("run-shares")}
+    for name in ("build gguf Q8_0", "build gguf Q4_0"):
+        assert records[name].wall_s >= 0.4
+        assert records[name].share_s == pytest.approx(records[name].wall_s / 2, abs=0.05)
+    assert records["measure x-Q8_0"].share_s == pytest.approx(records["measure x-Q8_0"].wall_s, abs=0.01)
+    assert sum(r.share_s for r in records.values()) == pytest.approx(wall, abs=0.05)
+
+
+def test_a_sub_step_pauses_its_enclosing_steps_share():
+    import time
+
+    from tasks.plan.records import metered, metered_within, take_records
+
+    with metered("run-nested", "build gguf Q4_K_M-imat") as build:
+        build.n_weights = 10**9
+        time.sleep(0.1)
+        with metered_within("imatrix") as inner:
+            inner.n_weights = 10**9
+            time.sleep(0.3)
+    records = {r.step: r for r in take_records("run-nested")}
+    assert records["imatrix"].share_s == pytest.approx(records["imatrix"].wall_s, abs=0.01)
+    assert records["build gguf Q4_K_M-imat"].share_s == pytest.approx(records["build gguf Q4_K_M-imat"].wall_s,
+                                                                       abs=0.01)
+    assert records["build gguf Q4_K_M-imat"].share_s < 0.3
+
+
+def test_a_fixed_cost_is_learned_where_sizes_differ_so_a_micro_model_does_not_overprice_a_large_one():
+    from tasks.plan.costs import fit_fixed_and_rate
+
+    # 12 s of start-up plus 50 s per billion weights, seen at 0.135B and 0.27B.
+    points = [(0.135, 12 + 50 * 0.135), (0.135, 12 + 50 * 0.135 + 0.5), (0.27, 12 + 50 * 0.27)]
+    fixed, per_unit = fit_fixed_and_rate(points)
+    assert fixed == pytest.approx(12, abs=1.5) and per_unit == pytest.approx(50, rel=0.1)
+    records = [record("hw-a", *[("convert", s, u, False) for u, s in points])]
+    predicted = CostModel(records, "hw-a").seconds("convert", 1.78)
+    assert predicted == pytest.approx(12 + 50 * 1.78, rel=0.1)  # through the origin it would be ~190 s
+    # One size only: nothing tells a fixed cost from a rate, so the ratio of sums stands.
+    assert fit_fixed_and_rate([(0.135, 20.0), (0.135, 22.0)]) == (0.0, pytest.approx(42 / 0.27))
+    # A line that would need a negative fixed cost is not trusted either.
+    assert fit_fixed_and_rate([(0.1, 1.0), (1.0, 100.0)])[0] == 0.0
+
+
+def test_records_written_before_shares_are_priced_by_their_wall_time():
+    old = record("hw-a", ("serve", 30.0, 1.0, False))
+    assert old.steps[0].share_s is None
+    assert CostModel([old], "hw-a").seconds("serve", 1.0) == pytest.approx(30.0)
