@@ -52,7 +52,7 @@ class ReadBandwidth(float):
         return {"bytes_per_s": float(self), "kernel": self.kernel, "kernels": self.kernels, "note": self.note}
 
 
-def _last_level_cache_bytes() -> int:
+def last_level_cache_bytes() -> int:
     """Size of the largest CPU cache sysfs reports (0 where unknown, e.g. not Linux)."""
     largest = 0
     for size_file in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
@@ -66,7 +66,7 @@ def _last_level_cache_bytes() -> int:
 
 def probe_buffer_bytes() -> int:
     """Buffer size: far above the LLC so the probe measures DRAM, not cache."""
-    return max(MIN_BUFFER_BYTES, LLC_MULTIPLE * _last_level_cache_bytes())
+    return max(MIN_BUFFER_BYTES, LLC_MULTIPLE * last_level_cache_bytes())
 
 
 def _best_rate(one_pass: Callable[[], float], n_bytes: int, repetitions: int) -> float:

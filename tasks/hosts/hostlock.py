@@ -30,16 +30,33 @@ from pathlib import Path
 
 # What a process started beside other builds is given (see the module's docstring).
 BESIDE_OTHERS_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+# The metered step a child process works for (tasks.plan.records): steps run side by side, and each
+# counts the memory of its own processes only.
+STEP_ENV = "SLMFORGE_STEP"
 _holding = threading.local()  # per thread: Prefect runs each task in a thread of its own
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a child process started by this thread: this process's own, plus
-    BESIDE_OTHERS_ENV while this thread holds the cores shared, plus `extra`."""
+    BESIDE_OTHERS_ENV while this thread holds the cores shared, plus the step it works for (STEP_ENV),
+    plus `extra`."""
     env = dict(os.environ)
     if getattr(_holding, "shared", 0):
         env.update(BESIDE_OTHERS_ENV)
+    if step := getattr(_holding, "step", None):
+        env[STEP_ENV] = step
     return env | (extra or {})
+
+
+@contextmanager
+def working_for(step: str) -> Iterator[None]:
+    """Children this thread starts inside carry `step` in STEP_ENV (child_env)."""
+    previous = getattr(_holding, "step", None)
+    _holding.step = step
+    try:
+        yield
+    finally:
+        _holding.step = previous
 
 
 def lock_path() -> Path:

@@ -38,12 +38,35 @@ DEFAULT_SECONDS_PER_UNIT: dict[str, float] = {
 SPEED_CHUNK_EQUIVALENTS = 4
 
 
+BASE_QUANTS = ("f16", "bf16", "f32")  # the reference a GGUF run measures: speed only (its quality is the reference pass)
+FORMATS = ("gguf", "onnx")  # the formats whose measure and serve records name them as `<model>-<format>-<quant>`
+
+
 def kind_of(step: str) -> str:
-    """'build gguf Q4_K_M' -> 'build gguf', 'measure x' -> 'measure': the cost model's step kinds."""
+    """'build gguf Q4_K_M' -> 'build gguf', 'measure x-gguf-Q8_0' -> 'measure': the cost model's step kinds."""
     for kind in DEFAULT_SECONDS_PER_UNIT:
         if step == kind or step.startswith(kind + " "):
             return kind
     return step
+
+
+def step_key(step: str) -> str:
+    """The work a step does, whatever the model: 'build gguf q4_k_m', 'measure gguf q8_0' (plan rows are
+    named `measure gguf Q8_0`, run records `measure <model>-gguf-q8_0`), or the kind where nothing
+    narrower applies. Types of one kind cost differently (a K-quant takes 4x a Q8_0's time to build;
+    an f16 measure times speed only): each is priced by its own records where there are some."""
+    kind = kind_of(step)
+    rest = step[len(kind):].strip().lower()
+    if not rest:
+        return kind
+    if kind in ("measure", "serve"):
+        for fmt in FORMATS:
+            if rest.startswith(fmt + " "):
+                return f"{kind} {rest}"
+            if f"-{fmt}-" in rest:
+                return f"{kind} {fmt} {rest.rsplit(f'-{fmt}-', 1)[1]}"
+        return kind
+    return f"{kind} {rest}"
 
 
 @dataclass(frozen=True)
@@ -54,52 +77,92 @@ class Rate:
 
 
 class CostModel:
-    """Seconds per unit per step kind, from records (this host first), else defaults."""
+    """Seconds per step from records (this host first), else defaults. Per kind of step, one fixed cost
+    shared by every type of the kind and one rate per type of work (step_key): a K-quant builds slower
+    than a Q8_0, but both start the same process. A type without records takes its kind's rate."""
 
     def __init__(self, records: list[RunRecord], hardware_id: str) -> None:
         self._rates: dict[str, Rate] = {}
         for kind in DEFAULT_SECONDS_PER_UNIT:
-            here = _rate(records, kind, lambda r: r.hardware_id == hardware_id)
-            anywhere = _rate(records, kind, lambda r: True)
-            if here is not None:
-                self._rates[kind] = Rate(here[1], f"this host ({here[2]} steps)", here[0])
-            elif anywhere is not None:
-                self._rates[kind] = Rate(anywhere[1], f"other hosts ({anywhere[2]} steps)", anywhere[0])
+            for where, keep in (("this host", lambda r: r.hardware_id == hardware_id), ("other hosts", lambda r: True)):
+                by_key = _points_by_key(records, kind, keep)
+                if by_key:
+                    count = sum(map(len, by_key.values()))
+                    fixed, slopes, pooled = fit_kind(by_key)
+                    self._rates[kind] = Rate(pooled, f"{where} ({count} steps)", fixed)
+                    for key, slope in slopes.items():
+                        self._rates[key] = Rate(slope, f"{where} ({len(by_key[key])} steps)", fixed)
+                    break
             else:
                 self._rates[kind] = Rate(DEFAULT_SECONDS_PER_UNIT[kind], "built-in default")
 
     def rate(self, step: str) -> Rate:
-        return self._rates.get(kind_of(step), Rate(0.0, "not modelled"))
+        return self._rates.get(step_key(step)) or self._rates.get(kind_of(step), Rate(0.0, "not modelled"))
 
     def seconds(self, step: str, units: float) -> float:
         rate = self.rate(step)
         return rate.fixed_seconds + rate.seconds_per_unit * units
 
 
-def _rate(records: list[RunRecord], kind: str, keep) -> tuple[float, float, int] | None:
-    """(fixed seconds, seconds per unit, steps) from the measured (not reused) steps of that kind."""
-    points = [(step.units, step.wall_s if step.share_s is None else step.share_s)
-              for record in records if keep(record)
-              for step in record.steps if kind_of(step.step) == kind and not step.reused and step.units > 0]
-    if not points:
-        return None
-    return (*fit_fixed_and_rate(points), len(points))
+def _points_by_key(records: list[RunRecord], kind: str, keep) -> dict[str, list[tuple[float, float]]]:
+    """step_key -> (units, seconds) of the measured (not reused) steps of `kind`. A measure's units are
+    recomputed from the record's facts: records written before the f16's measure counted its speed
+    tests only hold the older units."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for record in records:
+        if not keep(record):
+            continue
+        for step in record.steps:
+            if step.reused or step.units <= 0 or kind_of(step.step) != kind:
+                continue
+            units = (step_units(step.step, record.n_weights, chunks=_measured_chunks(step, record.n_weights))
+                     if kind == "measure" else step.units)
+            out.setdefault(step_key(step.step), []).append((units, step.wall_s if step.share_s is None else step.share_s))
+    return out
+
+
+def fit_kind(by_key: dict[str, list[tuple[float, float]]]) -> tuple[float, dict[str, float], float]:
+    """(fixed seconds, seconds per unit of each key, of the kind as a whole): seconds = fixed + rate x
+    units, the fixed cost shared by the kind's keys. Least squares where some key was seen at sizes at
+    least 2x apart (otherwise a fixed cost cannot be told from a rate) and the fit is physical (no
+    negative cost); otherwise through the origin, each key's rate a ratio of sums (a long step counts
+    for what it weighs, one noisy small step does not swing it)."""
+    import numpy as np  # a plan is fitted rarely; records are written (every step) without numpy
+
+    keys = sorted(by_key)
+    spans = any(len(pts) > 1 and max(u for u, _ in pts) >= 2 * min(u for u, _ in pts) for pts in by_key.values())
+    fixed = 0.0
+    if spans:
+        rows, target = [], []
+        for column, key in enumerate(keys):
+            for units, seconds in by_key[key]:
+                row = [1.0] + [0.0] * len(keys)
+                row[1 + column] = units
+                rows.append(row)
+                target.append(seconds)
+        solution = np.linalg.lstsq(np.array(rows), np.array(target), rcond=None)[0]
+        if solution[0] >= 0 and all(solution[1:] > 0):
+            fixed = float(solution[0])
+    slopes = {key: _slope_through(pts, fixed) for key, pts in by_key.items()}
+    pooled = _slope_through([pt for pts in by_key.values() for pt in pts], fixed)
+    return fixed, slopes, pooled
+
+
+def _measured_chunks(step, n_weights: int) -> int:
+    """The chunks a recorded measure scored, from its stored units (records keep units, not chunks)."""
+    return max(round(step.units / (n_weights / 1e9)) - SPEED_CHUNK_EQUIVALENTS, 0)
+
+
+def _slope_through(points: list[tuple[float, float]], fixed: float) -> float:
+    """Seconds per unit with the fixed cost given: a ratio of sums of what is left after it (none left:
+    the step costs its fixed cost)."""
+    return max(sum(s - fixed for _, s in points), 0.0) / sum(u for u, _ in points)
 
 
 def fit_fixed_and_rate(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """(fixed seconds, seconds per unit) through (units, seconds) points. A least-squares line where the
-    sizes are at least 2x apart and the line has a positive slope and no negative fixed cost; otherwise
-    the ratio of sums through the origin (a long step counts for what it weighs, one noisy small step
-    does not swing it)."""
-    units = [u for u, _ in points]
-    through_origin = (0.0, sum(s for _, s in points) / sum(units))
-    if len(points) < 2 or max(units) < 2 * min(units):
-        return through_origin
-    mean_u, mean_s = sum(units) / len(points), sum(s for _, s in points) / len(points)
-    slope = (sum((u - mean_u) * (s - mean_s) for u, s in points)
-             / sum((u - mean_u) ** 2 for u in units))
-    fixed = mean_s - slope * mean_u
-    return (fixed, slope) if slope > 0 and fixed >= 0 else through_origin
+    """(fixed seconds, seconds per unit) of one kind of work: fit_kind with one key."""
+    fixed, slopes, _ = fit_kind({"": points})
+    return fixed, slopes[""]
 
 
 def step_units(step: str, n_weights: int, *, chunks: int = 1) -> float:
@@ -109,5 +172,7 @@ def step_units(step: str, n_weights: int, *, chunks: int = 1) -> float:
     if kind in ("reference pass", "imatrix"):
         return billions * chunks
     if kind == "measure":
+        if step_key(step).split(" ")[-1] in BASE_QUANTS:  # the reference: its quality is the reference pass
+            return billions * SPEED_CHUNK_EQUIVALENTS
         return billions * (chunks + SPEED_CHUNK_EQUIVALENTS)
     return billions

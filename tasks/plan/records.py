@@ -20,12 +20,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.hosts.hostlock import STEP_ENV, working_for
 from tasks.plan.costs import step_units
 
 SAMPLE_S = 0.25
@@ -89,11 +90,14 @@ class StepMeter:
 
     Counted: every descendant process of this one started during the step (steps run their heavy work in
     children) plus this process's own growth since the step began (in-process work such as quantize).
-    Steps that overlap (builds beside the reference pass) see each other's children: the record says
-    the peak of the host's slmforge work during the step, an upper bound of the step's own.
+    Steps run side by side (builds beside the reference pass): a child that carries another step's
+    token (STEP_ENV, given by hostlock.child_env) is that step's and is not counted here; one without a
+    token is counted by every step open (an upper bound of the step's own).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None) -> None:
+        self._token = token
+        self._owners: dict[int, str | None] = {}  # pid -> the step token it carries (read once)
         self._me = psutil.Process()
         self._start_rss = self._me.memory_info().rss
         # Children already running belong to something else (the temporary Prefect server, another step).
@@ -121,13 +125,22 @@ class StepMeter:
     def _sample(self) -> None:
         total = max(self._me.memory_info().rss - self._start_rss, 0)
         for child in self._me.children(recursive=True):
-            if child.pid in self._others:
+            if child.pid in self._others or not self._mine(child):
                 continue
             try:
                 total += child.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+
+    def _mine(self, child: psutil.Process) -> bool:
+        if child.pid not in self._owners:
+            try:
+                self._owners[child.pid] = child.environ().get(STEP_ENV)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+                self._owners[child.pid] = None
+        owner = self._owners[child.pid]
+        return owner is None or self._token is None or owner == self._token
 
 
 class StepNote:
@@ -150,6 +163,7 @@ class _Open:
     """A step being metered on this thread, the time its metered sub-steps took, and its share so far."""
 
     run_key: str
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     inner_wall_s: float = 0.0
     share_s: float = 0.0
 
@@ -207,7 +221,7 @@ def metered(run_key: str, step: str) -> Iterator[StepNote]:
     enclosing = stack[-1] if stack else None
     stack.append(opened)
     try:
-        with StepMeter() as meter:
+        with StepMeter(opened.token) as meter, working_for(opened.token):
             _shares.start(opened, pausing=enclosing)
             try:
                 yield note

@@ -1,6 +1,6 @@
 """`slmforge plan`'s prediction beside a recorded run of the same config: time and peak memory per step.
 
-    .venv/bin/python tests/benchmarks/plan_vs_measured.py CONFIG [--record FILE]
+    .venv/bin/python tests/benchmarks/plan_vs_measured.py CONFIG [--record FILE] [--learn-from STORE ...]
 
 The plan is made as it was before the run: from every record in the store except the run's own (with
 none left, the built-in defaults), with the memory limit the run saw when it started (its acquire
@@ -19,22 +19,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def _match(plan_step: str, measured: dict) -> dict | None:
-    """A plan row's recorded step: same name, or a measure row by its format and quant ('measure gguf Q4_K_M'
-    is the run's 'measure <Model>-Q4_K_M...'; the base is F16)."""
-    if plan_step in measured:
-        return measured[plan_step]
-    if plan_step.startswith("measure "):
-        quant = plan_step.split()[-1]
-        hits = [r for name, r in measured.items()
-                if name.startswith("measure ") and name.lower().endswith("-" + quant.lower())]
-        return hits[0] if len(hits) == 1 else None
-    return None
+    """A plan row's recorded step: the same work (costs.step_key: 'measure gguf Q4_K_M' is the run's
+    'measure <model>-gguf-q4_k_m')."""
+    from tasks.plan.costs import step_key
+
+    hits = [r for name, r in measured.items() if step_key(name) == step_key(plan_step)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config", type=Path)
     parser.add_argument("--record", type=Path, help="The run's record (default: the newest in the store).")
+    parser.add_argument("--learn-from", type=Path, action="append", default=[], metavar="STORE",
+                        help="Also learn from the records of runs kept in this store (other models on this host).")
     args = parser.parse_args()
     from tasks.config import load_config
     from tasks.plan.costs import CostModel
@@ -46,7 +44,9 @@ def main() -> None:
     config = load_config(args.config)
     path = args.record or sorted(records_dir(config.store_dir).glob("*.json"))[-1]
     run = RunRecord.model_validate(json.loads(path.read_text()))
-    others = [r for r in load_run_records(config.store_dir) if r.recorded_at != run.recorded_at]
+    others = [r for store in [config.store_dir, *args.learn_from] for r in load_run_records(store)
+              if r.recorded_at != run.recorded_at]
+    print(f"learned from {len(others)} other runs: " + ", ".join(sorted({r.model.split('/')[-1] for r in others})))
     acquire = next(s for s in run.steps if s.step == "acquire")
     # The limit the run had: enough for the strategy it took and no more (the plan then picks the same one).
     limit = MemoryLimit(available_bytes=int((acquire.predicted_peak_bytes or 0) * 1.2) or 2**40,
