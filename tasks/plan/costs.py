@@ -38,6 +38,20 @@ DEFAULT_SECONDS_PER_UNIT: dict[str, float] = {
 SPEED_CHUNK_EQUIVALENTS = 4
 
 
+# Bits per weight of llama.cpp's file types on a Llama-shaped model (llama-quantize's own table), and of
+# the ONNX precisions: what a measure's speed tests and a served model read per token.
+GGUF_BPW = {"F16": 16.0, "BF16": 16.0, "F32": 32.0, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.69, "Q5_K_S": 5.54,
+            "Q5_0": 5.5, "Q5_1": 6.0, "Q4_K_M": 4.85, "Q4_K_S": 4.58, "Q4_0": 4.55, "Q4_1": 5.0, "IQ4_XS": 4.25,
+            "IQ4_NL": 4.5, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "Q3_K_L": 4.27, "Q2_K": 2.96, "Q2_K_S": 2.6}
+ONNX_BPW = {"int4": 4.5, "int8": 8.5, "fp16": 16.0, "fp32": 32.0}
+# Kinds priced on the bytes of the model they read: their types differ mostly by those bytes, which the
+# units already count, so a type seen at one size only takes its kind's line (a type's own rate from
+# one micro model's serve overpriced a 1.5B's Q4_K_M serve 1.7x; the kind's line on bytes: within 16 %).
+BY_BYTES = ("serve",)
+# A kind seen at one size only takes the shape (fixed cost against rate) of a kind doing the same work:
+# llama-imatrix is a forward pass over text chunks, as the reference pass is (measured on the 1.5B:
+# 5.1 and 5.3 s per billion weights x chunk; on the 135M, 8.3 and 7.8).
+LIKE = {"imatrix": "reference pass"}
 BASE_QUANTS = ("f16", "bf16", "f32")  # the reference a GGUF run measures: speed only (its quality is the reference pass)
 FORMATS = ("gguf", "onnx")  # the formats whose measure and serve records name them as `<model>-<format>-<quant>`
 
@@ -82,32 +96,58 @@ class CostModel:
     than a Q8_0, but both start the same process. A type without records takes its kind's rate."""
 
     def __init__(self, records: list[RunRecord], hardware_id: str) -> None:
+        # Records of the current meter (steps timed as shares, the importance matrix apart) where there
+        # are any: an older record's builds carry the neighbours' time and the imatrix inside a build.
+        records = [r for r in records if all(step.share_s is not None for step in r.steps)] or records
         self._rates: dict[str, Rate] = {}
         for kind in DEFAULT_SECONDS_PER_UNIT:
             for where, keep in (("this host", lambda r: r.hardware_id == hardware_id), ("other hosts", lambda r: True)):
-                by_key = _points_by_key(records, kind, keep)
+                by_key = _points_by_key(records, kind, keep, quality_rate=self._quality_rate())
                 if by_key:
                     count = sum(map(len, by_key.values()))
                     fixed, slopes, pooled = fit_kind(by_key)
                     self._rates[kind] = Rate(pooled, f"{where} ({count} steps)", fixed)
                     for key, slope in slopes.items():
-                        self._rates[key] = Rate(slope, f"{where} ({len(by_key[key])} steps)", fixed)
+                        if kind not in BY_BYTES or _spans(by_key[key]):
+                            self._rates[key] = Rate(slope, f"{where} ({len(by_key[key])} steps)", fixed)
                     break
             else:
                 self._rates[kind] = Rate(DEFAULT_SECONDS_PER_UNIT[kind], "built-in default")
+        for kind, like in LIKE.items():
+            here = _points_by_key(records, kind, lambda r: r.hardware_id == hardware_id)
+            self._rates[kind] = _shaped_like(self._rates[kind], self._rates[like], like,
+                                             here or _points_by_key(records, kind, lambda r: True))
+
+    def _quality_rate(self) -> float:
+        """Seconds per billion weights x chunk of a measure's quality pass: the reference pass's work
+        (the same forward pass over the same chunks), priced by its rate (0 before it is learned)."""
+        reference = self._rates.get("reference pass")
+        return reference.seconds_per_unit if reference else 0.0
 
     def rate(self, step: str) -> Rate:
         return self._rates.get(step_key(step)) or self._rates.get(kind_of(step), Rate(0.0, "not modelled"))
+
+    def step_seconds(self, step: str, n_weights: int, *, chunks: int = 1) -> float:
+        """The predicted time of `step` on a model of `n_weights`: measure and serve from the bytes of
+        the model they read (a Q4 serves in half a Q8's time), a measure's quality pass from its chunks."""
+        kind = kind_of(step)
+        if kind not in ("measure", "serve"):
+            return self.seconds(step, step_units(step, n_weights, chunks=chunks))
+        seconds = self.seconds(step, model_gb(step, n_weights))
+        if kind == "measure" and not _is_base(step):
+            seconds += self._quality_rate() * n_weights / 1e9 * chunks
+        return seconds
 
     def seconds(self, step: str, units: float) -> float:
         rate = self.rate(step)
         return rate.fixed_seconds + rate.seconds_per_unit * units
 
 
-def _points_by_key(records: list[RunRecord], kind: str, keep) -> dict[str, list[tuple[float, float]]]:
-    """step_key -> (units, seconds) of the measured (not reused) steps of `kind`. A measure's units are
-    recomputed from the record's facts: records written before the f16's measure counted its speed
-    tests only hold the older units."""
+def _points_by_key(records: list[RunRecord], kind: str, keep, *, quality_rate: float = 0.0
+                   ) -> dict[str, list[tuple[float, float]]]:
+    """step_key -> (units, seconds) of the measured (not reused) steps of `kind`. Measure and serve are
+    fitted on the model's bytes (CostModel.step_seconds), a measure less its quality pass (its chunks
+    come from its stored units: records keep units, which encode the chunks)."""
     out: dict[str, list[tuple[float, float]]] = {}
     for record in records:
         if not keep(record):
@@ -115,9 +155,13 @@ def _points_by_key(records: list[RunRecord], kind: str, keep) -> dict[str, list[
         for step in record.steps:
             if step.reused or step.units <= 0 or kind_of(step.step) != kind:
                 continue
-            units = (step_units(step.step, record.n_weights, chunks=_measured_chunks(step, record.n_weights))
-                     if kind == "measure" else step.units)
-            out.setdefault(step_key(step.step), []).append((units, step.wall_s if step.share_s is None else step.share_s))
+            seconds = step.wall_s if step.share_s is None else step.share_s
+            units = step.units
+            if kind in ("measure", "serve"):
+                units = model_gb(step.step, record.n_weights)
+            if kind == "measure" and not _is_base(step.step):
+                seconds -= quality_rate * record.n_weights / 1e9 * _measured_chunks(step, record.n_weights)
+            out.setdefault(step_key(step.step), []).append((units, max(seconds, 0.0)))
     return out
 
 
@@ -130,7 +174,7 @@ def fit_kind(by_key: dict[str, list[tuple[float, float]]]) -> tuple[float, dict[
     import numpy as np  # a plan is fitted rarely; records are written (every step) without numpy
 
     keys = sorted(by_key)
-    spans = any(len(pts) > 1 and max(u for u, _ in pts) >= 2 * min(u for u, _ in pts) for pts in by_key.values())
+    spans = any(map(_spans, by_key.values()))
     fixed = 0.0
     if spans:
         rows, target = [], []
@@ -153,6 +197,33 @@ def _measured_chunks(step, n_weights: int) -> int:
     return max(round(step.units / (n_weights / 1e9)) - SPEED_CHUNK_EQUIVALENTS, 0)
 
 
+def model_gb(step: str, n_weights: int) -> float:
+    """GB of weights the step's variant reads per token (its quant from the step's name)."""
+    key = step_key(step).split(" ")
+    fmt, quant = (key[1], key[2]) if len(key) >= 3 else ("gguf", "q8_0")
+    bpw = ONNX_BPW.get(quant, 16.0) if fmt == "onnx" else GGUF_BPW.get(quant.split("-")[0].upper(), 8.5)
+    return n_weights * bpw / 8 / 1e9
+
+
+def _is_base(step: str) -> bool:
+    return step_key(step).split(" ")[-1] in BASE_QUANTS
+
+
+def _shaped_like(own: Rate, like: Rate, like_kind: str, points: dict[str, list[tuple[float, float]]]) -> Rate:
+    """`own` where its records set a fixed cost (or there are none); otherwise `like`'s line scaled to
+    pass through `own`'s records: k x (like's fixed + like's rate x units), k fitted as a ratio of sums."""
+    pts = [pt for key_points in points.values() for pt in key_points]
+    if own.fixed_seconds > 0 or not pts or like.fixed_seconds <= 0:
+        return own
+    k = sum(s for _, s in pts) / sum(like.fixed_seconds + like.seconds_per_unit * u for u, _ in pts)
+    return Rate(k * like.seconds_per_unit, f"{own.basis}, shaped like the {like_kind}", k * like.fixed_seconds)
+
+
+def _spans(points: list[tuple[float, float]]) -> bool:
+    """Seen at sizes at least 2x apart: enough to tell a fixed cost from a rate."""
+    return len(points) > 1 and max(u for u, _ in points) >= 2 * min(u for u, _ in points)
+
+
 def _slope_through(points: list[tuple[float, float]], fixed: float) -> float:
     """Seconds per unit with the fixed cost given: a ratio of sums of what is left after it (none left:
     the step costs its fixed cost)."""
@@ -172,7 +243,7 @@ def step_units(step: str, n_weights: int, *, chunks: int = 1) -> float:
     if kind in ("reference pass", "imatrix"):
         return billions * chunks
     if kind == "measure":
-        if step_key(step).split(" ")[-1] in BASE_QUANTS:  # the reference: its quality is the reference pass
+        if _is_base(step):  # the reference: its quality is the reference pass
             return billions * SPEED_CHUNK_EQUIVALENTS
         return billions * (chunks + SPEED_CHUNK_EQUIVALENTS)
     return billions

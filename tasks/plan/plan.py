@@ -11,15 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tasks.plan import needs as N
-from tasks.plan.costs import CostModel, step_units
+from tasks.plan.costs import GGUF_BPW, ONNX_BPW, CostModel
 from tasks.plan.limits import MemoryLimit, gib
 from tasks.plan.shapes import ModelShape
-
-# Bits per weight of llama.cpp's file types on a Llama-shaped model (llama-quantize's own table).
-GGUF_BPW = {"F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.69, "Q5_K_S": 5.54, "Q5_0": 5.5,
-            "Q5_1": 6.0, "Q4_K_M": 4.85, "Q4_K_S": 4.58, "Q4_0": 4.55, "Q4_1": 5.0, "IQ4_XS": 4.25,
-            "IQ4_NL": 4.5, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "Q3_K_L": 4.27, "Q2_K": 2.96, "Q2_K_S": 2.6}
-
 
 # What holds a format's model while it is measured or served (the KV-cache formula is llama.cpp's; ONNX
 # Runtime GenAI's cache is the same size for the same shape).
@@ -116,7 +110,7 @@ def _acquire(plan: Plan, config, shape: ModelShape, cost: CostModel) -> str:
 
 def _row(need: N.Need, limit: MemoryLimit, cost: CostModel, shape: ModelShape, *, chunks: int = 1,
          note: str = "") -> PlanRow:
-    seconds = cost.seconds(need.step, step_units(need.step, shape.n_weights, chunks=chunks))
+    seconds = cost.step_seconds(need.step, shape.n_weights, chunks=chunks)
     return PlanRow(step=need.step, strategy=need.strategy, seconds=seconds, peak_bytes=need.peak_bytes,
                    disk_bytes=need.disk_bytes, fits=N.fits(need, limit), note=note or need.note)
 
@@ -133,6 +127,6 @@ def _variants(config) -> list[tuple[str, str, float, bool]]:
     onnx = config.formats.get("onnx")
     if onnx is not None:
         for precision in onnx.precisions:
-            bpw = {"int4": 4.5, "int8": 8.5, "fp16": 16.0, "fp32": 32.0}.get(precision, 16.0)
+            bpw = ONNX_BPW.get(precision, 16.0)
             out.append(("onnx", precision, bpw, False))
     return out

@@ -181,9 +181,9 @@ def test_a_fixed_cost_is_learned_where_sizes_differ_so_a_micro_model_does_not_ov
 
 
 def test_records_written_before_shares_are_priced_by_their_wall_time():
-    old = record("hw-a", ("serve", 30.0, 1.0, False))
+    old = record("hw-a", ("serve m-gguf-q8_0", 30.0, 1.0, False))
     assert old.steps[0].share_s is None
-    assert CostModel([old], "hw-a").seconds("serve", 1.0) == pytest.approx(30.0)
+    assert CostModel([old], "hw-a").step_seconds("serve gguf Q8_0", 10**9) == pytest.approx(30.0)
 
 
 def test_each_type_is_priced_by_its_own_records_with_its_kinds_fixed_cost():
@@ -203,7 +203,29 @@ def test_each_type_is_priced_by_its_own_records_with_its_kinds_fixed_cost():
     assert model.seconds("build gguf Q4_0", 1.78) < model.seconds("build gguf Q4_K_M", 1.78)  # the kind's line
     # The f16 measures speed only: its units do not grow with the chunks scored (recomputed for old records).
     assert step_units("measure gguf F16", 10**9, chunks=8) == step_units("measure gguf F16", 10**9, chunks=1) == 4.0
-    assert model.seconds("measure gguf F16", step_units("measure gguf F16", 1_780_000_000)) == pytest.approx(
-        2 + 3 * 4 * 1.78, rel=0.01)
+    assert model.step_seconds("measure gguf F16", 1_780_000_000) == pytest.approx(2 + 3 * 4 * 1.78, rel=0.01)
     assert step_key("measure qwen2.5-coder-1.5b-instruct-gguf-q4_k_m-imat") == step_key("measure gguf Q4_K_M-imat")
     assert step_key("serve smollm2-135m-instruct-onnx-int4") == "serve onnx int4"
+
+
+def test_measure_and_serve_are_priced_by_the_bytes_they_read_and_the_quality_pass_by_its_chunks():
+    """A served Q4 reads half a Q8's bytes per token; a measure's quality pass is the reference pass's
+    work over its chunks (learned from the reference pass), its speed tests the model's bytes."""
+    def run(n: int, chunks: int) -> RunRecord:
+        gb = {q: n * bpw / 8 / 1e9 for q, bpw in (("q8_0", 8.5), ("f16", 16.0))}
+        return RunRecord(hardware_id="hw", model="m", n_weights=n, steps=[
+            StepRecord(step="reference pass", wall_s=1 + 5 * n / 1e9 * chunks, share_s=1 + 5 * n / 1e9 * chunks,
+                       peak_rss_bytes=1, units=n / 1e9 * chunks),
+            StepRecord(step="measure m-gguf-q8_0", wall_s=0, share_s=3 + 20 * gb["q8_0"] + 5 * n / 1e9 * chunks,
+                       peak_rss_bytes=1, units=n / 1e9 * (chunks + 4)),
+            StepRecord(step="serve m-gguf-q8_0", wall_s=0, share_s=4 + 10 * gb["q8_0"], peak_rss_bytes=1, units=n / 1e9),
+            StepRecord(step="serve m-gguf-f16", wall_s=0, share_s=4 + 10 * gb["f16"], peak_rss_bytes=1, units=n / 1e9),
+        ])
+
+    model = CostModel([run(135_000_000, 2), run(1_780_000_000, 2)], "hw")
+    n = 1_780_000_000
+    # Eight chunks where the records had two: only the quality pass grows.
+    assert model.step_seconds("measure gguf Q8_0", n, chunks=8) == pytest.approx(
+        3 + 20 * n * 8.5 / 8e9 + 5 * 1.78 * 8, rel=0.02)
+    # A type never served: the kind's line on its bytes (Q4_0: 4.55 bits per weight).
+    assert model.step_seconds("serve gguf Q4_0", n) == pytest.approx(4 + 10 * n * 4.55 / 8e9, rel=0.02)
