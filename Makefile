@@ -35,8 +35,12 @@ $(SMALL_STAMP): $(STAMP)
 
 small: $(SMALL_STAMP)
 
+# Two worker processes, whole files each (a module's real run is made once): one test alone uses
+# 1.1 of 2 cores on average (imports, servers starting, single-threaded conversion), so a second
+# file beside it fills the idle core. Every worker has its own temporary home, store and Prefect.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(SMALL_STAMP) test-tools
-	$(PY) -m pytest tests --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The unit tier only (pure and fast, tests/unit): under 3 minutes.
 test-fast: $(STAMP)
