@@ -100,6 +100,8 @@ class CostModel:
         # are any: an older record's builds carry the neighbours' time and the imatrix inside a build.
         records = [r for r in records if all(step.share_s is not None for step in r.steps)] or records
         self._rates: dict[str, Rate] = {}
+        # In DEFAULT_SECONDS_PER_UNIT's order: the reference pass is learned before the measures, whose
+        # quality pass its rate prices (_quality_rate).
         for kind in DEFAULT_SECONDS_PER_UNIT:
             for where, keep in (("this host", lambda r: r.hardware_id == hardware_id), ("other hosts", lambda r: True)):
                 by_key = _points_by_key(records, kind, keep, quality_rate=self._quality_rate())
