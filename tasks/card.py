@@ -12,7 +12,9 @@ CARD_METRICS = (
     ("perplexity", "", "perplexity_se"), ("kld_mean", "nats", "kld_mean_se"), ("kld_p99", "nats", None),
     ("top1_agreement", "fraction", "top1_agreement_se"), ("delta_p_rms", "probability", None),
     ("prefill_tps", "tok/s", "prefill_tps_sd"), ("decode_tps", "tok/s", "decode_tps_sd"),
-    ("ttft_ms", "ms", "ttft_ms_sd"), ("load_s", "s", None), ("peak_rss_bytes", "bytes", None),
+    ("ttft_ms", "ms", "ttft_ms_sd"),
+    ("prefill_tps_rel", "x f16, timed side by side", "prefill_tps_rel_se"),
+    ("decode_tps_rel", "x f16, timed side by side", "decode_tps_rel_se"), ("load_s", "s", None), ("peak_rss_bytes", "bytes", None),
     ("decode_efficiency", "fraction", None), ("decode_read_bytes_per_s", "bytes/s", None), ("perplexity_ratio", "x base", None),
     ("task_score", "fraction", None), ("golden_agreement", "fraction", None),
 )

@@ -28,6 +28,11 @@ class EvalConfig(BaseModel):
     repetitions: int = Field(3, ge=3, description="Timed runs after one warm-up; mean and sd reported.")
     depths: list[int] = Field(default_factory=list, description="Also time decode after this many context tokens.")
     ttft_prompt_tokens: int = Field(64, ge=1, description="Prompt length for time to first token.")
+    speed_anchor: bool = Field(
+        True, description="Time the f16 base beside each of a variant's speed runs (ABBA order, its own process, "
+        "the host's physical cores) and report each speed figure per anchor too: what speed verdicts judge, "
+        "since host drift moves both alike. Roughly doubles a variant's speed time.",
+    )
     timeout_s: int = Field(3600, ge=10, description="A measurement worker running longer is stopped.")
     prompt_suite: str | None = Field(
         "default", description="Prompt suite: a name under configs/prompts/, a YAML path, or null to skip.",

@@ -19,7 +19,7 @@ from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
 from tasks.plan.guard import check_reference, check_measure
 from tasks.review import records
-from tasks.review.regressions import EVAL_TEXT  # the param naming the tokens scored
+from tasks.review.regressions import EVAL_TEXT, SPEED_ANCHOR  # the params naming the tokens scored, the anchor
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
 from tasks.store.hashing import sha256_file
@@ -104,9 +104,10 @@ def measure_variant(
     def build(tmp: Path) -> None:
         check_measure(base.path, built.path, name=f"measure {built.format} {built.quant}", n_ctx=config.n_ctx,
                       speed_ctx=config.prefill_tokens + config.decode_tokens + max(config.depths, default=0),
-                      quality=not is_base)
+                      quality=not is_base, anchor=not is_base and config.speed_anchor)
         metrics = {**fmt.size_facts(built, base), **_run_measurements(
-            built, fmt.runtime_module, reference, tokens_file, config, is_base, on_progress)}
+            built, fmt.runtime_module, reference, tokens_file, config, is_base, on_progress,
+            anchor=None if is_base or not config.speed_anchor else base.path)}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (tmp / "measured_at.txt").write_text(records.now())  # reused figures name their time
 
@@ -115,6 +116,8 @@ def measure_variant(
     # Popped by the flow (never logged, never packaged): which stored measurement these figures are.
     metrics[MEASUREMENT_KEY] = records.measurement_record(stored.path, stored.key)
     metrics[EVAL_TEXT] = eval_text_identity(tokens_file, reference)
+    if "decode_tps_rel" in metrics:  # figures per anchor compare only against the same anchor
+        metrics[SPEED_ANCHOR] = f"f16:{base.key[:16]}"
     return metrics, stored.reused
 
 
@@ -127,7 +130,7 @@ def eval_text_identity(tokens_file: Path, reference: Reference) -> str:
 
 
 def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_file: Path, config: EvalConfig,
-                      is_base: bool, on_progress: ProgressCallback | None) -> dict:
+                      is_base: bool, on_progress: ProgressCallback | None, *, anchor: Path | None) -> dict:
     common = {"runtime": runtime, "model": str(built.path), "threads": _threads(config),
               "n_gpu_layers": config.n_gpu_layers, "tokens_file": str(tokens_file), **built.request}
     metrics: dict = {}
@@ -144,7 +147,11 @@ def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_f
     metrics.update(run_worker(
         {**common, "mode": "speed", "prefill_tokens": config.prefill_tokens, "decode_tokens": config.decode_tokens,
          "repetitions": config.repetitions, "depths": config.depths, "ttft_prompt_tokens": config.ttft_prompt_tokens,
-         "prompts_file": str(suite) if suite else None},
+         "prompts_file": str(suite) if suite else None,
+         # The anchor at the host's physical cores, whatever evaluate.threads says: a variant slowed by
+         # its own settings must move its figure per anchor, not drag the anchor along.
+         "anchor": {"runtime": _reference_runtime(), "model": str(anchor), "threads": default_threads()}
+         if anchor else None},
         timeout_s=config.timeout_s, on_progress=on_progress,
     ))
     return {k: v for k, v in metrics.items() if v is not None}

@@ -7,12 +7,14 @@ and a crash in native code fails one variant, not the flow. Modes:
   tokenize   the evaluation text -> token ids with the reference's tokenizer
   reference  the f16 base over the chunks, stored encoded (tasks.evaluate.reference)
   quality    a variant over the same chunks, scored against the stored reference
-  speed      llama-bench-style timings, then the prompt suite; peak RSS of this process
+  speed      llama-bench-style timings (each burst beside the f16 anchor's when the request names
+             one), then the prompt suite; peak RSS of this process (the anchor's is not in it)
   smoke      one greedy chat answer from a packaged folder
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 from tasks.evaluate import quality
+from tasks.evaluate.anchor import AnchorRequest, SpeedAnchor
 from tasks.evaluate.process import exit_with_parent, peak_rss_bytes
 from tasks.evaluate.prompt_suite import run_prompts_request
 from tasks.evaluate.speed import measure_speed
@@ -53,8 +56,14 @@ def _speed_and_prompts(runtime, model_path: Path, request: dict, tokens: dict, c
     n_ctx = max([request["prefill_tokens"], len(ttft_prompt) + 1, 1024]
                 + [d + request["decode_tokens"] + 2 for d in request["depths"]]) + 8
     model = runtime.load(model_path, n_ctx=n_ctx, **common)
-    result = measure_speed(model, prefill_tokens=request["prefill_tokens"], decode_tokens=request["decode_tokens"],
-                           repetitions=request["repetitions"], depths=request["depths"], ttft_prompt=ttft_prompt)
+    protocol = {"prefill_tokens": request["prefill_tokens"], "decode_tokens": request["decode_tokens"],
+                "depths": request["depths"], "ttft_prompt": ttft_prompt}
+    with contextlib.ExitStack() as stack:
+        anchor = None
+        if request.get("anchor"):  # the f16 base, timed beside each burst in its own process
+            anchor = stack.enter_context(SpeedAnchor(AnchorRequest(
+                **request["anchor"], n_ctx=n_ctx, n_gpu_layers=common["n_gpu_layers"], **protocol)))
+        result = measure_speed(model, repetitions=request["repetitions"], anchor=anchor, **protocol)
     result.update(threads=common["threads"], n_gpu_layers=common["n_gpu_layers"])
     if request.get("prompts_file"):  # greedy answers: task_score now, golden_agreement at the flow's edge
         result.update(run_prompts_request(model, request))

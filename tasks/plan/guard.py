@@ -47,11 +47,11 @@ def check_reference(base_gguf: Path, *, n_ctx: int, chunks: int) -> None:
 
 
 def check_measure(base_gguf: Path, variant: Path, *, name: str, n_ctx: int, speed_ctx: int,
-                  quality: bool = True) -> None:
+                  quality: bool = True, anchor: bool = False) -> None:
     if (shape := gguf_shape(base_gguf)) is None:
         return
     need = N.measure_need(shape, variant=name, model_bytes=path_bytes(variant), n_ctx=n_ctx,
-                          speed_ctx=speed_ctx, quality=quality)
+                          speed_ctx=speed_ctx, quality=quality, anchor_bytes=path_bytes(base_gguf) if anchor else 0)
     require(need, remedy="free memory, lower evaluate.n_ctx / depths, or measure this variant on a bigger host "
                          "(`hardware:` classes)")
 

@@ -109,12 +109,16 @@ def reference_need(shape: ModelShape, *, n_ctx: int, chunks: int) -> Need:
 
 
 def measure_need(shape: ModelShape, *, variant: str, model_bytes: int, n_ctx: int, speed_ctx: int,
-                 quality: bool = True) -> Need:
+                 quality: bool = True, anchor_bytes: int = 0) -> Need:
     """One variant's measurement workers, one after the other: the quality pass (all logits of a chunk, the
     reference's scored half decoded to float32 beside them) and the speed tests (prefill + decode + depth).
     The f16 base has no quality pass (the reference pass scored it). Measured on the 1.5B (quick protocol):
-    f16 base 3.54 GiB, Q4_K_M 1.78 GiB; these formulas give 3.56 and 1.73."""
+    f16 base 3.54 GiB, Q4_K_M 1.78 GiB; these formulas give 3.56 and 1.73. With a speed anchor
+    (`anchor_bytes`: the f16 base's file), the anchor's own process holds the f16 beside the variant's."""
     speed = llama_pass_need(f"measure {variant}", shape, model_bytes=model_bytes, n_ctx=speed_ctx, logits_rows=1)
+    if anchor_bytes:
+        anchor = llama_pass_need("speed anchor", shape, model_bytes=anchor_bytes, n_ctx=speed_ctx, logits_rows=1)
+        speed = Need(speed.step, speed.strategy + " beside the f16 anchor", speed.peak_bytes + anchor.peak_bytes, 0)
     if not quality:
         return Need(speed.step, speed.strategy, speed.peak_bytes, 0)
     need = llama_pass_need(f"measure {variant}", shape, model_bytes=model_bytes, n_ctx=n_ctx)

@@ -78,8 +78,10 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
     plan.rows.append(_row(N.reference_need(shape, n_ctx=ev.n_ctx, chunks=chunks), limit, cost, shape, chunks=chunks))
     speed_ctx = ev.prefill_tokens + ev.decode_tokens + max(ev.depths, default=0)
     for fmt, label, bpw, _ in [("gguf", "F16", 16.0, False), *variants]:
+        anchored = label != "F16" and ev.speed_anchor  # the f16 timed beside it, in its own process
         need = N.measure_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),
-                              n_ctx=ev.n_ctx, speed_ctx=speed_ctx, quality=label != "F16")
+                              n_ctx=ev.n_ctx, speed_ctx=speed_ctx, quality=label != "F16",
+                              anchor_bytes=shape.n_weights * 2 if anchored else 0)
         need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
         plan.rows.append(_row(need, limit, cost, shape, chunks=chunks))
     # The f16 reference passes its own gate and is served and packaged like any variant of its format.

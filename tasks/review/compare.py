@@ -25,8 +25,8 @@ QUALITY_METRICS: dict[str, str] = {
 # The columns of the comparison table, in reading order (public metric names, DESIGN.md).
 TABLE_COLUMNS = (
     "model", "tier", "hardware_id", "format", "quant", "reference", "eval_text", "size_bytes", "bits_per_weight", "perplexity",
-    "perplexity_ratio", "kld_mean", "kld_p99", "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms",
-    "peak_rss_bytes", "decode_efficiency", "gate", "reused", "experiment", "run_id", "parent_run_id", "start_time",
+    "perplexity_ratio", "kld_mean", "kld_p99", "top1_agreement", "prefill_tps", "decode_tps", "decode_tps_rel",
+    "ttft_ms", "peak_rss_bytes", "decode_efficiency", "gate", "reused", "experiment", "run_id", "parent_run_id", "start_time",
 )
 UNRECORDED_TEXT = "unrecorded"  # runs from before the text was logged: comparable with none
 _TAGS = {"tier": "slmforge.tier", "hardware_id": "slmforge.hardware_id", "gate": "slmforge.gate",

@@ -9,6 +9,10 @@ The ranking rule (also in the README):
 3. Quality first: the lowest kld_mean among the eligible. Variants whose kld_mean is within the noise
    of that one (difference <= 2 x sqrt(se_a^2 + se_b^2), the kld_mean_se each run recorded) tie;
    a tie goes to the faster decode (measured on the device, else predicted), then to the smaller file.
+   Two decode speeds timed beside the same f16 anchor (param `speed_anchor`) are compared per anchor
+   (`decode_tps_rel`, drift cancelled) and are indistinguishable when they differ by <= 2 x
+   sqrt(se_a^2 + se_b^2) (`decode_tps_rel_se`, the noise between rounds); among the variants as fast
+   as the fastest within that noise, the smaller file wins.
 4. One text: quality figures are ranked only against figures measured on the same tokens (param
    `eval_text`). When the candidates' texts differ, the newest run's text is the one ranked; the
    others are excluded, saying which text they were measured on.
@@ -47,6 +51,9 @@ class Candidate(BaseModel):
     eval_text: str | None = Field(None, description="The tokens its quality was measured on (param `eval_text`).")
     decode_tps: float | None = None
     speed_kind: str = Field("none", description="measured (on this device), predicted, or none")
+    decode_tps_rel: float | None = Field(None, description="Measured decode speed per f16 anchor (drift cancelled).")
+    decode_tps_rel_se: float = 0.0
+    speed_anchor: str | None = Field(None, description="The f16 that decode_tps_rel was timed beside.")
     fit: Fit | None = None
     excluded: str | None = Field(None, description="Why it cannot be recommended; None when eligible.")
 
@@ -91,9 +98,14 @@ def _why_not(candidates: list[Candidate], pick: Candidate | None) -> list[str]:
         return [f"{c.name}: {c.excluded}" for c in candidates]
     notes = []
     for c in candidates[:candidates.index(pick)]:
-        notes.append(f"{c.name}: {c.excluded}" if c.excluded else
-                     f"{c.name}: tied on quality within noise, but decodes slower ({_tps(c)} vs {_tps(pick)}) "
-                     "or is larger")
+        if c.excluded:
+            notes.append(f"{c.name}: {c.excluded}")
+        elif speed_indistinguishable(c, pick):
+            notes.append(f"{c.name}: tied on quality and on speed within noise ({c.decode_tps_rel:.3f} vs "
+                         f"{pick.decode_tps_rel:.3f} x the f16's decode, timed side by side), and larger")
+        else:
+            notes.append(f"{c.name}: tied on quality within noise, but decodes slower ({_tps(c)} vs {_tps(pick)}) "
+                         "or is larger")
     # No quality figure: it cannot be ranked, so it may have been better; say why it is out.
     return notes + [f"{c.name}: {c.excluded}" for c in candidates if c.kld_mean is None and c.excluded]
 
@@ -130,6 +142,9 @@ def judge(row: dict, device: DeviceProfile, *, measured: bool, text: str | None 
         eval_text=_text(row.get("params.eval_text")) or None,
     )
     candidate.decode_tps, candidate.speed_kind = _speed(metric, device, measured=measured)
+    if candidate.speed_kind == "measured" and metric("decode_tps_rel") is not None:
+        candidate.decode_tps_rel, candidate.decode_tps_rel_se = metric("decode_tps_rel"), metric("decode_tps_rel_se") or 0.0
+        candidate.speed_anchor = _text(row.get("params.speed_anchor")) or None
     candidate.fit, missing = _fit(row, metric, device)
     candidate.excluded = _exclusion(row, candidate, missing, text)
     return candidate
@@ -186,7 +201,23 @@ def _pick(eligible: list[Candidate]) -> Candidate | None:
     best = eligible[0]  # sorted by kld_mean
     tied = [c for c in eligible
             if c.kld_mean - best.kld_mean <= TIE_SIGMAS * math.hypot(best.kld_mean_se, c.kld_mean_se)]
-    return max(tied, key=lambda c: (c.decode_tps or 0.0, -(c.size_bytes or 0.0)))
+    fastest = max(tied, key=lambda c: (c.decode_tps or 0.0, -(c.size_bytes or 0.0)))
+    anchored = [c for c in tied if _same_anchor(c, fastest)]
+    if len(anchored) > 1:  # per anchor: the fastest without drift, then every one as fast within noise
+        fastest = max(anchored, key=lambda c: c.decode_tps_rel)
+        as_fast = [c for c in anchored if speed_indistinguishable(c, fastest)]
+        return min(as_fast, key=lambda c: (c.size_bytes if c.size_bytes is not None else math.inf, c.name))
+    return fastest
+
+
+def _same_anchor(a: Candidate, b: Candidate) -> bool:
+    return None not in (a.decode_tps_rel, b.decode_tps_rel, a.speed_anchor) and a.speed_anchor == b.speed_anchor
+
+
+def speed_indistinguishable(a: Candidate, b: Candidate) -> bool:
+    """Decode speeds per the same f16 anchor within TIE_SIGMAS x their combined noise between rounds."""
+    return _same_anchor(a, b) and \
+        abs(a.decode_tps_rel - b.decode_tps_rel) <= TIE_SIGMAS * math.hypot(a.decode_tps_rel_se, b.decode_tps_rel_se)
 
 
 def _tps(c: Candidate) -> str:

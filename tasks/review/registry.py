@@ -16,7 +16,8 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 VERSION_TAGS = ("kld_mean", "kld_mean_se", "perplexity", "perplexity_se", "top1_agreement", "decode_tps",
-                "decode_tps_sd", "prefill_tps", "size_bytes", "bits_per_weight", "peak_rss_bytes")
+                "decode_tps_sd", "decode_tps_rel", "decode_tps_rel_se", "prefill_tps", "size_bytes",
+                "bits_per_weight", "peak_rss_bytes")
 
 
 class RegistryConfig(BaseModel):
@@ -34,8 +35,10 @@ def should_move(old: dict[str, str] | None, new: dict[str, str], *, sigmas: floa
     Yes when the alias is unset; when the two were measured on different texts (their figures are not
     compared: the alias follows the newest text); or when new is at least as good within noise:
     kld_mean_new <= kld_mean_old + sigmas x sqrt(se_old^2 + se_new^2), and, when both decode speeds
-    were measured on the same hardware id, decode_tps_new >= decode_tps_old - sigmas x sqrt(sd_old^2 +
-    sd_new^2) (speeds from different hosts are not compared: hosts of one kind differ by 20 %).
+    were timed on the same hardware id beside the same f16 anchor, decode_tps_rel_new >=
+    decode_tps_rel_old - sigmas x sqrt(se_old^2 + se_new^2) (the figure per anchor and the noise between
+    its rounds: host drift cancels there, not in a burst's sd). Other speeds are not compared: hosts of
+    one kind differ by 20 %, and one host drifts by as much within an hour.
     """
     if old is None:
         return True, "alias was unset"
@@ -48,11 +51,12 @@ def should_move(old: dict[str, str] | None, new: dict[str, str], *, sigmas: floa
     allowance = sigmas * math.hypot(_f(old, "kld_mean_se") or 0.0, _f(new, "kld_mean_se") or 0.0)
     if kld_new > kld_old + allowance:
         return False, f"kld_mean {kld_new:.4g} > {kld_old:.4g} + noise {allowance:.2g}: kept"
-    tps_old, tps_new = _f(old, "decode_tps"), _f(new, "decode_tps")
-    if tps_old and tps_new and old.get("hardware_id") == new.get("hardware_id"):
-        slack = sigmas * math.hypot(_f(old, "decode_tps_sd") or 0.0, _f(new, "decode_tps_sd") or 0.0)
-        if tps_new < tps_old - slack:
-            return False, f"decode_tps {tps_new:.4g} < {tps_old:.4g} - noise {slack:.2g}: kept"
+    rel_old, rel_new = _f(old, "decode_tps_rel"), _f(new, "decode_tps_rel")
+    if rel_old and rel_new and old.get("hardware_id") == new.get("hardware_id") \
+            and old.get("speed_anchor") is not None and old.get("speed_anchor") == new.get("speed_anchor"):
+        slack = sigmas * math.hypot(_f(old, "decode_tps_rel_se") or 0.0, _f(new, "decode_tps_rel_se") or 0.0)
+        if rel_new < rel_old - slack:
+            return False, f"decode_tps per f16 anchor {rel_new:.4g} < {rel_old:.4g} - noise {slack:.2g}: kept"
     return True, f"at least as good within noise (kld_mean {kld_new:.4g} vs {kld_old:.4g})"
 
 
@@ -64,7 +68,8 @@ def version_tags(row: dict) -> dict[str, str]:
     """Version tags from a child run's search row: figures, provenance, where and how measured."""
     tags = {name: str(row[f"metrics.{name}"]) for name in VERSION_TAGS
             if isinstance(row.get(f"metrics.{name}"), float) and not math.isnan(row[f"metrics.{name}"])}
-    for key in ("quant", "format", "source", "source_revision", "reference", "eval_text", "version.llama-cpp-python",
+    for key in ("quant", "format", "source", "source_revision", "reference", "eval_text", "speed_anchor",
+                "version.llama-cpp-python",
                 "version.onnxruntime-genai"):
         if isinstance(row.get(f"params.{key}"), str):
             tags[key] = row[f"params.{key}"]

@@ -2,14 +2,20 @@
 
 The rule (also in the README): for each variant present in both runs, a figure regressed when it
 moved in its worse direction by more than `sigmas` x sqrt(noise_old^2 + noise_new^2) AND by more
-than `min_relative_change` of the old value. The noise is what each run recorded with the figure:
-the standard error for quality (perplexity_se, kld_mean_se, top1_agreement_se: chunk-to-chunk
-spread of one pass) and the sample sd of the timed repetitions for speed (prefill_tps_sd,
-decode_tps_sd, decode_tps_d<depth>_sd, ttft_ms_sd). A figure without its noise on either side is not
-judged (said so). Figures reused from the store are the same numbers, so they never regress.
-Quality figures are judged only between runs that scored the same tokens (param `eval_text`: the
-text's sha256, context and chunks); measured on another text, or with no record of the text, they
-are listed as not judged, with the two texts.
+than `min_relative_change` of the old value.
+
+Quality figures are judged as measured, with their standard error (perplexity_se, kld_mean_se,
+top1_agreement_se: chunk-to-chunk spread of one pass), and only between runs that scored the same
+tokens (param `eval_text`: the text's sha256, context and chunks); measured on another text, or with
+no record of the text, they are listed as not judged, with the two texts.
+
+Speed figures are judged per anchor: each burst was timed beside the same burst of the run's f16
+base (tasks.evaluate.anchor), so host drift, which moves both, cancels in `<figure>_rel`, and its
+noise is `<figure>_rel_se`, the spread between rounds, drift included. A burst's own sd is not used:
+on these hosts one file decoded at 135 and 104 tok/s an hour apart with a burst sd of a few tok/s.
+Speed figures without the same anchor on both sides (the f16 base itself, runs from before the
+anchor, `speed_anchor: false`) are listed as not judged. Figures reused from the store are the same
+numbers, so they never regress.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ QUALITY = {"perplexity": ("perplexity_se", "lower"), "kld_mean": ("kld_mean_se",
            "top1_agreement": ("top1_agreement_se", "higher")}
 SPEED = {"prefill_tps": "higher", "decode_tps": "higher", "ttft_ms": "lower"}
 EVAL_TEXT = "eval_text"  # the param every variant run carries: the tokens its quality figures were measured on
+SPEED_ANCHOR = "speed_anchor"  # the param naming the f16 its speed figures per anchor were timed beside
 
 
 class RegressionConfig(BaseModel):
@@ -33,10 +40,9 @@ class RegressionConfig(BaseModel):
         False, description="End the flow run Failed when a regression is found (set true for scheduled "
         "and deployment runs, so the Prefect UI shows it); otherwise regressions are tagged and listed only.",
     )
-    sigmas: float = Field(2.0, gt=0, description="A change must exceed this many combined se/sd to count.")
+    sigmas: float = Field(2.0, gt=0, description="A change must exceed this many combined standard errors to count.")
     min_relative_change: float = Field(
-        0.05, ge=0, description="...and this share of the old value: a speed sd of a quiet host can be "
-        "tiny while hosts of one kind differ by more from day to day.",
+        0.05, ge=0, description="...and this share of the old value: a few rounds can give a small se by chance.",
     )
 
 
@@ -48,7 +54,7 @@ class Change(BaseModel):
     kind: str = Field(description="quality or speed")
     old: float
     new: float
-    noise: float = Field(description="sigmas x combined se/sd: the largest change still counted as noise.")
+    noise: float = Field(description="sigmas x combined se: the largest change still counted as noise.")
 
     def describe(self) -> str:
         return (f"{self.variant}: {self.figure} {self.old:.4g} -> {self.new:.4g} "
@@ -56,17 +62,19 @@ class Change(BaseModel):
 
 
 def figure_rules(metrics: dict) -> dict[str, tuple[str, str, str]]:
-    """figure -> (noise figure, better direction, kind) for every judged figure in `metrics`."""
+    """figure -> (noise figure, better direction, kind) for every judged figure in `metrics` (a speed
+    figure is judged by its `_rel`, with this `_rel_se`)."""
     rules = {name: (noise, better, "quality") for name, (noise, better) in QUALITY.items()}
     speed = dict(SPEED) | {name: "higher" for name in metrics if name.startswith("decode_tps_d") and
-                           not name.endswith("_sd")}
-    rules |= {name: (f"{name}_sd", better, "speed") for name, better in speed.items()}
+                           not name.endswith(("_sd", "_rel", "_rel_se", "_anchor"))}
+    rules |= {name: (f"{name}_rel_se", better, "speed") for name, better in speed.items()}
     return rules
 
 
 def find_regressions(previous: dict[str, dict], current: dict[str, dict],
                      config: RegressionConfig) -> tuple[list[Change], list[str]]:
-    """(regressions, figures not judged for want of a noise figure); keyed by variant name."""
+    """(regressions, figures not judged, with why); keyed by variant name. A speed change is named by its
+    figure per anchor (`decode_tps_rel`: the variant's decode speed over the f16's, timed side by side)."""
     changes, unjudged = [], []
     for variant, new in current.items():
         old = previous.get(variant)
@@ -77,13 +85,20 @@ def find_regressions(previous: dict[str, dict], current: dict[str, dict],
         if not same_text:
             unjudged.append(f"{variant}: quality figures (measured on another text: {texts[0] or 'unrecorded'} "
                             f"before, {texts[1] or 'unrecorded'} now)")
+        same_anchor = old.get(SPEED_ANCHOR) is not None and old.get(SPEED_ANCHOR) == new.get(SPEED_ANCHOR)
         for figure, (noise_name, better, kind) in figure_rules(new).items():
             if not (_num(old.get(figure)) is not None and _num(new.get(figure)) is not None):
                 continue
             if kind == "quality" and not same_text:
                 continue
+            if kind == "speed":  # judged per anchor: the ratio and the noise between rounds
+                if not same_anchor:
+                    unjudged.append(f"{variant}: {figure} (not timed beside the same f16 anchor in both runs: "
+                                    "host drift cannot be told from a change)")
+                    continue
+                figure, noise_name = f"{figure}_rel", f"{figure}_rel_se"
             noise_old, noise_new = _num(old.get(noise_name)), _num(new.get(noise_name))
-            if noise_old is None or noise_new is None:
+            if noise_old is None or noise_new is None or _num(old.get(figure)) is None or _num(new.get(figure)) is None:
                 unjudged.append(f"{variant}: {figure} (no {noise_name})")
                 continue
             a, b = float(old[figure]), float(new[figure])

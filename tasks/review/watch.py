@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import SlmforgeError
-from tasks.review.regressions import (EVAL_TEXT, Change, RegressionConfig, changed_versions, find_regressions,
+from tasks.review.regressions import (EVAL_TEXT, SPEED_ANCHOR, Change, RegressionConfig, changed_versions, find_regressions,
                                       moved_with_build)
 from tasks.tracking import client as tracking
 
@@ -50,7 +50,8 @@ def check_regressions(ctx, outcomes, config: RegressionConfig, *, hardware_id: s
     if previous is None:
         tracking.log_values(client, ctx.parent_run_id, tags={"slmforge.regressions": "no previous run to compare"})
         return RegressionReport()
-    old = {r.info.run_name: {**r.data.metrics, EVAL_TEXT: r.data.params.get(EVAL_TEXT)} for r in client.search_runs(
+    old = {r.info.run_name: {**r.data.metrics, EVAL_TEXT: r.data.params.get(EVAL_TEXT),
+                             SPEED_ANCHOR: r.data.params.get(SPEED_ANCHOR)} for r in client.search_runs(
         [ctx.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{previous.info.run_id}'", max_results=1000)}
     new = {o.variant.name: o.metrics for o in outcomes if not o.error}
     changes, unjudged = find_regressions(old, new, config)

@@ -71,6 +71,10 @@ def test_mlflow_holds_one_child_per_variant(default_run):
     )
     assert len(children) == len(summary["rows"])
     assert all(run.data.tags["slmforge.tier"] == "micro" for run in children)
+    # Every variant but the f16 (the anchor itself) was timed beside the f16, GGUF and ONNX alike.
+    anchored = {run.info.run_name for run in children if "decode_tps_rel" in run.data.metrics}
+    assert anchored == {run.info.run_name for run in children if run.data.tags["slmforge.is_base"] == "false"}
+    assert len({run.data.params["speed_anchor"] for run in children if run.info.run_name in anchored}) == 1
 
 
 def test_every_heavy_step_is_recorded_for_the_cost_model(default_run):

@@ -71,3 +71,27 @@ def test_speed_mode_times_and_answers_the_suite_deterministically(speed_request)
 def test_speed_mode_without_a_suite_only_times(speed_request):
     result = run_worker({**speed_request, "prompts_file": None, "depths": []}, timeout_s=300)
     assert result["decode_tps"] > 0 and "prompts" not in result and "task_score" not in result
+
+
+def test_speed_mode_beside_an_anchor_reports_each_figure_per_anchor(speed_request, tiny_gguf):
+    """The anchor (here the same file, as the f16 base is its own anchor's twin) runs in its own real
+    process: every figure gets a ratio near 1, its standard error and the anchor's mean; the
+    variant's peak memory is its own process's, and the anchor process is gone afterwards."""
+    import psutil
+
+    anchor = {"runtime": RUNTIME, "model": str(tiny_gguf), "threads": 1}
+    result = run_worker({**speed_request, "prompts_file": None, "anchor": anchor}, timeout_s=300)
+    for name in ("prefill_tps", "decode_tps", "decode_tps_d8", "ttft_ms"):
+        assert result[f"{name}_anchor"] > 0 and result[f"{name}_rel_se"] >= 0, name
+        assert 0.2 < result[f"{name}_rel"] < 5, (name, result[f"{name}_rel"])  # the same file, noise aside
+    assert not [p for p in psutil.process_iter(["name", "cmdline"])
+                if "slmforge-speed-anchor" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_an_anchor_that_cannot_load_fails_the_measurement_with_the_reason(speed_request, tmp_path):
+    from tasks.core.errors import MeasurementError
+
+    missing = tmp_path / "no-such-f16.gguf"
+    with pytest.raises(MeasurementError, match="speed anchor"):
+        run_worker({**speed_request, "prompts_file": None,
+                    "anchor": {"runtime": RUNTIME, "model": str(missing), "threads": 1}}, timeout_s=300)

@@ -81,6 +81,26 @@ def test_tie_within_noise_goes_to_the_faster_decode():
     assert answer.notes[0].startswith("m-a: tied on quality within noise, but decodes slower")
 
 
+def anchored(row, rel, rel_se=0.02, anchor="f16:0011"):
+    return {**row, "metrics.decode_tps_rel": rel, "metrics.decode_tps_rel_se": rel_se, "params.speed_anchor": anchor}
+
+
+def test_speeds_timed_beside_one_anchor_tie_within_their_noise_and_the_smaller_wins():
+    """Measured on the device, beside the same f16: m-a decoded faster in raw tok/s (a burst that met a
+    quiet moment), but per anchor the two are within 2 x sqrt(2) x 0.02 = 0.057: indistinguishable,
+    so the smaller file wins and the note says why. Beyond that noise, the faster per anchor wins."""
+    host = dict(hardware_id="host-a")
+    runs = frame(anchored(run("m-a", quant="Q5_K_M", kld=0.0040, se=0.0002, size=120, tps=130.0), 2.00),
+                 anchored(run("m-b", quant="Q4_K_M", kld=0.0043, se=0.0002, size=100, tps=110.0), 1.96))
+    answer = recommend(runs, device(1000, **host))
+    assert answer.pick.name == "m-b" and answer.pick.speed_kind == "measured"
+    assert answer.notes == ["m-a: tied on quality and on speed within noise (2.000 vs 1.960 x the f16's decode, "
+                            "timed side by side), and larger"]
+    runs = frame(anchored(run("m-a", quant="Q5_K_M", kld=0.0040, se=0.0002, size=120, tps=100.0), 2.20),
+                 anchored(run("m-b", quant="Q4_K_M", kld=0.0043, se=0.0002, size=100, tps=110.0), 1.96))
+    assert recommend(runs, device(1000, **host)).pick.name == "m-a"  # per anchor it is faster, raw says otherwise
+
+
 def test_measured_on_the_device_uses_those_runs_and_their_speed():
     runs = frame(run("m-q8", quant="Q8_0", kld=0.004, tps=10.0, hardware="pi5", start=1),
                  run("m-q8", quant="Q8_0", kld=0.004, tps=99.0, hardware="host-a", start=5),

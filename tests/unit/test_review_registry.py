@@ -9,19 +9,25 @@ from tasks.review.promote import register_run
 from tasks.review.registry import RegistryConfig, should_move
 from tasks.tracking import client as tracking
 
-OLD = {"kld_mean": "0.0040", "kld_mean_se": "0.0001", "decode_tps": "100", "decode_tps_sd": "2", "hardware_id": "h"}
+OLD = {"kld_mean": "0.0040", "kld_mean_se": "0.0001", "decode_tps": "100", "decode_tps_sd": "2", "hardware_id": "h",
+       "decode_tps_rel": "2.00", "decode_tps_rel_se": "0.02", "speed_anchor": "f16:0011"}
 
 
 def test_alias_rule_moves_and_non_moves():
     assert should_move(None, OLD)[0]
-    # kld within noise (0.0042 <= 0.0040 + 2 x sqrt(2) x 0.0001 = 0.00428), speed within noise (-4 >= -5.7).
-    assert should_move(OLD, {**OLD, "kld_mean": "0.0042", "decode_tps": "96"})[0]
+    # kld within noise (0.0042 <= 0.0040 + 2 x sqrt(2) x 0.0001 = 0.00428), speed per anchor within
+    # noise (-0.05 >= -0.057).
+    assert should_move(OLD, {**OLD, "kld_mean": "0.0042", "decode_tps": "96", "decode_tps_rel": "1.95"})[0]
     # kld worse beyond noise: kept.
     move, reason = should_move(OLD, {**OLD, "kld_mean": "0.0050"})
     assert not move and reason.startswith("kld_mean 0.005 > 0.004")
-    # slower beyond noise on the same host: kept; on another host speeds are not compared.
-    assert not should_move(OLD, {**OLD, "decode_tps": "80"})[0]
-    assert should_move(OLD, {**OLD, "decode_tps": "80", "hardware_id": "other"})[0]
+    # slower per anchor beyond noise on the same host: kept; on another host, or beside another anchor,
+    # speeds are not compared; a raw figure that moved with the host's drift (the ratio held) moves.
+    move, reason = should_move(OLD, {**OLD, "decode_tps": "80", "decode_tps_rel": "1.6"})
+    assert not move and reason.startswith("decode_tps per f16 anchor 1.6 < 2")
+    assert should_move(OLD, {**OLD, "decode_tps_rel": "1.6", "hardware_id": "other"})[0]
+    assert should_move(OLD, {**OLD, "decode_tps_rel": "1.6", "speed_anchor": "f16:2233"})[0]
+    assert should_move(OLD, {**OLD, "decode_tps": "75"})[0]
     # Measured on another text: the figures are not compared (a far worse KLD there is no reason to keep).
     move, reason = should_move({**OLD, "eval_text": "t1:ctx512x24"}, {**OLD, "kld_mean": "0.5", "eval_text": "t2:ctx512x24"})
     assert move and reason.startswith("measured on another text (t2:ctx512x24 vs t1:ctx512x24): not compared")

@@ -1,4 +1,6 @@
-"""Regressions beyond the recorded noise are found; changes within it are not (rule: tasks.review.regressions)."""
+"""Regressions beyond the recorded noise are found; changes within it are not (rule: tasks.review.regressions).
+Speed is judged per anchor (the variant's figure over the f16's, timed side by side), never on a
+burst's sd: host drift moves both and cancels."""
 
 from __future__ import annotations
 
@@ -12,35 +14,58 @@ from tasks.tracking import client as tracking, report
 from tasks.variants import Variant, VariantOutcome
 
 CONFIG = RegressionConfig()  # 2 sigmas, and at least 5 % of the old value
+ANCHOR = {"speed_anchor": "f16:00112233aabbccdd"}
 BEFORE = {"kld_mean": 0.0040, "kld_mean_se": 0.0001, "perplexity": 15.0, "perplexity_se": 0.5,
-          "top1_agreement": 0.95, "top1_agreement_se": 0.003, "decode_tps": 100.0, "decode_tps_sd": 2.0,
-          "decode_tps_d512": 80.0, "decode_tps_d512_sd": 1.0, "ttft_ms": 20.0, "ttft_ms_sd": 0.5,
-          "eval_text": "0123456789abcdef:ctx512x24"}
+          "top1_agreement": 0.95, "top1_agreement_se": 0.003,
+          "decode_tps": 100.0, "decode_tps_sd": 2.0, "decode_tps_rel": 2.00, "decode_tps_rel_se": 0.02,
+          "decode_tps_anchor": 50.0,
+          "decode_tps_d512": 80.0, "decode_tps_d512_sd": 1.0, "decode_tps_d512_rel": 1.90, "decode_tps_d512_rel_se": 0.02,
+          "ttft_ms": 20.0, "ttft_ms_sd": 0.5, "ttft_ms_rel": 0.50, "ttft_ms_rel_se": 0.01,
+          "eval_text": "0123456789abcdef:ctx512x24", **ANCHOR}
 TEXT = {"eval_text": BEFORE["eval_text"]}
 
 
 def test_a_synthetic_regression_is_detected():
     # kld 0.0040 -> 0.0050: +0.0010 > 2 x sqrt(0.0001^2 + 0.0001^2) = 0.00028 and > 5 % of 0.0040.
-    # decode 100 -> 80 tok/s: 20 > 2 x sqrt(2^2 + 2^2) = 5.7 and > 5 tok/s.
-    after = {**BEFORE, "kld_mean": 0.0050, "decode_tps": 80.0}
+    # decode per anchor 2.00 -> 1.60: 0.40 > 2 x sqrt(0.02^2 + 0.02^2) = 0.057 and > 5 % of 2.00.
+    after = {**BEFORE, "kld_mean": 0.0050, "decode_tps": 80.0, "decode_tps_rel": 1.60}
     changes, unjudged = find_regressions({"v": BEFORE}, {"v": after}, CONFIG)
-    assert {(c.figure, c.kind) for c in changes} == {("kld_mean", "quality"), ("decode_tps", "speed")}
+    assert {(c.figure, c.kind) for c in changes} == {("kld_mean", "quality"), ("decode_tps_rel", "speed")}
     assert not unjudged
     assert changes[0].describe().startswith("v: kld_mean 0.004 -> 0.005")
 
 
 def test_changes_within_noise_or_for_the_better_are_ignored():
-    # kld +0.0002 < 0.00028 noise; perplexity +0.6 < 2 x sqrt(0.5^2 + 0.5^2) = 1.41; decode -4 < 5.7;
-    # top1 better; ttft faster; a depth figure improved.
-    after = {**BEFORE, "kld_mean": 0.0042, "perplexity": 15.6, "decode_tps": 96.0, "top1_agreement": 0.99,
-             "ttft_ms": 10.0, "decode_tps_d512": 90.0}
+    # kld +0.0002 < 0.00028 noise; perplexity +0.6 < 2 x sqrt(0.5^2 + 0.5^2) = 1.41; decode per anchor
+    # -0.05 < 0.057; top1 better; ttft faster; a depth figure improved.
+    after = {**BEFORE, "kld_mean": 0.0042, "perplexity": 15.6, "decode_tps_rel": 1.95, "top1_agreement": 0.99,
+             "ttft_ms_rel": 0.25, "decode_tps_d512_rel": 2.1}
     assert find_regressions({"v": BEFORE}, {"v": after}, CONFIG) == ([], [])
 
 
+def test_host_drift_is_no_regression_but_a_variant_slowed_alone_is():
+    """The whole host 25 % slower (135 -> 104 tok/s, as seen between two runs of one file here): the
+    anchor slowed alike, the ratio held, nothing is reported. The variant alone slowed: caught."""
+    drifted = {**BEFORE, "decode_tps": 75.0, "decode_tps_anchor": 37.5, "decode_tps_rel": 2.01}
+    assert find_regressions({"v": BEFORE}, {"v": drifted}, CONFIG) == ([], [])
+    slowed = {**BEFORE, "decode_tps": 75.0, "decode_tps_anchor": 50.0, "decode_tps_rel": 1.50}
+    changes, _ = find_regressions({"v": BEFORE}, {"v": slowed}, CONFIG)
+    assert [(c.figure, c.old, c.new) for c in changes] == [("decode_tps_rel", 2.0, 1.5)]
+
+
+def test_speed_without_the_same_anchor_is_not_judged_and_said_so():
+    """Raw figures alone (an old run, the f16 base itself, another f16) cannot tell drift from a change."""
+    raw = {k: v for k, v in BEFORE.items() if "_rel" not in k and k != "speed_anchor"}
+    changes, unjudged = find_regressions({"v": raw}, {"v": {**BEFORE, "decode_tps": 50.0, "decode_tps_rel": 1.0}}, CONFIG)
+    assert changes == [] and "v: decode_tps (not timed beside the same f16 anchor in both runs" in unjudged[0]
+    other = {**BEFORE, "speed_anchor": "f16:ffffffffffffffff", "decode_tps_rel": 1.0}
+    assert find_regressions({"v": BEFORE}, {"v": other}, CONFIG)[0] == []
+
+
 def test_beyond_sigma_but_below_the_relative_floor_is_ignored():
-    # A quiet host: sd 0.1 each, 100 -> 97 tok/s is 3 > 0.28 noise, but under 5 % of 100.
-    before = {"decode_tps": 100.0, "decode_tps_sd": 0.1}
-    after = {"decode_tps": 97.0, "decode_tps_sd": 0.1}
+    # A few lucky rounds: se 0.001 each, 2.00 -> 1.94 per anchor is 0.06 > 0.0028 noise, but under 5 % of 2.
+    before = {"decode_tps": 100.0, "decode_tps_rel": 2.00, "decode_tps_rel_se": 0.001, **ANCHOR}
+    after = {"decode_tps": 97.0, "decode_tps_rel": 1.94, "decode_tps_rel_se": 0.001, **ANCHOR}
     assert find_regressions({"v": before}, {"v": after}, CONFIG)[0] == []
     assert len(find_regressions({"v": before}, {"v": after}, RegressionConfig(min_relative_change=0))[0]) == 1
 
@@ -53,9 +78,9 @@ def test_a_figure_without_noise_is_not_judged_and_said_so():
 
 def test_quality_measured_on_another_text_is_not_judged_and_said_so():
     """Another Python ships another builtin text: its KLD is no regression, but speed still counts."""
-    after = {**BEFORE, "kld_mean": 0.0500, "decode_tps": 80.0, "eval_text": "fedcba9876543210:ctx512x24"}
+    after = {**BEFORE, "kld_mean": 0.0500, "decode_tps_rel": 1.6, "eval_text": "fedcba9876543210:ctx512x24"}
     changes, unjudged = find_regressions({"v": BEFORE}, {"v": after}, CONFIG)
-    assert [(c.figure, c.kind) for c in changes] == [("decode_tps", "speed")]
+    assert [(c.figure, c.kind) for c in changes] == [("decode_tps_rel", "speed")]
     assert unjudged == ["v: quality figures (measured on another text: 0123456789abcdef:ctx512x24 before, "
                         "fedcba9876543210:ctx512x24 now)"]
     # A previous run with no record of its text is not taken for the same text.
@@ -76,7 +101,8 @@ def _flow_run(client, uri, experiment, config_file: Path, metrics: dict, version
     tracking.log_values(client, parent, params={f"version.{k}": v for k, v in versions.items()})
     ctx = report.RunContext(client, uri, experiment, parent, config_file)
     child = tracking.start_run(client, experiment, name="m-q8", parent_run_id=parent, tags={})
-    tracking.log_values(client, child, metrics=metrics, params={"eval_text": metrics["eval_text"]})
+    tracking.log_values(client, child, metrics=metrics, params={"eval_text": metrics["eval_text"],
+                                                                "speed_anchor": metrics["speed_anchor"]})
     outcome = VariantOutcome(variant=Variant(name="m-q8", format="gguf", quant="Q8_0", path=Path("x"), key="k"),
                              metrics=metrics, mlflow_run_id=child)
     result = check_regressions(ctx, [outcome], CONFIG, hardware_id="hw", versions=versions)
