@@ -19,14 +19,33 @@ from tests.helpers import REPO
 TIERS = {"unit": "unit", "integration": "integration", "formats": "integration", "e2e": "e2e"}
 
 
+# The longest files first (the slowest-tests list of a run), then by tier: `make test` hands whole
+# files to two workers in collection order (pytest-xdist --dist loadfile --no-loadscope-reorder),
+# so the short ones come last and fill the gaps. Left to xdist's own order (files with most tests
+# first), the three-model tiers run (9 min) could start late and run alone at the end.
+LONGEST_FIRST = ("e2e/test_tiers_suite.py", "e2e/test_default_model.py", "integration/test_stack.py",
+                 "integration/test_workers.py", "integration/test_resume_after_kill.py", "e2e/test_memory_caps.py",
+                 "integration/test_concurrent_runs.py", "integration/test_onnx_gemma3.py",
+                 "integration/test_review_flow.py", "integration/test_pipeline_flow.py")
+TIER_ORDER = ("e2e", "integration", "unit")
+
+
 def pytest_collection_modifyitems(items):
     """Every test carries its tier from its folder (tests/unit, tests/integration, tests/e2e), so
-    `-m unit` (`make test-fast`) and `-m "not e2e"` select by cost without a marker per file."""
+    `-m unit` (`make test-fast`) and `-m "not e2e"` select by cost without a marker per file; and the
+    costliest files run first, the quick ones last, where they fill the gaps."""
+    def cost_rank(item) -> tuple[int, int]:
+        relative = Path(str(item.fspath)).relative_to(REPO / "tests").as_posix()
+        tier = TIERS.get(relative.split("/")[0], "unit")
+        first = LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
+        return first, TIER_ORDER.index(tier)
+
     for item in items:
         parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
         tier = TIERS.get(parts[0]) if len(parts) > 1 else None
         if tier:
             item.add_marker(getattr(pytest.mark, tier))
+    items.sort(key=cost_rank)  # stable: the order within a file is kept
 
 
 # The suite writes gigabytes (real models, their stores): the lowest free disk space, sampled every

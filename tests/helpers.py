@@ -11,9 +11,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The plumbing tests' protocol. No speed anchor: a second process loading the f16 beside every
+# measurement of every plumbing test; the e2e default run (configs/eval/quick.yaml) and
+# tests/integration/test_prompt_worker.py time real variants beside it.
 QUICK_EVAL = {
     "max_chunks": 2, "n_ctx": 128, "prefill_tokens": 32, "decode_tokens": 8, "repetitions": 3,
-    "ttft_prompt_tokens": 8, "threads": 2,
+    "ttft_prompt_tokens": 8, "threads": 2, "speed_anchor": False,
 }
 
 

@@ -8,8 +8,10 @@ config. The same work both ways, each timed: slmforge computes its stored f16 re
 its --kl-divergence-base file once, then runs --kl-divergence per quant. Speed: slmforge's speed
 worker vs llama-bench (pp512, tg128), same threads and repetitions, in --rounds rounds that
 alternate which side goes first (ABBA...): these hosts drift by more than 10 % within minutes, so
-one burst each compares two moments rather than two programs; the median of each side's rounds is
-compared, and every round's ratio is printed. The
+one burst each compares two moments rather than two programs. Each round puts the two sides back to
+back, so its ratio is the comparison with the drift left out; the verdict is on the median of the
+rounds' ratios (each side's own median is printed beside it, without a verdict: two medians can come
+from rounds minutes apart), and every round's ratio is printed. The
 total wall time of each side is printed with their ratio. Before any number, the token streams
 are checked to be the same ids: llama-perplexity tokenizes the text itself, and the token ids it
 scored are read back from the header of its --kl-divergence-base file.
@@ -48,8 +50,10 @@ ROWS = [
     ("kld_p99", "kld_p99", "kld_p99", "ratio", None),
     ("top1_agreement", "top1_agreement", "same_top_p", "points", 1.0),
     ("delta_p_rms", "delta_p_rms", "rms_delta_p", "points", None),
-    ("prefill tok/s vs pp512", "prefill_tps", "pp_tps", "ratio", 0.05),
-    ("decode tok/s vs tg128", "decode_tps", "tg_tps", "ratio", 0.05),
+    ("prefill tok/s vs pp512", "prefill_tps", "pp_tps", "ratio", None),
+    ("decode tok/s vs tg128", "decode_tps", "tg_tps", "ratio", None),
+    ("prefill, round ratios", "prefill_paired", "paired", "ratio", 0.05),  # median of back-to-back ratios
+    ("decode, round ratios", "decode_paired", "paired", "ratio", 0.05),
 ]
 
 
@@ -142,7 +146,8 @@ def slmforge_speed(path: Path, tokens_file: Path, args) -> dict:
 
 
 def speed_rounds(path: Path, tokens_file: Path, tools: dict, args, clock) -> tuple[dict, dict]:
-    """Each side's median over `args.rounds` alternating rounds, with every round's figures (`rounds`)."""
+    """Each side's median over `args.rounds` alternating rounds, every round's ratios (`rounds`) and
+    their medians (`<kind>_paired`, against 1.0: the back-to-back comparison)."""
     ours, theirs = [], []
     for index in range(args.rounds):
         sides = [("slmforge", lambda: ours.append(slmforge_speed(path, tokens_file, args))),
@@ -156,8 +161,9 @@ def speed_rounds(path: Path, tokens_file: Path, tools: dict, args, clock) -> tup
 
     rounds = [{"prefill": a["prefill_tps"] / b["pp_tps"], "decode": a["decode_tps"] / b["tg_tps"]}
               for a, b in zip(ours, theirs)]
-    return ({"prefill_tps": median(ours, "prefill_tps"), "decode_tps": median(ours, "decode_tps"), "rounds": rounds},
-            {"pp_tps": median(theirs, "pp_tps"), "tg_tps": median(theirs, "tg_tps")})
+    return ({"prefill_tps": median(ours, "prefill_tps"), "decode_tps": median(ours, "decode_tps"), "rounds": rounds,
+             "prefill_paired": median(rounds, "prefill"), "decode_paired": median(rounds, "decode")},
+            {"pp_tps": median(theirs, "pp_tps"), "tg_tps": median(theirs, "tg_tps"), "paired": 1.0})
 
 
 class Clock:
