@@ -131,13 +131,14 @@ def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERI
     _quiet_defaults()
     from tasks.review.devices import load_device  # loaded by the command that runs: --help stays fast
     from tasks.review.recommend import recommend_per_tier
-    from tasks.review.search import variant_runs
+    from tasks.review.search import variant_runs, with_chunk_series
     from tasks.review.show import print_recommendation
     from tasks.tracking.client import resolve_tracking_uri
 
     try:
         profile = load_device(device)
-        runs = variant_runs(resolve_tracking_uri(tracking_uri), experiments=experiment, model=model)
+        uri = resolve_tracking_uri(tracking_uri)
+        runs = with_chunk_series(uri, variant_runs(uri, experiments=experiment, model=model), names=("kld",))
         answers = recommend_per_tier(runs, profile)  # one pick per model tier
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         fail(exc, debug=debug)

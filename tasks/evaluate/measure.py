@@ -19,6 +19,7 @@ from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
 from tasks.plan.guard import check_reference, check_measure
 from tasks.review import records
+from tasks.review.intervals import CHUNK_SERIES
 from tasks.review.regressions import EVAL_TEXT, SPEED_ANCHOR  # the params naming the tokens scored, the anchor
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
@@ -136,6 +137,8 @@ def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_f
     metrics: dict = {}
     if is_base:
         metrics.update({k: reference.figures[k] for k in ("perplexity", "perplexity_se", "chunks", "n_ctx")})
+        if CHUNK_SERIES in reference.figures:  # its per-chunk nll: what perplexity ratios are paired with
+            metrics[CHUNK_SERIES] = reference.figures[CHUNK_SERIES]
         metrics["quality_peak_rss_bytes"] = reference.figures.get("worker_peak_rss_bytes")  # its quality worker
     else:
         quality = run_worker({**common, "mode": "quality", "reference_dir": str(reference.folder),

@@ -2,7 +2,8 @@
 
 `reference_pass` runs the f16 base once and stores its encoded log-probabilities;
 `score_against_reference` runs one variant and compares it with the stored reference, one chunk
-in memory at a time. Both use the same chunks, ids and scored positions as llama-perplexity.
+in memory at a time. Both use the same chunks, ids and scored positions as llama-perplexity, and
+also return each chunk's own means (CHUNK_SERIES), for paired intervals over chunks.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from tasks.evaluate.metrics import (
 )
 from tasks.evaluate.process import peak_rss_bytes, report_progress
 from tasks.formats.base import LoadedModel
+from tasks.review.intervals import CHUNK_SERIES
 
 BLOCK = reference.ROW_BLOCK
+# CHUNK_SERIES: each chunk's own means (every chunk scores the same number of tokens): mean nll
+# ("nll"), and against the reference mean KLD ("kld") and top-1 agreement ("top1"). Two variants
+# scored on the same chunks are compared chunk by chunk (tasks.review.intervals): a paired interval.
 
 
 def _ranges(tokens: list[int], n_ctx: int, max_chunks: int | None) -> list[tuple[int, int]]:
@@ -34,14 +39,17 @@ def reference_pass(model: LoadedModel, record: dict, *, n_ctx: int, max_chunks: 
     """Store the base's encoded log-probs per chunk; return its perplexity and the stored size."""
     tokens, bos = record["tokens"], record.get("bos")
     ranges = _ranges(tokens, n_ctx, max_chunks)
-    ppl, stored = PerplexityAccumulator(), 0
+    ppl, stored, chunk_nll = PerplexityAccumulator(), 0, []
     for index, (start, end) in enumerate(ranges):
         logits = model.chunk_logits(chunk_ids(tokens, start, end, bos), scored_positions(n_ctx).start)
-        ppl.add(token_nll(np.asarray(logits, dtype=np.float32), chunk_targets(tokens, start, end))[0])
+        nll = token_nll(np.asarray(logits, dtype=np.float32), chunk_targets(tokens, start, end))[0]
+        ppl.add(nll)
+        chunk_nll.append(float(nll.mean()))
         stored += reference.write_chunk(out_dir, index, logits)
         report_progress("reference chunks", index + 1, len(ranges))
     value, stderr = ppl.result()
-    figures = {"perplexity": value, "perplexity_se": stderr, "chunks": len(ranges), "n_ctx": n_ctx}
+    figures = {"perplexity": value, "perplexity_se": stderr, "chunks": len(ranges), "n_ctx": n_ctx,
+               CHUNK_SERIES: {"nll": chunk_nll}}
     summary = {**figures, "ranges": ranges, "n_vocab": model.n_vocab, "scored_tokens": ppl.count,
                "stored_bytes": stored, "bytes_per_scored_token": stored / ppl.count,
                "worker_peak_rss_bytes": peak_rss_bytes()}  # the pass is this worker's last work
@@ -58,7 +66,9 @@ def score_against_reference(model: LoadedModel, record: dict, reference_dir: Pat
                          "they were not made from the same checkpoint")
     n_ctx, ranges = ref["n_ctx"], ref["ranges"]
     ppl, divergence = PerplexityAccumulator(), DivergenceAccumulator()
+    series: dict[str, list[float]] = {"nll": [], "kld": [], "top1": []}
     for index, (start, end) in enumerate(ranges):
+        ppl_before, blocks_before = (ppl.nll, ppl.count), len(divergence.kld)
         logits = model.chunk_logits(chunk_ids(tokens, start, end, bos), scored_positions(n_ctx).start)
         base, targets = reference.read_chunk(reference_dir, index), chunk_targets(tokens, start, end)
         for row in range(0, len(targets), BLOCK):
@@ -68,7 +78,10 @@ def score_against_reference(model: LoadedModel, record: dict, reference_dir: Pat
             ppl.add(nll)
             base_lp = reference.decode_logprobs(base.scale[rows], base.min_log_prob[rows], base.q[rows])
             divergence.add(block, nll, log_sum_exp, base_lp, targets[rows])
+        series["nll"].append((ppl.nll - ppl_before[0]) / (ppl.count - ppl_before[1]))
+        series["kld"].append(float(np.concatenate(divergence.kld[blocks_before:]).mean()))
+        series["top1"].append(float(np.concatenate(divergence.same_top[blocks_before:]).mean()))
         report_progress("quality chunks", index + 1, len(ranges))
     value, stderr = ppl.result()
     return {"perplexity": value, "perplexity_se": stderr, "chunks": len(ranges), "n_ctx": n_ctx,
-            **divergence.result()}
+            **divergence.result(), CHUNK_SERIES: series}

@@ -14,7 +14,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
-from tasks.review.search import read_runs
+from tasks.review.intervals import mean_interval, paired_interval, ratio_interval
+from tasks.review.search import read_runs, with_chunk_series
 from tasks.tracking.client import resolve_tracking_uri
 
 # Quality figures a comparison can rank on, and which way is better.
@@ -25,7 +26,8 @@ QUALITY_METRICS: dict[str, str] = {
 # The columns of the comparison table, in reading order (public metric names, DESIGN.md).
 TABLE_COLUMNS = (
     "model", "tier", "hardware_id", "format", "quant", "reference", "eval_text", "size_bytes", "bits_per_weight", "perplexity",
-    "perplexity_ratio", "kld_mean", "kld_p99", "top1_agreement", "prefill_tps", "decode_tps", "decode_tps_rel",
+    "perplexity_ratio", "perplexity_ratio_low", "perplexity_ratio_high", "kld_mean", "kld_mean_low", "kld_mean_high",
+    "kld_p99", "top1_agreement", "prefill_tps", "decode_tps", "decode_tps_rel",
     "ttft_ms", "peak_rss_bytes", "decode_efficiency", "gate", "reused", "experiment", "run_id", "parent_run_id", "start_time",
 )
 UNRECORDED_TEXT = "unrecorded"  # runs from before the text was logged: comparable with none
@@ -52,7 +54,8 @@ def search_variant_runs(selection: CompareSelection) -> pd.DataFrame:
     """The raw runs of the selected experiments, as MLflow's search API returns them."""
     # One parent is a server-side filter; several are selected in pandas (_select).
     parent = f"tags.mlflow.parentRunId = '{selection.parent_run_ids[0]}'" if len(selection.parent_run_ids) == 1 else ""
-    return read_runs(resolve_tracking_uri(selection.tracking_uri), selection.experiments, filter_string=parent)
+    uri = resolve_tracking_uri(selection.tracking_uri)
+    return with_chunk_series(uri, read_runs(uri, selection.experiments, filter_string=parent))
 
 
 def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFrame:
@@ -72,6 +75,7 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
                         "start_time": frame["start_time"]})
     for column, tag in _TAGS.items():
         out[column] = frame.get(f"tags.{tag}")
+    _add_intervals(out, frame)
     for column in TABLE_COLUMNS:
         if column not in out:
             out[column] = pd.to_numeric(frame.get(f"metrics.{column}"), errors="coerce")
@@ -81,6 +85,28 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
         out = out.sort_values("start_time").drop_duplicates(["model", "hardware_id", "format", "quant", "eval_text"],
                                                             keep="last")
     return out.sort_values(["model", "hardware_id", "format", "size_bytes"])[list(TABLE_COLUMNS)].reset_index(drop=True)
+
+
+def _add_intervals(out: pd.DataFrame, frame: pd.DataFrame) -> None:
+    """95 % bootstrap intervals over chunks (tasks.review.intervals): kld_mean's, and perplexity_ratio's
+    paired chunk by chunk with the f16 base of the same pipeline run. Empty where a run logged no
+    per-chunk figures or scored fewer than MIN_CHUNKS chunks."""
+    kld = frame["chunks.kld"] if "chunks.kld" in frame else pd.Series(None, index=frame.index, dtype=object)
+    nll = frame["chunks.nll"] if "chunks.nll" in frame else pd.Series(None, index=frame.index, dtype=object)
+    parents = frame.get("tags.mlflow.parentRunId", pd.Series(None, index=frame.index))
+    is_base = frame.get("tags.slmforge.is_base", pd.Series(None, index=frame.index)) == "true"
+    base_nll = {parent: series for parent, series, base in zip(parents, nll, is_base) if base and isinstance(series, list)}
+    low, high, ppl_low, ppl_high = [], [], [], []
+    for series, chunk_nll, parent, base in zip(kld, nll, parents, is_base):
+        interval = mean_interval(series) if isinstance(series, list) else None
+        low.append(interval.low if interval else np.nan)
+        high.append(interval.high if interval else np.nan)
+        paired = None if base or not isinstance(chunk_nll, list) else ratio_interval(
+            paired_interval(base_nll.get(parent), chunk_nll))
+        ppl_low.append(paired[1] if paired else np.nan)
+        ppl_high.append(paired[2] if paired else np.nan)
+    out["kld_mean_low"], out["kld_mean_high"] = low, high
+    out["perplexity_ratio_low"], out["perplexity_ratio_high"] = ppl_low, ppl_high
 
 
 def model_of(run_name: str | None, fmt: str, quant: str) -> str:

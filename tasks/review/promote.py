@@ -8,7 +8,7 @@ from mlflow.exceptions import MlflowException
 from tasks.review.devices import load_device, shipped_devices
 from tasks.review.recommend import recommend
 from tasks.review.registry import RegistryConfig, registered_name, should_move, version_tags
-from tasks.review.search import runs_frame
+from tasks.review.search import runs_frame, with_chunk_series
 
 
 def register_run(client, *, experiment_id: str, parent_run_id: str, model_name: str,
@@ -20,6 +20,7 @@ def register_run(client, *, experiment_id: str, parent_run_id: str, model_name: 
     if frame.empty or "tags.slmforge.gate" not in frame:
         return []  # nothing was gated (every variant failed before its gate)
     passing = frame[(frame.get("tags.slmforge.gate") == "pass") & (frame["status"] == "FINISHED")]
+    passing = with_chunk_series(client.tracking_uri, passing, names=("kld",))  # recommend's paired intervals
     versions, lines = {}, []
     for row in passing.to_dict("records"):
         versions[row["run_id"]], line = _version_for(client, registered_name(model_name, row["params.format"]), row)

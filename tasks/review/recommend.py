@@ -7,7 +7,9 @@ The ranking rule (also in the README):
    reference, its KLD is 0 by definition), and it fits: weights + KV cache at the device's context
    and cache type + the overhead its run measured <= budget x (1 - margin) (tasks.review.fit).
 3. Quality first: the lowest kld_mean among the eligible. Variants whose kld_mean is within the noise
-   of that one (difference <= 2 x sqrt(se_a^2 + se_b^2), the kld_mean_se each run recorded) tie;
+   of that one tie: where both runs logged their per-chunk KLD (metric history chunk_kld), the paired
+   95 % bootstrap interval over chunks of the difference holds 0 ("indistinguishable",
+   tasks.review.intervals); else the difference is <= 2 x sqrt(se_a^2 + se_b^2) (kld_mean_se);
    a tie goes to the faster decode (measured on the device, else predicted), then to the smaller file.
    Two decode speeds timed beside the same f16 anchor (param `speed_anchor`) are compared per anchor
    (`decode_tps_rel`, drift cancelled) and are indistinguishable when they differ by <= 2 x
@@ -31,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from tasks.review.devices import DeviceProfile
 from tasks.review.fit import Fit, KvLayout, fit_variant, runtime_overhead
+from tasks.review.intervals import paired_interval
 
 TIE_SIGMAS = 2.0
 BASE_QUANTS = ("F16", "BF16", "F32")
@@ -54,6 +57,9 @@ class Candidate(BaseModel):
     decode_tps_rel: float | None = Field(None, description="Measured decode speed per f16 anchor (drift cancelled).")
     decode_tps_rel_se: float = 0.0
     speed_anchor: str | None = Field(None, description="The f16 that decode_tps_rel was timed beside.")
+    chunk_kld: list[float] | None = Field(None, description="Mean KLD of each evaluation chunk (paired intervals).")
+    quality_vs_best: str | None = Field(None, description="kld_mean minus the best one's, with its paired interval.")
+    quality_tied: bool | None = Field(None, description="Tied with the best on quality within noise (None: not judged).")
     fit: Fit | None = None
     excluded: str | None = Field(None, description="Why it cannot be recommended; None when eligible.")
 
@@ -100,12 +106,16 @@ def _why_not(candidates: list[Candidate], pick: Candidate | None) -> list[str]:
     for c in candidates[:candidates.index(pick)]:
         if c.excluded:
             notes.append(f"{c.name}: {c.excluded}")
+        elif c.quality_tied is False:  # a narrower interval than the pick's: beyond noise where the pick is not
+            notes.append(f"{c.name}: worse on quality beyond noise ({c.quality_vs_best})")
         elif speed_indistinguishable(c, pick):
             notes.append(f"{c.name}: tied on quality and on speed within noise ({c.decode_tps_rel:.3f} vs "
                          f"{pick.decode_tps_rel:.3f} x the f16's decode, timed side by side), and larger")
         else:
-            notes.append(f"{c.name}: tied on quality within noise, but decodes slower ({_tps(c)} vs {_tps(pick)}) "
-                         "or is larger")
+            judged = c.quality_vs_best or pick.quality_vs_best  # the best one has none of its own
+            interval = f"; {judged}" if judged else ""
+            notes.append(f"{c.name}: tied on quality within noise{interval}, but decodes slower "
+                         f"({_tps(c)} vs {_tps(pick)}) or is larger")
     # No quality figure: it cannot be ranked, so it may have been better; say why it is out.
     return notes + [f"{c.name}: {c.excluded}" for c in candidates if c.kld_mean is None and c.excluded]
 
@@ -145,6 +155,7 @@ def judge(row: dict, device: DeviceProfile, *, measured: bool, text: str | None 
     if candidate.speed_kind == "measured" and metric("decode_tps_rel") is not None:
         candidate.decode_tps_rel, candidate.decode_tps_rel_se = metric("decode_tps_rel"), metric("decode_tps_rel_se") or 0.0
         candidate.speed_anchor = _text(row.get("params.speed_anchor")) or None
+    candidate.chunk_kld = _chunk_kld(row, metric, is_base)
     candidate.fit, missing = _fit(row, metric, device)
     candidate.excluded = _exclusion(row, candidate, missing, text)
     return candidate
@@ -199,8 +210,7 @@ def _pick(eligible: list[Candidate]) -> Candidate | None:
     if not eligible:
         return None
     best = eligible[0]  # sorted by kld_mean
-    tied = [c for c in eligible
-            if c.kld_mean - best.kld_mean <= TIE_SIGMAS * math.hypot(best.kld_mean_se, c.kld_mean_se)]
+    tied = [c for c in eligible if c is best or _quality_tied(c, best)]
     fastest = max(tied, key=lambda c: (c.decode_tps or 0.0, -(c.size_bytes or 0.0)))
     anchored = [c for c in tied if _same_anchor(c, fastest)]
     if len(anchored) > 1:  # per anchor: the fastest without drift, then every one as fast within noise
@@ -208,6 +218,26 @@ def _pick(eligible: list[Candidate]) -> Candidate | None:
         as_fast = [c for c in anchored if speed_indistinguishable(c, fastest)]
         return min(as_fast, key=lambda c: (c.size_bytes if c.size_bytes is not None else math.inf, c.name))
     return fastest
+
+
+def _quality_tied(c: Candidate, best: Candidate) -> bool:
+    """Paired over chunks where both have them (and says so on the candidate); else the se rule."""
+    interval = paired_interval(best.chunk_kld, c.chunk_kld)
+    if interval is not None:
+        c.quality_vs_best = f"kld_mean {interval.describe()} against {best.name}"
+        c.quality_tied = interval.verdict() != "higher"
+    else:
+        c.quality_tied = c.kld_mean - best.kld_mean <= TIE_SIGMAS * math.hypot(best.kld_mean_se, c.kld_mean_se)
+    return c.quality_tied
+
+
+def _chunk_kld(row: dict, metric, is_base: bool) -> list[float] | None:
+    """The per-chunk KLD read back by tasks.review.search.with_chunk_series; the f16 base's is 0 on
+    every chunk it was scored on (it is the reference)."""
+    if is_base:
+        return [0.0] * int(metric("chunks")) if metric("chunks") else None
+    series = row.get("chunks.kld")
+    return [float(v) for v in series] if isinstance(series, list) and series else None
 
 
 def _same_anchor(a: Candidate, b: Candidate) -> bool:

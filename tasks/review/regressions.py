@@ -4,9 +4,11 @@ The rule (also in the README): for each variant present in both runs, a figure r
 moved in its worse direction by more than `sigmas` x sqrt(noise_old^2 + noise_new^2) AND by more
 than `min_relative_change` of the old value.
 
-Quality figures are judged as measured, with their standard error (perplexity_se, kld_mean_se,
-top1_agreement_se: chunk-to-chunk spread of one pass), and only between runs that scored the same
-tokens (param `eval_text`: the text's sha256, context and chunks); measured on another text, or with
+Quality figures are judged chunk by chunk where both runs logged their per-chunk means
+(`chunk_series`: nll, kld, top1): the paired 95 % bootstrap interval over chunks of new - old
+(tasks.review.intervals) must lie wholly on the worse side; else with their standard error
+(perplexity_se, kld_mean_se, top1_agreement_se: token-to-token spread of one pass). Only between runs
+that scored the same tokens (param `eval_text`: the text's sha256, context and chunks); measured on another text, or with
 no record of the text, they are listed as not judged, with the two texts.
 
 Speed figures are judged per anchor: each burst was timed beside the same burst of the run's f16
@@ -24,9 +26,13 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.review.intervals import CHUNK_SERIES, Interval, paired_interval
+
 # figure -> (its noise figure, the better direction)
 QUALITY = {"perplexity": ("perplexity_se", "lower"), "kld_mean": ("kld_mean_se", "lower"),
            "top1_agreement": ("top1_agreement_se", "higher")}
+# quality figure -> its per-chunk series (CHUNK_SERIES, tasks.evaluate.quality)
+CHUNK_OF = {"perplexity": "nll", "kld_mean": "kld", "top1_agreement": "top1"}
 SPEED = {"prefill_tps": "higher", "decode_tps": "higher", "ttft_ms": "lower"}
 EVAL_TEXT = "eval_text"  # the param every variant run carries: the tokens its quality figures were measured on
 SPEED_ANCHOR = "speed_anchor"  # the param naming the f16 its speed figures per anchor were timed beside
@@ -54,11 +60,14 @@ class Change(BaseModel):
     kind: str = Field(description="quality or speed")
     old: float
     new: float
-    noise: float = Field(description="sigmas x combined se: the largest change still counted as noise.")
+    noise: float = Field(description="sigmas x combined se, or the paired interval's reach below the change: "
+                         "the largest change still counted as noise.")
+    interval: str | None = Field(None, description="The paired interval over chunks it was judged on, if any.")
 
     def describe(self) -> str:
+        judged = f"; per chunk {self.interval}" if self.interval else ""
         return (f"{self.variant}: {self.figure} {self.old:.4g} -> {self.new:.4g} "
-                f"(change {self.new - self.old:+.3g}, noise {self.noise:.2g})")
+                f"(change {self.new - self.old:+.3g}, noise {self.noise:.2g}{judged})")
 
 
 def figure_rules(metrics: dict) -> dict[str, tuple[str, str, str]]:
@@ -91,6 +100,10 @@ def find_regressions(previous: dict[str, dict], current: dict[str, dict],
                 continue
             if kind == "quality" and not same_text:
                 continue
+            if kind == "quality" and (paired := _paired(figure, old, new)) is not None:
+                if (change := _paired_change(variant, figure, better, old, new, paired, config)) is not None:
+                    changes.append(change)
+                continue
             if kind == "speed":  # judged per anchor: the ratio and the noise between rounds
                 if not same_anchor:
                     unjudged.append(f"{variant}: {figure} (not timed beside the same f16 anchor in both runs: "
@@ -107,6 +120,27 @@ def find_regressions(previous: dict[str, dict], current: dict[str, dict],
             if worse > noise and worse > config.min_relative_change * abs(a):
                 changes.append(Change(variant=variant, figure=figure, kind=kind, old=a, new=b, noise=noise))
     return changes, unjudged
+
+
+def _paired(figure: str, old: dict, new: dict) -> Interval | None:
+    """new - old per chunk, where both runs logged the figure's chunk series over the same chunks."""
+    series = [(side.get(CHUNK_SERIES) or {}).get(CHUNK_OF[figure]) for side in (old, new)]
+    return paired_interval(*series)
+
+
+def _paired_change(variant: str, figure: str, better: str, old: dict, new: dict, interval: Interval,
+                   config: RegressionConfig) -> Change | None:
+    """A regression when the whole interval is on the worse side and the change passes the floor."""
+    a, b = float(old[figure]), float(new[figure])
+    worse_side = interval.low > 0 if better == "lower" else interval.high < 0
+    worse = (b - a) if better == "lower" else (a - b)
+    if not (worse_side and worse > config.min_relative_change * abs(a)):
+        return None
+    # The interval's reach towards no change, in the figure's units (perplexity: exp of mean nll).
+    reach = abs(interval.mean - (interval.low if better == "lower" else interval.high))
+    noise = a * (math.exp(interval.mean) - math.exp(interval.mean - reach)) if figure == "perplexity" else reach
+    return Change(variant=variant, figure=figure, kind="quality", old=a, new=b, noise=noise,
+                  interval=interval.describe())
 
 
 def moved_with_build(previous: dict[str, dict], current: dict[str, dict],

@@ -4,6 +4,7 @@ reader behind `slmforge compare`, `recommend` and `promote`."""
 from __future__ import annotations
 
 from tasks.core.errors import UserError
+from tasks.review.intervals import CHUNK_METRIC_PREFIX
 
 # The columns an empty result still has, so that callers can filter and sort it.
 EMPTY_COLUMNS = ["run_id", "experiment", "start_time", "status", "tags.mlflow.runName"]
@@ -53,3 +54,19 @@ def runs_frame(runs):
              **{f"params.{k}": v for k, v in r.data.params.items()},
              **{f"tags.{k}": v for k, v in r.data.tags.items()}} for r in runs]
     return pd.DataFrame(rows, columns=None if rows else EMPTY_COLUMNS)
+
+
+def with_chunk_series(tracking_uri: str, frame, names: tuple[str, ...] = ("kld", "nll")):
+    """`frame` with a `chunks.<name>` column per name: each run's per-chunk means, in chunk order, read
+    back from their metric histories (tasks.review.intervals); None where a run has none (runs from
+    before they were logged, the f16 base's KLD)."""
+    from mlflow.tracking import MlflowClient  # MLflow: heavy, only where runs are read
+
+    client, frame = MlflowClient(tracking_uri=tracking_uri), frame.copy()
+    for name in names:
+        metric = f"{CHUNK_METRIC_PREFIX}{name}"
+        present = frame[f"metrics.{metric}"].notna() if f"metrics.{metric}" in frame else [False] * len(frame)
+        frame[f"chunks.{name}"] = [
+            [m.value for m in sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)] if has else None
+            for run_id, has in zip(frame["run_id"], present)]
+    return frame

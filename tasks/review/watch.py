@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import SlmforgeError
+from tasks.review.intervals import CHUNK_METRIC_PREFIX, CHUNK_SERIES
 from tasks.review.regressions import (EVAL_TEXT, SPEED_ANCHOR, Change, RegressionConfig, changed_versions, find_regressions,
                                       moved_with_build)
 from tasks.tracking import client as tracking
@@ -51,8 +52,9 @@ def check_regressions(ctx, outcomes, config: RegressionConfig, *, hardware_id: s
         tracking.log_values(client, ctx.parent_run_id, tags={"slmforge.regressions": "no previous run to compare"})
         return RegressionReport()
     old = {r.info.run_name: {**r.data.metrics, EVAL_TEXT: r.data.params.get(EVAL_TEXT),
-                             SPEED_ANCHOR: r.data.params.get(SPEED_ANCHOR)} for r in client.search_runs(
-        [ctx.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{previous.info.run_id}'", max_results=1000)}
+                             SPEED_ANCHOR: r.data.params.get(SPEED_ANCHOR), CHUNK_SERIES: _chunk_series(client, r)}
+           for r in client.search_runs([ctx.experiment_id], max_results=1000,
+                                       filter_string=f"tags.`mlflow.parentRunId` = '{previous.info.run_id}'")}
     new = {o.variant.name: o.metrics for o in outcomes if not o.error}
     changes, unjudged = find_regressions(old, new, config)
     old_versions = {k.removeprefix("version."): v for k, v in previous.data.params.items() if k.startswith("version.")}
@@ -62,6 +64,13 @@ def check_regressions(ctx, outcomes, config: RegressionConfig, *, hardware_id: s
                               build_moves=moved_with_build(old, new, config) if versions_changed else [])
     _tag(ctx, outcomes, report)
     return report
+
+
+def _chunk_series(client, run) -> dict[str, list[float]]:
+    """A logged run's per-chunk means, back from their metric histories (tasks.tracking.report)."""
+    names = [key.removeprefix(CHUNK_METRIC_PREFIX) for key in run.data.metrics if key.startswith(CHUNK_METRIC_PREFIX)]
+    return {name: [m.value for m in sorted(client.get_metric_history(run.info.run_id, CHUNK_METRIC_PREFIX + name),
+                                           key=lambda m: m.step)] for name in names}
 
 
 # Sections that shape no figure: a change there (or a new one with defaults) keeps runs comparable.

@@ -107,6 +107,16 @@ def log_values(client: MlflowClient, run_id: str, *, params: dict | None = None,
     )
 
 
+def log_series(client: MlflowClient, run_id: str, series: dict[str, list[float]], *, prefix: str) -> None:
+    """Each list as one metric's history, its index as the step: `<prefix><name>` per chunk (the MLflow
+    UI draws it as a chart; tasks.review.search.chunk_series reads it back)."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"{prefix}{name}", float(v), now, step) for name, values in series.items()
+               for step, v in enumerate(values) if _finite(v)]
+    for start in range(0, len(metrics), 1000):  # log_batch takes at most 1000 metrics per call
+        client.log_batch(run_id, metrics=metrics[start:start + 1000])
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

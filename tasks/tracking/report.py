@@ -20,6 +20,7 @@ from tasks.core.reference import reference_label
 from tasks.hosts.hardware import llama_system_info
 from tasks.plan.records import RunRecord, save_run_record
 from tasks.review import records
+from tasks.review.intervals import CHUNK_METRIC_PREFIX, CHUNK_SERIES
 from tasks.review.publish import log_run_figures
 from tasks.tracking import client as tracking
 from tasks.tracking.mlflow_ui import mark_model_development
@@ -206,6 +207,8 @@ def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: Acquire
                         tags={"slmforge.is_base": str(v.is_base).lower(), **records.origin_tags(
                             outcome.measurement, reused=outcome.reused, client=ctx.client,
                             experiment_id=ctx.experiment_id)})
+    if series := outcome.metrics.get(CHUNK_SERIES):  # per chunk, for paired intervals (tasks.review.intervals)
+        tracking.log_series(ctx.client, run_id, series, prefix=CHUNK_METRIC_PREFIX)
     if outcome.measurement and not outcome.reused:
         records.write_origin(outcome.measurement, run_id=run_id, experiment_id=ctx.experiment_id,
                              tracking_uri=ctx.tracking_uri)

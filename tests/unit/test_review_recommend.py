@@ -226,3 +226,20 @@ def test_figures_measured_on_another_text_are_not_ranked_against_the_newest():
     same = frame({**run("m-q8", quant="Q8_0", kld=0.004, size=140, start=20), "params.eval_text": new_text},
                  {**run("m-q4", quant="Q4_K_M", kld=0.0001, size=100, start=10), "params.eval_text": new_text})
     assert recommend(same, device(1000)).pick.name == "m-q4"
+
+
+def test_quality_ties_are_judged_chunk_by_chunk_when_the_runs_logged_their_chunks():
+    """kld_mean_se over tokens (1e-5) calls 0.0040 vs 0.0043 apart; over chunks, where m-b is below
+    m-a on some chunks and above on others, the paired interval holds 0: a tie, and the faster wins,
+    with the interval in the note. A difference every chunk shows stays a difference."""
+    a = [0.004, 0.001, 0.009, 0.002, 0.006, 0.002]
+    b_mixed = [0.006, 0.000, 0.007, 0.005, 0.005, 0.0028]
+    runs = frame({**run("m-a", quant="Q5_K_M", kld=0.0040, se=1e-5, eff=0.3), "chunks.kld": a},
+                 {**run("m-b", quant="Q4_K_M", kld=0.0043, se=1e-5, eff=0.6), "chunks.kld": b_mixed})
+    answer = recommend(runs, device(1000, memory_bandwidth=10_000_000_000))
+    assert answer.pick.name == "m-b" and "indistinguishable" in answer.pick.quality_vs_best
+    assert answer.notes[0].startswith("m-a: tied on quality within noise; kld_mean ")
+    b_worse = [x * 1.2 for x in a]
+    runs = frame({**run("m-a", quant="Q5_K_M", kld=0.0040, se=0.01, eff=0.3), "chunks.kld": a},
+                 {**run("m-b", quant="Q4_K_M", kld=0.0048, se=0.01, eff=0.6), "chunks.kld": b_worse})
+    assert recommend(runs, device(1000, memory_bandwidth=10_000_000_000)).pick.name == "m-a"
