@@ -28,7 +28,7 @@ SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + key; the UI's own prefix
 # Column keys are the UI's: <type>.`<name>`. The quant first: the UI cuts run names before it.
 KEY_COLUMNS = ["params.`quant`", "params.`format`",
                *(f"metrics.`{m}`" for m in ("size_bytes", "kld_mean", "perplexity_ratio", "top1_agreement",
-                                            "decode_tps", "peak_rss_bytes")),
+                                            "decode_tps", "decode_tps_rel", "peak_rss_bytes")),
                "tags.`slmforge.gate`", "tags.`slmforge.tier`", "tags.`slmforge.hardware_id`",
                "tags.`slmforge.reference`",  # what the KLD is against
                "params.`eval_text`"]  # the tokens it was measured on
