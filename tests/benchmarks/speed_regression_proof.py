@@ -1,6 +1,6 @@
 """Do speed verdicts survive this host's drift, and do they still catch a real slowdown? (issue 19, item 5)
 
-    .venv/bin/python tests/benchmarks/speed_regression_proof.py [CONFIG] [--work DIR] [--keep]
+    .venv/bin/python tests/benchmarks/speed_regression_proof.py [CONFIG] [--work DIR] [--keep] [--seed-store DIR]
 
 Three real runs of CONFIG (default: configs/default.yaml) through the CLI, in a store and an MLflow
 store of their own under DIR:
@@ -17,6 +17,8 @@ store of their own under DIR:
 Prints, per variant, raw decode tok/s and decode per anchor of each run, the verdicts, and what the
 rule would have said on raw figures with a burst's sd (the rule before the anchor). Not a test:
 it takes about 20 minutes on 2 cores and its verdict is about the host as much as the code.
+`--seed-store` starts DIR's store as hard links to an existing store's files (stored entries are
+never written in place), so the builds are reused and only the measurements are made.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("config", type=Path, nargs="?", default=REPO / "configs" / "default.yaml")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep DIR (default: removed at the end)")
+    parser.add_argument("--seed-store", type=Path, help="hard-link this store's files into DIR's store first")
     args = parser.parse_args()
     from tasks.review.regressions import RegressionConfig, find_regressions
 
@@ -87,6 +90,8 @@ def main() -> None:
     same = {"include": [str(args.config.resolve())], "store_dir": str(work / "store"),
             "tracking": {"tracking_uri": uri}}
     (work / "same.yaml").write_text(yaml.safe_dump(same))
+    if args.seed_store and not (work / "store").exists():
+        subprocess.run(["cp", "-al", str(args.seed_store.resolve()), str(work / "store")], check=True)
     (work / "slow.yaml").write_text(yaml.safe_dump({**same, "evaluate": {"threads": 1}}))
     seconds = {"A": run(work / "same.yaml")}
     shutil.rmtree(work / "store" / "evaluate")  # measure B anew: same config, same artefacts, fresh figures

@@ -228,6 +228,28 @@ def _raise_failure(hf_dir: Path, log_text: str, rc: int) -> NoReturn:
     )
 
 
+def check_external_data(model_dir: Path) -> None:
+    """Every initializer the graph keeps in an external file lies inside that file. A disk that filled
+    up under the builder left model.onnx.data short while the export still reported success, and the
+    folder failed only when a measurement loaded it ("offset ... out of bounds")."""
+    import onnx  # the ONNX toolchain: only where a graph is read
+
+    for graph_file in sorted(model_dir.glob("*.onnx")):
+        graph = onnx.load(str(graph_file), load_external_data=False)
+        for tensor in graph.graph.initializer:
+            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            data = model_dir / info["location"]
+            end = int(info.get("offset", 0)) + int(info.get("length", 0))
+            size = data.stat().st_size if data.is_file() else 0
+            if end > size:
+                raise OnnxExportError(
+                    f"The ONNX export of {model_dir.name} is incomplete: tensor {tensor.name} ends at byte {end:,} "
+                    f"of {info['location']}, which has {size:,} bytes (was the disk full? "
+                    f"{shutil.disk_usage(model_dir).free / 2**30:.1f} GiB free now). Free space and run again.")
+
+
 def export_onnx(
     hf_dir: Path, out_dir: Path, config: OnnxExportConfig, *,
     python: str | None = None, timeout_s: float | None = None,
@@ -268,6 +290,7 @@ def export_onnx(
         result: dict[str, Any] = json.loads(results[-1]) if results else {"ok": False}
         if proc.returncode != 0 or not result["ok"] or not (model_dir / "genai_config.json").is_file():
             _raise_failure(hf_dir, log_text, proc.returncode)
+        check_external_data(model_dir)
         # Olive's own handler description, holding the absolute staging path: stale after rename.
         (model_dir / "model_config.json").unlink(missing_ok=True)
         if out_dir.exists():
