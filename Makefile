@@ -39,11 +39,10 @@ small: $(SMALL_STAMP)
 # 1.1 of 2 cores on average (imports, servers starting, single-threaded conversion), so a second
 # file beside it fills the idle core. Every worker has its own temporary home, store and Prefect.
 # Files go out in collection order, the longest first (tests/conftest.py), not xdist's own order
-# (most tests first), which left the longest file to run alone at the end; the two files that write
-# the 1.5B model share one worker (xdist_group), so the disk never holds both.
+# (most tests first), which could leave the longest file to run alone at the end.
 TEST_WORKERS ?= 2
 test: $(STAMP) $(SMALL_STAMP) test-tools
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The unit tier only (pure and fast, tests/unit): under 3 minutes.
 test-fast: $(STAMP)

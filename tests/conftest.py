@@ -19,39 +19,35 @@ from tests.helpers import REPO
 TIERS = {"unit": "unit", "integration": "integration", "formats": "integration", "e2e": "e2e"}
 
 
-# The longest files first (the slowest-tests list of a run), then by tier: `make test` hands the
-# files to two workers in collection order (pytest-xdist --dist loadgroup --no-loadscope-reorder),
+# The longest files first (the slowest-tests list of a run), then by tier: `make test` hands whole
+# files to two workers in collection order (pytest-xdist --dist loadfile --no-loadscope-reorder),
 # so the short ones come last and fill the gaps. Left to xdist's own order (files with most tests
-# first), the three-model tiers run (9 min) could start late and run alone at the end.
-LONGEST_FIRST = ("e2e/test_tiers_suite.py", "e2e/test_memory_caps.py", "e2e/test_default_model.py",
-                 "integration/test_stack.py", "integration/test_workers.py", "integration/test_resume_after_kill.py",
+# first), the three-model tiers run (9 min) could start late and run alone at the end. The
+# memory-caps file goes last: it writes the 1.5B model too, and would wait for the tiers run to be
+# done with the disk (tests/helpers.py: one_small_tier_run); last, it does not wait.
+LONGEST_FIRST = ("e2e/test_tiers_suite.py", "e2e/test_default_model.py", "integration/test_stack.py",
+                 "integration/test_workers.py", "integration/test_resume_after_kill.py",
                  "integration/test_concurrent_runs.py", "integration/test_onnx_gemma3.py",
                  "integration/test_review_flow.py", "integration/test_pipeline_flow.py")
-# Each file is one unit of work (its module fixtures run once), except that the files writing ~10 GB
-# of the 1.5B model each share one unit: one worker runs them one after the other, so the disk
-# never holds both (run side by side, they filled a 30 GB /tmp).
-ONE_WORKER = {"e2e/test_tiers_suite.py": "small-tier-model", "e2e/test_memory_caps.py": "small-tier-model"}
+LAST = ("e2e/test_memory_caps.py",)
 TIER_ORDER = ("e2e", "integration", "unit")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items):
     """Every test carries its tier from its folder (tests/unit, tests/integration, tests/e2e), so
-    `-m unit` (`make test-fast`) and `-m "not e2e"` select by cost without a marker per file; its
-    unit of work for the two workers (xdist_group: its file, or ONE_WORKER's group); and the
-    costliest files run first, the quick ones last, where they fill the gaps."""
-    def cost_rank(item) -> tuple[int, int]:
+    `-m unit` (`make test-fast`) and `-m "not e2e"` select by cost without a marker per file; and
+    the costliest files run first, the quick ones last, where they fill the gaps."""
+    def cost_rank(item) -> tuple[int, bool, int]:
         relative = Path(str(item.fspath)).relative_to(REPO / "tests").as_posix()
         tier = TIERS.get(relative.split("/")[0], "unit")
         first = LONGEST_FIRST.index(relative) if relative in LONGEST_FIRST else len(LONGEST_FIRST)
-        return first, TIER_ORDER.index(tier)
+        return first, relative in LAST, TIER_ORDER.index(tier)
 
     for item in items:
         relative = Path(str(item.fspath)).relative_to(REPO / "tests")
         tier = TIERS.get(relative.parts[0]) if len(relative.parts) > 1 else None
         if tier:
             item.add_marker(getattr(pytest.mark, tier))
-        item.add_marker(pytest.mark.xdist_group(ONE_WORKER.get(relative.as_posix(), relative.as_posix())))
     items.sort(key=cost_rank)  # stable: the order within a file is kept
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,16 @@ def remove_after_module(path: Path) -> None:
     ends. SLMFORGE_KEEP_TEST_FILES=1 keeps them for a look after a failure."""
     if os.environ.get("SLMFORGE_KEEP_TEST_FILES", "") in ("", "0"):
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def one_small_tier_run():
+    """Held while a test writes the 1.5B model (~10 GB of dequantized weights and GGUFs): two such
+    files on two pytest-xdist workers take turns instead of filling the disk together."""
+    from filelock import FileLock
+
+    with FileLock(Path(tempfile.gettempdir()) / "slmforge-tests-small-tier.lock"):
+        yield
 
 
 def tools_required() -> bool:
