@@ -87,8 +87,10 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="slmforge-speed-proof-"))
     work.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{work / 'mlflow.db'}"
+    # Serving is not what is judged here (and its load test takes minutes): off, the rest as CONFIG.
     same = {"include": [str(args.config.resolve())], "store_dir": str(work / "store"),
-            "tracking": {"tracking_uri": uri}}
+            "tracking": {"tracking_uri": uri},
+            "formats": {"gguf": {"serve": {"enabled": False}}, "onnx": {"serve": {"enabled": False}}}}
     (work / "same.yaml").write_text(yaml.safe_dump(same))
     if args.seed_store and not (work / "store").exists():
         subprocess.run(["cp", "-al", str(args.seed_store.resolve()), str(work / "store")], check=True)
