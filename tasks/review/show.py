@@ -23,7 +23,9 @@ def print_recommendation(rec: Recommendation, console) -> None:
         # A quantized source's own dequantization scores its re-quantization near 0: say so beside the ranking.
         console.print(f"kld_mean against: {reference}", markup=False)
     console.print(f"rule: lowest kld_mean among passing variants that fit; within {TIE_SIGMAS:g} x combined "
-                  "kld_mean_se counts as a tie, won by the faster decode, then the smaller file", markup=False)
+                  "kld_mean_se (or a paired 95 % interval over chunks that holds 0, where the runs logged their chunks) "
+                  "counts as a tie, won by the faster decode (per f16 anchor where both were timed beside one), "
+                  "then the smaller file", markup=False)
     if rec.pick is None:
         console.print("recommended: none - no passing variant fits this device", style="red", markup=False)
     else:
