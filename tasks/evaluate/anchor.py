@@ -17,13 +17,12 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
-import threading
-import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from tasks.core.errors import MeasurementError
+from tasks.evaluate.process import exit_with_parent
 
 
 class AnchorRequest(BaseModel):
@@ -87,7 +86,7 @@ class SpeedAnchor:
 
 def _serve(conn, request: dict, parent: int) -> None:
     """In the anchor process: load the base, then answer one burst per figure name until told to stop."""
-    _exit_with(parent)
+    exit_with_parent(parent=parent)  # the measurement worker that started it, not the flow
     from tasks.evaluate.speed import speed_runs  # here, not at import: the spawned child imports this module
 
     try:
@@ -103,14 +102,3 @@ def _serve(conn, request: dict, parent: int) -> None:
         return
     except Exception as exc:  # noqa: BLE001 - reported to the worker, which fails the measurement with it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
-def _exit_with(parent: int, poll_s: float = 0.5) -> None:
-    """Leave at once when the measurement worker that started this anchor is gone."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(75)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()

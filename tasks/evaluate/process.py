@@ -84,12 +84,12 @@ def stop_all_workers() -> int:
     return len(running)
 
 
-def exit_with_parent(poll_s: float = 0.5) -> None:
+def exit_with_parent(poll_s: float = 0.5, *, parent: int | None = None) -> None:
     """Called inside a worker: exit at once when the process that started it is gone (SIGKILLed, or
     exited without stopping it). A measurement nobody waits for must not hold the cores, nor the
     host lock's next measurement wait on it. The parent is the pid run_worker passed, not the
     parent at the time of this call: by then a killed parent has already been replaced by init."""
-    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+    parent = parent or int(os.environ.get(PARENT_ENV) or os.getppid())
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -62,11 +62,13 @@ def with_chunk_series(tracking_uri: str, frame, names: tuple[str, ...] = ("kld",
     before they were logged, the f16 base's KLD)."""
     from mlflow.tracking import MlflowClient  # MLflow: heavy, only where runs are read
 
+    from tasks.tracking.client import read_series  # with MLflow: only where runs are read
+
     client, frame = MlflowClient(tracking_uri=tracking_uri), frame.copy()
     for name in names:
         metric = f"{CHUNK_METRIC_PREFIX}{name}"
         present = frame[f"metrics.{metric}"].notna() if f"metrics.{metric}" in frame else [False] * len(frame)
         frame[f"chunks.{name}"] = [
-            [m.value for m in sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)] if has else None
+            read_series(client, run_id, metric) if has else None
             for run_id, has in zip(frame["run_id"], present)]
     return frame

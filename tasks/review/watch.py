@@ -69,8 +69,7 @@ def check_regressions(ctx, outcomes, config: RegressionConfig, *, hardware_id: s
 def _chunk_series(client, run) -> dict[str, list[float]]:
     """A logged run's per-chunk means, back from their metric histories (tasks.tracking.report)."""
     names = [key.removeprefix(CHUNK_METRIC_PREFIX) for key in run.data.metrics if key.startswith(CHUNK_METRIC_PREFIX)]
-    return {name: [m.value for m in sorted(client.get_metric_history(run.info.run_id, CHUNK_METRIC_PREFIX + name),
-                                           key=lambda m: m.step)] for name in names}
+    return {name: tracking.read_series(client, run.info.run_id, CHUNK_METRIC_PREFIX + name) for name in names}
 
 
 # Sections that shape no figure: a change there (or a new one with defaults) keeps runs comparable.

@@ -117,6 +117,11 @@ def log_series(client: MlflowClient, run_id: str, series: dict[str, list[float]]
         client.log_batch(run_id, metrics=metrics[start:start + 1000])
 
 
+def read_series(client: MlflowClient, run_id: str, metric: str) -> list[float]:
+    """A metric history logged by log_series, in step order."""
+    return [m.value for m in sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)]
+
+
 def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
