@@ -55,7 +55,8 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
         base = base_task(model, config.model_name, config.convert, store)
         report.note_model_layout(ctx, base.path, config.evaluate)  # what fitting to a device needs
         inputs = BuildInputs(hf_dir=model.hf_dir, hf_identity=model.identity, architecture=model.architecture,
-                             model_name=config.model_name, base=base, store_root=store)
+                             model_name=config.model_name, base=base, store_root=store,
+                             evaluation_corpora=config.evaluate.corpora())
         with build_runner(config.builds) as runner:
             futures = {(name, quant): runner.submit(build_task, {"format_name": name, "quant": quant,
                                                                  "inputs": inputs, "config": section})

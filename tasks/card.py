@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from tasks.core.reference import is_requantization
+from tasks.evaluate.domains import domain_figures_table
 
 # Metrics shown in the card, with their unit and the companion spread key when one exists.
 CARD_METRICS = (
@@ -46,11 +47,16 @@ def model_card(*, title: str, variant: dict, provenance: dict, metrics: dict, us
     """Markdown card: what this is, how it measured, where it came from, how to run it."""
     prov = "\n".join(f"- **{key}**: `{value}`" for key, value in provenance.items())
     var = "\n".join(f"- **{key}**: `{value}`" for key, value in variant.items())
+    by_domain = domain_figures_table(metrics)
+    by_domain = (f"### By domain\n\n{by_domain}\n\nEach evaluation text scored on its own chunks, in the same "
+                 "reference pass; a chat domain's conversations go through the model's chat template, as "
+                 "served.\n\n") if by_domain else ""
     return (
         f"{metadata}# {title}\n\n{var}\n\n## Measured\n\n{metrics_table(metrics)}\n\n"
         f"{reference_sentence(provenance.get('reference'))} Perplexity and divergence follow llama-perplexity's "
         "protocol (second half of each chunk scored, same tokens as the reference); speed follows llama-bench "
         "(warm-up, then repeated runs, mean ± sd).\n\n"
+        f"{by_domain}"
         f"## Provenance\n\n{prov}\n\n## Use\n\n{usage}\n"
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tasks.evaluate.domains import MAIN_DOMAIN, SUMMARY_KLD
 from tasks.formats.base import Built
 
 
@@ -53,6 +54,9 @@ def summary_rows(outcomes: list[VariantOutcome]) -> list[dict]:
         row = {"format": outcome.variant.format, "quant": outcome.variant.quant, "gate": outcome.gate}
         for column in SUMMARY_COLUMNS[2:-1]:
             row[column] = outcome.metrics.get(column)
+        # Each domain's KLD and their summary (tasks.evaluate.domains), where the protocol has domains.
+        row.update({k: v for k, v in outcome.metrics.items() if k == SUMMARY_KLD or k.endswith("/kld_mean")
+                    or k == MAIN_DOMAIN})
         if outcome.error:
             row["gate"] = "error"
         rows.append(row)

@@ -18,6 +18,7 @@ from rich.table import Table
 from tasks.core.errors import SlmforgeError
 from tasks.core.reference import is_requantization
 from tasks.core.secrets import redact
+from tasks.evaluate.domains import MAIN_DOMAIN, SUMMARY_KLD
 
 # Piped output (CI logs, `tee`) has no terminal width; a wide fixed width keeps the table whole.
 console = Console() if sys.stdout.isatty() else Console(width=220)
@@ -122,6 +123,23 @@ def hide_tracebacks_on_console() -> None:
                 handler.setFormatter(_MessageOnly(handler.formatter or logging.Formatter()))
 
 
+def print_domains(rows: list[dict]) -> None:
+    """Each variant's mean KLD per evaluation domain, where the protocol had domains."""
+    names = list(dict.fromkeys(k.split("/", 1)[0] for row in rows for k in row if k.endswith("/kld_mean")))
+    if not names:
+        return
+    main = next((row[MAIN_DOMAIN] for row in rows if row.get(MAIN_DOMAIN)), "main text")
+    table = Table(title="kld_mean by evaluation domain (nats; each domain its own chunks)")
+    for column in ("format", "quant", main, *names, "all (mean)"):
+        table.add_column(column, justify="left" if column in ("format", "quant") else "right")
+    for row in rows:
+        if row.get("kld_mean") is None:
+            continue  # the f16 base (it is the reference) and failed variants
+        table.add_row(row["format"], row["quant"], _cell(row.get("kld_mean")),
+                      *(_cell(row.get(f"{name}/kld_mean")) for name in names), _cell(row.get(SUMMARY_KLD)))
+    console.print(table)
+
+
 def print_summary(summary: dict, sort_by: str | None = None) -> None:
     columns = ("format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean",
                "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
@@ -138,6 +156,7 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)
+    print_domains(rows)
     if is_requantization(summary.get("reference")):
         console.print(f"reference: {summary['reference']}: a quant's KLD is that of re-quantizing the already quantized "
                       "source, not the quantization loss from the original weights", markup=False)

@@ -126,11 +126,14 @@ TRACKING_OPTION = typer.Option(None, "--tracking-uri", help="MLflow store (defau
 @app.command()
 def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERIMENT_OPTION,
               model: str | None = MODEL_OPTION, tracking_uri: str | None = TRACKING_OPTION,
+              domain: str | None = typer.Option(
+                  None, "--domain", help="Rank quality on this evaluation domain's KLD (e.g. code, chat; "
+                  "evaluate.domains) instead of the main text's."),
               debug: bool = DEBUG_OPTION) -> None:
     """The best passing variant that fits a device, from the measured runs, and why better ones did not."""
     _quiet_defaults()
     from tasks.review.devices import load_device  # loaded by the command that runs: --help stays fast
-    from tasks.review.recommend import recommend_per_tier
+    from tasks.review.recommend import on_domain, recommend_per_tier
     from tasks.review.search import variant_runs, with_chunk_series
     from tasks.review.show import print_recommendation
     from tasks.tracking.client import resolve_tracking_uri
@@ -138,8 +141,9 @@ def recommend(device: str = DEVICE_OPTION, experiment: list[str] | None = EXPERI
     try:
         profile = load_device(device)
         uri = resolve_tracking_uri(tracking_uri)
-        runs = with_chunk_series(uri, variant_runs(uri, experiments=experiment, model=model), names=("kld",))
-        answers = recommend_per_tier(runs, profile)  # one pick per model tier
+        runs = with_chunk_series(uri, variant_runs(uri, experiments=experiment, model=model),
+                                 names=(f"{domain}/kld" if domain else "kld",))
+        answers = recommend_per_tier(on_domain(runs, domain) if domain else runs, profile)  # one pick per tier
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         fail(exc, debug=debug)
     for answer in answers:

@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from typing_extensions import Annotated
 
 from tasks.core.resources import config_dir
 from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig
+from tasks.evaluate.domains import DOMAIN_NAME, Domain, domain_problems
 
 
 class EvalConfig(BaseModel):
@@ -17,6 +19,12 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     corpus: CorpusConfig = Field(default_factory=BuiltinCorpus, description="Evaluation text.")
+    corpus_domain: Annotated[str, StringConstraints(pattern=DOMAIN_NAME)] = Field(
+        "prose", description="The main text's domain name, beside `domains` in cards and tables.")
+    domains: dict[Annotated[str, StringConstraints(pattern=DOMAIN_NAME)], Domain] | None = Field(
+        None, description="More evaluation texts by name (code, chat, ...), scored in the same reference pass; "
+                          "each adds `<name>/<figure>` figures (tasks.evaluate.domains). null: the main text only.",
+    )
     n_ctx: int = Field(512, ge=16, description="Perplexity chunk length (llama.cpp tables use 512).")
     max_chunks: int | None = Field(
         24, ge=1, description="Chunks scored (None = all); each scores n_ctx/2 - 1 tokens.",
@@ -37,6 +45,22 @@ class EvalConfig(BaseModel):
     prompt_suite: str | None = Field(
         "default", description="Prompt suite: a name under configs/prompts/, a YAML path, or null to skip.",
     )
+
+
+    def corpora(self) -> list:
+        """Every evaluation text: the main one, then each domain's."""
+        return [self.corpus, *(d.text for d in (self.domains or {}).values())]
+
+    def reference_chunks(self) -> int:
+        """Chunks of the reference pass (what its memory, disk and time scale with): the main text's
+        (24 where it reads all: a planning figure) and every domain's."""
+        return (self.max_chunks or 24) + sum(d.max_chunks for d in (self.domains or {}).values())
+
+    @model_validator(mode="after")
+    def _domains_valid(self) -> "EvalConfig":
+        if problems := domain_problems(self.domains or {}, self.corpus_domain):
+            raise ValueError("; ".join(problems))
+        return self
 
 
 def prompt_suite_file(config: EvalConfig) -> Path | None:

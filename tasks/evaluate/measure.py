@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from tasks.evaluate import EvalConfig, default_threads, prompt_suite_file
 from tasks.evaluate.corpus import corpus_identity, load_corpus_text
+from tasks.evaluate.domains import MAIN_DOMAIN, figure_name, load_domain
 from tasks.evaluate.process import WORKER, ProgressCallback, run_worker
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
@@ -23,12 +24,13 @@ from tasks.review.intervals import CHUNK_SERIES
 from tasks.review.regressions import EVAL_TEXT, SPEED_ANCHOR  # the params naming the tokens scored, the anchor
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
-from tasks.store.hashing import sha256_file
+from tasks.store.hashing import sha256_file, sha256_json
 from tasks.store.versions import subset, tool_versions
 
 # The worker-side code whose edits change a figure (a fix there must not serve old numbers).
 
 MEASUREMENT_KEY = "_measurement"
+DOMAINS_FILE = "domains.json"  # beside text.txt in the stored tokens: each domain's text or conversations
 
 
 class Reference(BaseModel):
@@ -47,14 +49,20 @@ def _reference_runtime() -> str:
 def prepare_tokens(base: BaseArtifact, config: EvalConfig, *, store_root: Path) -> Path:
     """Tokenize the evaluation text once with the base's tokenizer; every variant scores these ids."""
     text = load_corpus_text(config.corpus)
+    domains = {name: load_domain(name, domain) for name, domain in (config.domains or {}).items()}
     runtime = _reference_runtime()
     material = {"base_key": base.key, "text": corpus_identity(text),
                 "versions": subset(tool_versions(), "llama-cpp-python"), "code": code_identity(runtime)}
+    if domains:  # keyed only when there are any: the main text's stored tokens stay reusable
+        material["domains"] = sha256_json(domains)
 
     def build(tmp: Path) -> None:
         (tmp / "text.txt").write_text(text, encoding="utf-8")
-        result = run_worker({"mode": "tokenize", "runtime": runtime, "model": str(base.path),
-                             "text_file": str(tmp / "text.txt")}, timeout_s=config.timeout_s)
+        request = {"mode": "tokenize", "runtime": runtime, "model": str(base.path), "text_file": str(tmp / "text.txt")}
+        if domains:
+            (tmp / DOMAINS_FILE).write_text(json.dumps(domains, ensure_ascii=False), encoding="utf-8")
+            request["domains_file"] = str(tmp / DOMAINS_FILE)
+        result = run_worker(request, timeout_s=config.timeout_s)
         (tmp / "tokens.json").write_text(json.dumps(result))
 
     return stored_step(store_root, "tokens", material, build).path / "tokens.json"
@@ -68,15 +76,18 @@ def compute_reference(base: BaseArtifact, tokens_file: Path, config: EvalConfig,
                       on_progress: ProgressCallback | None = None) -> Reference:
     """The base's encoded log-probs over the chunks, computed once per (base, tokens, n_ctx, chunks)."""
     runtime = _reference_runtime()
+    domain_chunks = {name: domain.max_chunks for name, domain in (config.domains or {}).items()}
     material = {"base_key": base.key, "tokens": tokens_file.parent.name, "n_ctx": config.n_ctx,
                 "max_chunks": config.max_chunks, "versions": subset(tool_versions(), "llama-cpp-python"),
                 "code": code_identity(runtime, WORKER)}
+    if domain_chunks:  # keyed only when there are any: a reference of the main text alone stays reusable
+        material["domain_chunks"] = domain_chunks
 
     def build(tmp: Path) -> None:
-        check_reference(base.path, n_ctx=config.n_ctx, chunks=config.max_chunks or 24)
+        check_reference(base.path, n_ctx=config.n_ctx, chunks=config.reference_chunks())
         run_worker({"mode": "reference", "runtime": runtime, "model": str(base.path), "tokens_file": str(tokens_file),
-                    "n_ctx": config.n_ctx, "max_chunks": config.max_chunks, "out_dir": str(tmp),
-                    "threads": _threads(config), "n_gpu_layers": config.n_gpu_layers},
+                    "n_ctx": config.n_ctx, "max_chunks": config.max_chunks, "domain_chunks": domain_chunks,
+                    "out_dir": str(tmp), "threads": _threads(config), "n_gpu_layers": config.n_gpu_layers},
                    timeout_s=config.timeout_s, on_progress=on_progress)
 
     stored = stored_step(store_root, "reference", material, build)
@@ -117,6 +128,8 @@ def measure_variant(
     # Popped by the flow (never logged, never packaged): which stored measurement these figures are.
     metrics[MEASUREMENT_KEY] = records.measurement_record(stored.path, stored.key)
     metrics[EVAL_TEXT] = eval_text_identity(tokens_file, reference)
+    if reference.figures.get("domains"):  # the main text's name beside the domains' (cards, tables)
+        metrics[MAIN_DOMAIN] = config.corpus_domain
     if "decode_tps_rel" in metrics:  # figures per anchor compare only against the same anchor
         metrics[SPEED_ANCHOR] = f"f16:{base.key[:16]}"
     return metrics, stored.reused
@@ -124,10 +137,17 @@ def measure_variant(
 
 def eval_text_identity(tokens_file: Path, reference: Reference) -> str:
     """`<sha256 of the evaluation text, 16 hex>:ctx<n_ctx>x<chunks>`: the text as bytes (kept beside
-    its tokens), cut into the chunks scored. Two figures are comparable only when this is equal:
-    the builtin text is whatever the running Python ships, so two hosts can differ here."""
+    its tokens), cut into the chunks scored; then `+<domain>:<sha256 of its material, 16 hex>x<chunks>`
+    per evaluation domain. Two figures are comparable only when this is equal: the builtin text is
+    whatever the running Python ships, so two hosts can differ here."""
     text_sha = sha256_file(tokens_file.parent / "text.txt")[:16]
-    return f"{text_sha}:ctx{int(reference.figures['n_ctx'])}x{int(reference.figures['chunks'])}"
+    identity = f"{text_sha}:ctx{int(reference.figures['n_ctx'])}x{int(reference.figures['chunks'])}"
+    domains = reference.figures.get("domains") or {}
+    if domains:
+        material = json.loads((tokens_file.parent / DOMAINS_FILE).read_text(encoding="utf-8"))
+        identity += "".join(f"+{name}:{sha256_json(material[name])[:16]}x{int(d['chunks'])}"
+                            for name, d in sorted(domains.items()))
+    return identity
 
 
 def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_file: Path, config: EvalConfig,
@@ -137,6 +157,9 @@ def _run_measurements(built: Built, runtime: str, reference: Reference, tokens_f
     metrics: dict = {}
     if is_base:
         metrics.update({k: reference.figures[k] for k in ("perplexity", "perplexity_se", "chunks", "n_ctx")})
+        for name in reference.figures.get("domains") or {}:  # each domain's own perplexity
+            metrics.update({key: reference.figures[key] for figure in ("perplexity", "perplexity_se", "chunks")
+                            if (key := figure_name(name, figure)) in reference.figures})
         if CHUNK_SERIES in reference.figures:  # its per-chunk nll: what perplexity ratios are paired with
             metrics[CHUNK_SERIES] = reference.figures[CHUNK_SERIES]
         metrics["quality_peak_rss_bytes"] = reference.figures.get("worker_peak_rss_bytes")  # its quality worker

@@ -32,14 +32,20 @@ def run_request(request: dict) -> dict:
     runtime = importlib.import_module(request["runtime"])
     model_path, mode, threads = Path(request["model"]), request["mode"], request.get("threads", 1)
     if mode == "tokenize":
-        return runtime.tokenize_text(model_path, Path(request["text_file"]).read_text(encoding="utf-8"))
+        result = runtime.tokenize_text(model_path, Path(request["text_file"]).read_text(encoding="utf-8"))
+        if request.get("domains_file"):  # evaluation domains beside the main text (tasks.evaluate.domains)
+            domains = json.loads(Path(request["domains_file"]).read_text(encoding="utf-8"))
+            result["domains"] = {name: runtime.tokenize_domain(model_path, material)
+                                 for name, material in domains.items()}
+        return result
     tokens = json.loads(Path(request["tokens_file"]).read_text()) if request.get("tokens_file") else None
     common = {"threads": threads, "n_gpu_layers": request.get("n_gpu_layers", 0)}
     if mode in ("reference", "quality"):
         model = runtime.load(model_path, n_ctx=request["n_ctx"], all_logits=True, **common)
         if mode == "reference":
             return quality.reference_pass(model, tokens, n_ctx=request["n_ctx"], max_chunks=request.get("max_chunks"),
-                                          out_dir=Path(request["out_dir"]))
+                                          out_dir=Path(request["out_dir"]),
+                                          domain_chunks=request.get("domain_chunks") or {})
         return quality.score_against_reference(model, tokens, Path(request["reference_dir"]))
     if mode == "speed":
         return _speed_and_prompts(runtime, model_path, request, tokens, common)

@@ -24,6 +24,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, Field
 
+from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig
+
 
 class BaseArtifact(BaseModel):
     """The full-precision GGUF every variant is built from or scored against (the reference)."""
@@ -44,6 +46,11 @@ class BuildInputs(BaseModel):
     model_name: str
     base: BaseArtifact
     store_root: Path
+    evaluation_corpora: list[CorpusConfig] = Field(
+        default_factory=lambda: [BuiltinCorpus()],
+        description="Every evaluation text of the run (EvalConfig.corpora): the importance matrix's built-in "
+                    "calibration text drops whatever it shares with them.",
+    )
 
 
 class Built(BaseModel):

@@ -64,7 +64,7 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
     """Every step of a run of `config` on a model of `shape`, on this host."""
     plan = Plan(model=shape, limit=limit, disk_free_bytes=disk_free_bytes)
     ev = config.evaluate
-    chunks = ev.max_chunks or 24
+    chunks = ev.reference_chunks()
     hf_dtype = _acquire(plan, config, shape, cost)
     plan.rows.append(_row(N.convert_need(shape, N.DTYPE_BYTES[hf_dtype], config.convert.outtype), limit, cost, shape))
     variants = _variants(config)

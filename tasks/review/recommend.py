@@ -15,6 +15,8 @@ The ranking rule (also in the README):
    (`decode_tps_rel`, drift cancelled) and are indistinguishable when they differ by <= 2 x
    sqrt(se_a^2 + se_b^2) (`decode_tps_rel_se`, the noise between rounds); among the variants as fast
    as the fastest within that noise, the smaller file wins.
+   `--domain code`: the same rule on that evaluation domain's figures (`code/kld_mean`, its se and
+   chunk series) instead of the main text's.
 4. One text: quality figures are ranked only against figures measured on the same tokens (param
    `eval_text`). When the candidates' texts differ, the newest run's text is the one ranked; the
    others are excluded, saying which text they were measured on.
@@ -83,6 +85,20 @@ def recommend(runs, device: DeviceProfile) -> Recommendation:
     pick = _pick(eligible)
     return Recommendation(device=device, pick=pick, candidates=candidates, measured_on_device=on_device,
                           notes=_why_not(candidates, pick))
+
+
+def on_domain(runs, domain: str):
+    """`runs` with the quality figures of evaluation domain `domain` (tasks.evaluate.domains) in place
+    of the main text's, so the same rule ranks on them; a run without them is excluded for it."""
+    runs = runs.copy()
+    for figure in ("kld_mean", "kld_mean_se", "chunks"):
+        column = f"metrics.{domain}/{figure}"
+        runs[f"metrics.{figure}"] = runs[column] if column in runs else float("nan")
+    runs["chunks.kld"] = runs.get(f"chunks.{domain}/kld")
+    if f"metrics.{domain}/chunks" not in runs or runs[f"metrics.{domain}/chunks"].isna().all():
+        raise ValueError(f"no run has figures of the evaluation domain {domain!r}: measure it first "
+                         "(evaluate.domains in the config) or leave --domain out")
+    return runs
 
 
 TIER_ORDER = ("micro", "small", "medium", "large")

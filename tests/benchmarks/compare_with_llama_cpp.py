@@ -15,6 +15,11 @@ from rounds minutes apart), and every round's ratio is printed. The
 total wall time of each side is printed with their ratio. Before any number, the token streams
 are checked to be the same ids: llama-perplexity tokenizes the text itself, and the token ids it
 scored are read back from the header of its --kl-divergence-base file.
+
+`--domain code` checks an evaluation domain of configs/eval/default.yaml the same way: slmforge
+scores it as a domain (beside one chunk of the main text, in the same reference pass, its chunks
+numbered after the main text's), llama-perplexity scores the domain's text as its only text. A chat
+domain is refused: llama-perplexity cannot render conversations through a chat template.
 """
 
 from __future__ import annotations
@@ -127,9 +132,35 @@ def check_token_streams(slm_tokens: list[int], llama_tokens: list[int]) -> bool:
 
 
 def slmforge_reference(base: Path, tokens_file: Path, args, out_dir: Path) -> dict:
+    # With a domain: one chunk of the main text first, so the domain's chunks are numbered after it
+    # as in a run, and `--chunks` of the domain.
+    chunks = {"max_chunks": 1, "domain_chunks": {args.domain: args.chunks}} if args.domain else {
+        "max_chunks": args.chunks}
     return run_worker({"mode": "reference", "runtime": RUNTIME, "model": str(base), "tokens_file": str(tokens_file),
-                       "n_ctx": args.n_ctx, "max_chunks": args.chunks, "out_dir": str(out_dir),
+                       "n_ctx": args.n_ctx, **chunks, "out_dir": str(out_dir),
                        "threads": args.threads, "n_gpu_layers": 0}, timeout_s=3600)
+
+
+def domain_material(name: str) -> dict:
+    """A text domain of the default protocol, loaded (and checked against its pin) as a run loads it."""
+    from tasks.config import load_config
+    from tasks.evaluate.domains import load_domain
+
+    domains = load_config(REPO / "configs" / "default.yaml").evaluate.domains or {}
+    if name not in domains:
+        sys.exit(f"--domain {name}: configs/eval/default.yaml has the domains {sorted(domains)}")
+    if domains[name].render != "text":
+        sys.exit(f"--domain {name}: a chat domain is rendered through a chat template, which llama-perplexity "
+                 "cannot do; compare a text domain")
+    return load_domain(name, domains[name])
+
+
+def domain_view(figures: dict, domain: str | None) -> dict:
+    """The domain's own figures under the main text's names (`code/kld_mean` -> `kld_mean`)."""
+    if not domain:
+        return figures
+    prefix = f"{domain}/"
+    return {**figures, **{k[len(prefix):]: v for k, v in figures.items() if k.startswith(prefix)}}
 
 
 def slmforge_quality(path: Path, tokens_file: Path, args, reference_dir: Path) -> dict:
@@ -220,6 +251,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tools", type=Path, default=tools_dir(),
                         help="where llama.cpp's tools were built (default: the binding's own build, `make peers`)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--domain", help="compare this text domain of configs/eval/default.yaml (e.g. code) "
+                                         "instead of the main text")
     parser.add_argument("--no-speed", action="store_true", help="quality only (no llama-bench, no speed worker)")
     parser.add_argument("--speed-on", action="append", default=[], metavar="TEXT",
                         help="time only the files whose name contains TEXT (repeatable; default every file): "
@@ -247,15 +280,24 @@ def main() -> None:
     clock = Clock()
     with tempfile.TemporaryDirectory(prefix="slmforge-compare-") as tmp:
         workdir = Path(tmp)
-        tokenized = run_worker({"mode": "tokenize", "runtime": RUNTIME, "model": str(base),
-                                "text_file": str(args.text)}, timeout_s=600)
+        request = {"mode": "tokenize", "runtime": RUNTIME, "model": str(base), "text_file": str(args.text)}
+        llama_text = args.text
+        if args.domain:  # slmforge scores the domain beside the main text; llama.cpp its text alone
+            material = domain_material(args.domain)
+            (workdir / "domains.json").write_text(json.dumps({args.domain: material}), encoding="utf-8")
+            llama_text = workdir / "domain.txt"
+            llama_text.write_text(material["text"], encoding="utf-8")
+            request["domains_file"] = str(workdir / "domains.json")
+        tokenized = run_worker(request, timeout_s=600)
         tokens_file = workdir / "tokens.json"
         tokens_file.write_text(json.dumps(tokenized))  # the quality worker's input format
         logits, reference_dir = workdir / "base.kld", workdir / "reference"
         reference_dir.mkdir()
-        base_ppl, llama_tokens = clock.time("llama.cpp", llama_base_run, tools, base, args.text, args, logits)
-        same_tokens = check_token_streams(tokenized["tokens"], llama_tokens)
-        reference = clock.time("slmforge", slmforge_reference, base, tokens_file, args, reference_dir)
+        base_ppl, llama_tokens = clock.time("llama.cpp", llama_base_run, tools, base, llama_text, args, logits)
+        scored = tokenized["domains"][args.domain]["tokens"] if args.domain else tokenized["tokens"]
+        same_tokens = check_token_streams(scored, llama_tokens)
+        reference = domain_view(clock.time("slmforge", slmforge_reference, base, tokens_file, args, reference_dir),
+                                args.domain)
         print(f"slmforge reference: {reference['stored_bytes'] / 1e6:.1f} MB stored, "
               f"{reference['bytes_per_scored_token']:.0f} bytes per scored token; llama.cpp's base file: "
               f"{logits.stat().st_size / 1e6:.1f} MB")
@@ -263,8 +305,9 @@ def main() -> None:
             if path == base:
                 ours, theirs = {k: reference[k] for k in ("perplexity", "perplexity_se")}, {"ppl": base_ppl}
             else:
-                ours = clock.time("slmforge", slmforge_quality, path, tokens_file, args, reference_dir)
-                theirs = clock.time("llama.cpp", llama_kld, tools, path, args.text, args, logits)
+                ours = domain_view(clock.time("slmforge", slmforge_quality, path, tokens_file, args, reference_dir),
+                                   args.domain)
+                theirs = clock.time("llama.cpp", llama_kld, tools, path, llama_text, args, logits)
             speed_ours, speed_theirs = {}, {}
             if not args.no_speed and (not args.speed_on or any(t in path.name for t in args.speed_on)):
                 warn_if_loaded(f"before timing {path.name}")

@@ -38,3 +38,15 @@ def test_calibration_text_can_be_read_by_two_builds_at_once():
     with ThreadPoolExecutor(max_workers=2) as pool:
         first, second = pool.map(lambda _: calibration.stdlib_docstrings(), range(2))
     assert first == second and len(first) > 500_000
+
+
+def test_calibration_text_shares_no_run_of_words_with_any_evaluation_domain():
+    from tasks.config import load_config
+    from tests.helpers import REPO
+
+    evaluate = load_config(REPO / "configs" / "default.yaml").evaluate
+    assert len(evaluate.corpora()) >= 4  # prose, code, chat, non-English
+    text, _ = calibration_text(StdlibDocstrings(), evaluate.corpora())
+    words = shingles(text)
+    for corpus in evaluate.corpora():
+        assert not words & shingles(load_corpus_text(corpus, where="evaluate")), corpus

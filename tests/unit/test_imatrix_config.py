@@ -59,3 +59,17 @@ def test_the_evaluation_text_is_refused_as_calibration_text(tmp_path):
     assert load_config(write_config(tmp_path / "good.yaml", good)).formats["gguf"].calibration.text.path == other
 
 
+
+
+def test_an_evaluation_domains_text_is_refused_as_calibration_text(tmp_path):
+    from tests.helpers import write_config
+    from tasks.config import load_config
+    from tasks.core.errors import ConfigError
+
+    code = tmp_path / "code.txt"
+    code.write_text("def f():\n    return 1\n" * 500)
+    config = {"name": "t", "model_name": "T", "source": {"kind": "local", "path": str(tmp_path)},
+              "evaluate": {"domains": {"code": {"text": {"kind": "file", "path": str(code)}}}},
+              "formats": {"gguf": {"calibration": {"text": {"kind": "file", "path": str(code)}}}}}
+    with pytest.raises(ConfigError, match="computed from the evaluation text"):
+        load_config(write_config(tmp_path / "bad.yaml", config))

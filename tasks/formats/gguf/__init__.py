@@ -54,7 +54,7 @@ class GgufFormat:
         """A calibration text that is the evaluation text would grade the imatrix on its own data."""
         from tasks.formats.gguf.checks import calibration_is_evaluation_problem  # reads no GGUF; kept with the checks
 
-        return calibration_is_evaluation_problem(config, evaluate.corpus)
+        return calibration_is_evaluation_problem(config, evaluate.corpora())
 
     def variants(self, config: GgufConfig) -> list[str]:
         return [recipe.label for recipe in config.recipes()] + [target.label() for target in config.targets]

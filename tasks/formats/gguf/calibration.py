@@ -2,10 +2,11 @@
 
 Built-in default: the docstrings of CPython's standard library (modules, classes and functions of
 `Lib/*.py`, sorted by module), real prose written by CPython's authors, present offline on every
-Python install (PSF licence). The evaluation text is CPython's *language reference*
+Python install (PSF licence). The main evaluation text is CPython's *language reference*
 (`pydoc_data.topics`, tasks.evaluate.corpus); the two overlap in a few sentences (a method
 documented in both), so any docstring paragraph sharing a run of SHINGLE_WORDS words with the
-language reference is dropped: the calibration text shares no such run with the evaluation text.
+language reference, or with any evaluation domain's text (tasks.evaluate.domains), is dropped: the
+calibration text shares no such run with anything the variants are scored on.
 """
 
 from __future__ import annotations
@@ -64,10 +65,16 @@ class CalibrationConfig(BaseModel):
         return upper
 
 
-def calibration_text(text: StdlibDocstrings | FileCorpus | HubCorpus) -> tuple[str, str]:
-    """(the text, a short name of it for file names and the GGUF's quantize.imatrix.dataset)."""
+def calibration_text(text: StdlibDocstrings | FileCorpus | HubCorpus, evaluation: list | None = None
+                     ) -> tuple[str, str]:
+    """(the text, a short name of it for file names and the GGUF's quantize.imatrix.dataset).
+
+    The built-in text drops every paragraph sharing a run of SHINGLE_WORDS words with any of the
+    `evaluation` texts (default: the built-in language reference alone)."""
     if isinstance(text, StdlibDocstrings):
-        return disjoint_from(stdlib_docstrings(), load_corpus_text(BuiltinCorpus())), "cpython-stdlib-docstrings"
+        corpora = evaluation if evaluation is not None else [BuiltinCorpus()]
+        avoid = "\n\n".join(load_corpus_text(corpus, where="evaluate") for corpus in corpora)
+        return disjoint_from(stdlib_docstrings(), avoid), "cpython-stdlib-docstrings"
     if isinstance(text, FileCorpus):
         return load_corpus_text(text), Path(text.path).stem
     return load_corpus_text(text), text.dataset.replace("/", "-")

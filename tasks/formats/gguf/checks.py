@@ -8,11 +8,16 @@ from tasks.core.errors import SourceError
 from tasks.formats.gguf.llama_tools import tool_path, BUILD_SCRIPT, same_build_as_binding
 
 
-def calibration_is_evaluation_problem(gguf_config, eval_corpus) -> str | None:
-    """The calibration text must never be the evaluation text (the KLD would be scored on what was fit)."""
+def calibration_is_evaluation_problem(gguf_config, eval_corpora: list) -> str | None:
+    """The calibration text must never be an evaluation text, the main one or a domain's (the KLD
+    would be scored on what was fit)."""
+    return next(filter(None, (_same_text_problem(gguf_config, corpus) for corpus in eval_corpora)), None)
+
+
+def _same_text_problem(gguf_config, eval_corpus) -> str | None:
     text = gguf_config.calibration.text
     if text.kind == "builtin" or text.kind != eval_corpus.kind:
-        return None  # the built-in calibration text is filtered against the built-in evaluation text
+        return None  # the built-in calibration text is filtered against every evaluation text
     if text.kind == "file":
         same = Path(text.path).resolve() == Path(eval_corpus.path).resolve()
     else:

@@ -39,10 +39,12 @@ def imatrix_file_name(model_name: str) -> str:
 
 
 def compute_imatrix(base_gguf: Path, *, base_key: str, model_name: str, calibration: CalibrationConfig,
-                    threads: int | None, store_root: Path, n_weights: int = 0) -> Imatrix:
+                    threads: int | None, store_root: Path, n_weights: int = 0,
+                    evaluation: list | None = None) -> Imatrix:
     """The stored importance matrix of `base_gguf` for `calibration`, computed only if missing (and
-    then metered as the run's `imatrix` step, given the base's `n_weights`)."""
-    text, dataset = calibration_text(calibration.text)
+    then metered as the run's `imatrix` step, given the base's `n_weights`). `evaluation`: the run's
+    evaluation texts, which the built-in calibration text must share nothing with."""
+    text, dataset = calibration_text(calibration.text, evaluation)
     file_name = imatrix_file_name(model_name)
     material = {
         "base_key": base_key, "text_sha256": sha256_json(text), "dataset": dataset, "chunks": calibration.chunks,

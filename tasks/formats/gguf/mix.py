@@ -68,7 +68,7 @@ def _over_budget(target: BudgetTarget, path: Path) -> int:
 
 def calibration_tokens(inputs: BuildInputs, config: GgufConfig) -> Path:
     """The calibration text as the base's token ids (stored), the input of the sensitivity probes."""
-    text, _ = calibration_text(config.calibration.text)
+    text, _ = calibration_text(config.calibration.text, inputs.evaluation_corpora)
     needed = config.calibration.sensitivity_chunks * config.calibration.n_ctx * 16  # bytes: far above one per token
     text = text[:needed]
     material = {"base_key": inputs.base.key, "text": sha256_json(text), "code": code_identity(RUNTIME)}

@@ -33,7 +33,7 @@ def base_imatrix(inputs: BuildInputs, config: GgufConfig):
     """The base's importance matrix for the configured calibration (stored; built by the first caller)."""
     return compute_imatrix(inputs.base.path, base_key=inputs.base.key, model_name=inputs.model_name,
                            calibration=config.calibration, threads=config.threads, store_root=inputs.store_root,
-                           n_weights=inputs.base.n_weights)
+                           n_weights=inputs.base.n_weights, evaluation=inputs.evaluation_corpora)
 
 
 def imatrix_params(imatrix) -> dict[str, str]:

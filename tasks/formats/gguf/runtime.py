@@ -142,3 +142,32 @@ def tokenize_text(path: Path, text: str) -> dict:
     bos = vocab.token_bos() if adds_bos and vocab.token_bos() >= 0 else None
     return {"tokens": vocab.tokenize(text.encode("utf-8"), add_bos=True, special=False), "bos": bos,
             "n_vocab": vocab.n_vocab()}
+
+
+def tokenize_domain(path: Path, material: dict) -> dict:
+    """An evaluation domain's token ids (tasks.evaluate.domains): a text as `tokenize_text` makes it;
+    conversations rendered one by one through the GGUF's chat template, as create_chat_completion
+    renders a request (special tokens parsed, BOS only where the template does not write it), and
+    joined. {"skipped": why} for a chat domain of a model without a template."""
+    from llama_cpp import Llama  # llama.cpp's binding: native library, only where a model runs
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    if material["render"] == "text":
+        return {"tokens": tokenize_text(path, material["text"])["tokens"]}
+    vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    template = vocab.metadata.get("tokenizer.chat_template")
+    if not template:
+        return {"skipped": "the model has no chat template (tokenizer.chat_template): nothing to render the "
+                           "conversations through"}
+
+    def token_text(token: int) -> str:
+        return vocab.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
+
+    formatter = Jinja2ChatFormatter(template, token_text(vocab.token_eos()), token_text(vocab.token_bos()),
+                                    add_generation_prompt=False)
+    tokens: list[int] = []
+    for turns in material["conversations"]:
+        messages = [{"role": ("user", "assistant")[i % 2], "content": turn} for i, turn in enumerate(turns)]
+        rendered = formatter(messages=messages)
+        tokens += vocab.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+    return {"tokens": tokens}
