@@ -18,6 +18,9 @@ CARD_METRICS = (
     ("decode_tps_rel", "x f16, timed side by side", "decode_tps_rel_se"), ("load_s", "s", None), ("peak_rss_bytes", "bytes", None),
     ("decode_efficiency", "fraction", None), ("decode_read_bytes_per_s", "bytes/s", None), ("perplexity_ratio", "x base", None),
     ("task_score", "fraction", None), ("golden_agreement", "fraction", None),
+    ("humaneval_pass_at_1", "fraction of the problems run (greedy)", None),
+    ("humaneval_lost", "problems the f16 passes, this fails", None),
+    ("humaneval_gained", "problems the f16 fails, this passes", None),
 )
 
 

@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 QUICK_EVAL = {
     "max_chunks": 2, "n_ctx": 128, "prefill_tokens": 32, "decode_tokens": 8, "repetitions": 3,
     "ttft_prompt_tokens": 8, "threads": 2, "speed_anchor": False,
+    # The main text only: tests/integration/test_domain_passes.py and the e2e default run score domains.
+    "domains": None,
 }
 
 

@@ -12,6 +12,7 @@ from typing_extensions import Annotated
 from tasks.core.resources import config_dir
 from tasks.evaluate.corpus import BuiltinCorpus, CorpusConfig
 from tasks.evaluate.domains import DOMAIN_NAME, Domain, domain_problems
+from tasks.evaluate.humaneval.step import HumanEvalConfig
 
 
 class EvalConfig(BaseModel):
@@ -40,6 +41,10 @@ class EvalConfig(BaseModel):
         True, description="Time the f16 base beside each of a variant's speed runs (ABBA order, its own process, "
         "the host's physical cores) and report each speed figure per anchor too: what speed verdicts judge, "
         "since host drift moves both alike. Roughly doubles a variant's speed time.",
+    )
+    humaneval: HumanEvalConfig | None = Field(
+        None, description="Greedy HumanEval pass@1 of every GGUF variant, its flips against the f16 "
+                          "(tasks.evaluate.humaneval.step); null: not run. Minutes per problem on a 1.5B on CPU.",
     )
     timeout_s: int = Field(3600, ge=10, description="A measurement worker running longer is stopped.")
     prompt_suite: str | None = Field(

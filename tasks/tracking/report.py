@@ -20,6 +20,7 @@ from tasks.core.reference import reference_label
 from tasks.hosts.hardware import llama_system_info
 from tasks.plan.records import RunRecord, save_run_record
 from tasks.review import records
+from tasks.evaluate.humaneval.step import FLIP_TAGS, PROBLEM_METRIC_PREFIX, PROBLEM_SERIES
 from tasks.review.intervals import CHUNK_METRIC_PREFIX, CHUNK_SERIES
 from tasks.review.publish import log_run_figures
 from tasks.tracking import client as tracking
@@ -199,7 +200,8 @@ def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: Acquire
     params = {"format": v.format, "quant": v.quant, "source": model.source, "reference": reference,
               "source_revision": model.source_revision, **{f"version.{k}": x for k, x in versions.items()}}
     params.update(outcome.built.params if outcome.built else {})  # recipe facts, e.g. imatrix (issue 11)
-    for name in ("threads", "n_gpu_layers", "n_ctx", "chunks", "eval_text", "eval_domain", "speed_anchor"):
+    for name in ("threads", "n_gpu_layers", "n_ctx", "chunks", "eval_text", "eval_domain", "speed_anchor",
+                 "humaneval_skipped"):
         if name in outcome.metrics:
             params[name] = outcome.metrics[name]
     params.update(records.variant_params_for(ctx.variant_params, v.path))
@@ -209,6 +211,8 @@ def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: Acquire
                             experiment_id=ctx.experiment_id)})
     if series := outcome.metrics.get(CHUNK_SERIES):  # per chunk, for paired intervals (tasks.review.intervals)
         tracking.log_series(ctx.client, run_id, series, prefix=CHUNK_METRIC_PREFIX)
+    if series := outcome.metrics.get(PROBLEM_SERIES):  # per HumanEval problem, for flips (pass 1.0 / fail 0.0)
+        tracking.log_series(ctx.client, run_id, series, prefix=PROBLEM_METRIC_PREFIX)
     if outcome.measurement and not outcome.reused:
         records.write_origin(outcome.measurement, run_id=run_id, experiment_id=ctx.experiment_id,
                              tracking_uri=ctx.tracking_uri)
@@ -226,6 +230,8 @@ def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, artifacts: st
         **({"slmforge.serve": "pass" if outcome.metrics["serve_smoke_pass"] else "fail"}
            if "serve_smoke_pass" in outcome.metrics else {}),
         **{f"slmforge.{name}": verdict for name, verdict in outcome.package_checks.items()},
+        # Which HumanEval problems flipped against the f16 (derived after the run opened): ids, "-" for none.
+        **{f"slmforge.{name}": outcome.metrics[name] for name in FLIP_TAGS if name in outcome.metrics},
     })
     files = [ctx.config_file]
     if outcome.metrics.get("prompts"):  # the greedy answers behind task_score / golden_agreement

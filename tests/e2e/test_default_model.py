@@ -4,6 +4,7 @@ with a shortened measurement protocol so the test stays in minutes."""
 import json
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
@@ -17,8 +18,11 @@ pytestmark = pytest.mark.e2e
 def default_run(prefect_harness, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    # The quick protocol, with the default's evaluation domains at 2 chunks each (real texts, pinned).
+    domains = yaml.safe_load((REPO / "configs" / "eval" / "default.yaml").read_text())["evaluate"]["domains"]
     config = write_config(tmp / "e2e.yaml", {
         "include": [str(REPO / "configs" / "default.yaml"), str(REPO / "configs" / "eval" / "quick.yaml")],
+        "evaluate": {"domains": {name: {**domain, "max_chunks": 2} for name, domain in domains.items()}},
         "store_dir": str(tmp / "store"), "tracking": {"tracking_uri": uri},
     })
     yield pipeline(str(config)), uri
@@ -87,3 +91,38 @@ def test_every_heavy_step_is_recorded_for_the_cost_model(default_run):
     assert {"acquire", "convert", "imatrix", "build", "reference", "measure", "serve"} <= kinds, sorted(steps)
     # Every packaged variant was served first (both formats serve by default).
     assert sum(step.startswith("serve_") for step in steps) == len(summary["packages"]), sorted(steps)
+
+
+def test_every_variant_has_figures_per_evaluation_domain(default_run):
+    summary, uri = default_run
+    domains = ("code", "chat", "non_english")
+    for row in summary["rows"]:
+        if row["quant"] == "F16":
+            continue
+        klds = [row["kld_mean"], *(row[f"{name}/kld_mean"] for name in domains)]
+        assert all(k > 0 for k in klds) and row["domains_kld_mean"] == pytest.approx(sum(klds) / 4, rel=1e-12)
+        assert row["eval_domain"] == "prose"
+    children = MlflowClient(uri).search_runs(
+        [summary["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{summary['mlflow_run_id']}'")
+    q8 = next(run for run in children if run.data.params.get("quant") == "Q8_0")
+    assert {f"{name}/top1_agreement" for name in domains} <= set(q8.data.metrics)
+    # the tokens of every domain are in the identity its figures are compared under
+    assert all(f"+{name}:" in q8.data.params["eval_text"] for name in domains)
+    card = next(__import__("pathlib").Path(p) for n, p in summary["packages"].items() if n.endswith("q8_0"))
+    assert "### By domain" in (card / "README.md").read_text() and "| chat |" in (card / "README.md").read_text()
+
+
+def test_recommend_ranks_on_a_domain_when_asked(default_run):
+    from tasks.review.devices import load_device
+    from tasks.review.recommend import on_domain, recommend
+    from tasks.review.search import variant_runs, with_chunk_series
+
+    _, uri = default_run
+    runs = with_chunk_series(uri, variant_runs(uri), names=("code/kld",))
+    answer = recommend(on_domain(runs, "code"), load_device("laptop-8gb"))
+    ranked = {c.name: c.kld_mean for c in answer.candidates if c.kld_mean}
+    figures = dict(zip(runs["tags.mlflow.runName"], runs["metrics.code/kld_mean"]))
+    assert ranked and all(ranked[name] == figures[name] for name in ranked)
+    assert answer.pick is not None
+    with pytest.raises(ValueError, match="no run has figures of the evaluation domain 'maths'"):
+        on_domain(runs, "maths")

@@ -56,3 +56,18 @@ def test_paired_noise_is_called_indistinguishable_and_a_real_loss_is_not():
 def test_paired_needs_the_same_problems():
     with pytest.raises(ValueError, match="same problems"):
         paired(results(1, 3), results(1, 4))
+
+
+def test_flips_against_the_base_pair_problem_by_problem():
+    from tasks.evaluate.humaneval.step import PROBLEM_SERIES, TASK_IDS, humaneval_flips
+
+    ids = ["HumanEval/0", "HumanEval/1", "HumanEval/2", "HumanEval/3"]
+    base = {TASK_IDS: ids, PROBLEM_SERIES: {"humaneval_pass": [1.0, 1.0, 0.0, 0.0]}}
+    variant = {TASK_IDS: ids, PROBLEM_SERIES: {"humaneval_pass": [1.0, 0.0, 1.0, 1.0]}}
+    flips = humaneval_flips(variant, base)
+    assert (flips["humaneval_lost"], flips["humaneval_gained"]) == (1.0, 2.0)
+    assert flips["humaneval_lost_ids"] == "HumanEval/1" and flips["humaneval_gained_ids"] == "HumanEval/2,HumanEval/3"
+    assert flips["humaneval_diff"] == pytest.approx(0.25) and flips["humaneval_diff_low"] < 0.25 < flips["humaneval_diff_high"]
+    assert flips["humaneval_mcnemar_p"] == pytest.approx(1.0)  # 1 vs 2 flips: no evidence either way
+    # other problems, or none: no pairing
+    assert humaneval_flips({**variant, TASK_IDS: ids[::-1]}, base) == {} and humaneval_flips({}, base) == {}

@@ -110,6 +110,7 @@ def definitions_only(code: str) -> str:
 
 def generate_completions(gguf: Path, problems: list[Problem], config: GenerateConfig | None = None) -> dict[str, str]:
     """{task_id: completion} by greedy decoding of `gguf`."""
+    from tasks.evaluate.process import report_progress  # a worker's progress lines
     from tasks.formats.gguf.runtime import load  # loads llama.cpp's native library: only to generate
 
     config = config or GenerateConfig()
@@ -130,4 +131,5 @@ def generate_completions(gguf: Path, problems: list[Problem], config: GenerateCo
                              "raise n_ctx")
         text = model.detokenize([t for t in model.greedy(ids, budget) if not model.is_end(t)])
         completions[problem.task_id] = extract_completion(problem, text, chat=bool(template))
+        report_progress("humaneval problems", len(completions), len(problems))
     return completions
