@@ -1,12 +1,21 @@
 """The real flow on a tiny model: real Prefect (temporary database), real MLflow (temporary
-SQLite store), real llama.cpp conversion, quantization and measurement."""
+SQLite store), real llama.cpp conversion, quantization and measurement, HumanEval on two problems
+(real completions run in the real sandbox)."""
+
+import json
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
-from tasks.tracking.client import CONTRACT_METRICS
-from tests.helpers import QUICK_EVAL, write_config
+from tasks.evaluate.humaneval.sandbox import isolation_problem
+from tasks.tracking.client import CONTRACT_METRICS, read_series
+from tests.helpers import QUICK_EVAL, tools_required, write_config
+
+# HumanEval never runs a program unsandboxed: off on a host that cannot sandbox (CI must be able to).
+HUMANEVAL = ({"problems": {"task_ids": ["HumanEval/2", "HumanEval/0"]}, "max_tokens": 24}
+             if isolation_problem() is None or tools_required() else None)
 
 SECRET = "hf_" + "fake0token" * 3  # assembled: no credential-shaped literal in the source
 
@@ -17,7 +26,8 @@ def config_for(tmp_path, tiny_model_dir, tracking_uri):
         return write_config(tmp_path / f"c-{'-'.join(types)}.yaml", {
             "name": "tiny-flow", "model_name": "Tiny-Llama", # ONNX: test_onnx_path.py
             "source": {"kind": "local", "path": str(tiny_model_dir)},
-            "formats": {"gguf": {"types": types, "serve": {"enabled": False}}}, "evaluate": QUICK_EVAL,
+            "formats": {"gguf": {"types": types, "serve": {"enabled": False}}},
+            "evaluate": {**QUICK_EVAL, "humaneval": HUMANEVAL},
             "tracking": {"tracking_uri": tracking_uri}, "store_dir": str(tmp_path / "store"), **extra,
         })
     return make
@@ -31,7 +41,8 @@ def _children(client, parent_id):
     return {r.data.params["quant"]: r for r in runs}
 
 
-def test_flow_tracks_every_variant_and_reruns_from_cache(prefect_harness, config_for, tracking_uri, monkeypatch):
+def test_flow_tracks_every_variant_and_reruns_from_cache(prefect_harness, config_for, tracking_uri, monkeypatch,
+                                                        tmp_path):
     monkeypatch.setenv("HF_TOKEN", SECRET)
     gates = {"per_quant": {"Q4": {"max_kld_mean": 1e-9}}}  # Q4_0 of a random model must fail this
     first = pipeline(str(config_for(["Q8_0", "Q4_0"], gates=gates)))
@@ -63,6 +74,8 @@ def test_flow_tracks_every_variant_and_reruns_from_cache(prefect_harness, config
 
     for run in [parent, *children.values()]:
         assert SECRET not in str(run.data.params) + str(run.data.tags)
+    if HUMANEVAL:
+        check_humaneval(client, children, tmp_path)  # the store config_for writes to
 
     second = pipeline(str(config_for(["Q8_0", "Q4_0"], gates=gates)))
     assert all(second["reused"].values()), second["reused"]
@@ -72,3 +85,20 @@ def test_flow_tracks_every_variant_and_reruns_from_cache(prefect_harness, config
     assert third["reused"] == {
         "tiny-llama-gguf-f16": True, "tiny-llama-gguf-q8_0": True, "tiny-llama-gguf-q5_0": False,
     }
+
+
+def check_humaneval(client, children, tmp_path: Path) -> None:
+    """Every GGUF variant: pass@1 in its interval, each problem's result in order, flips against the f16."""
+    for quant, run in children.items():
+        metrics = run.data.metrics
+        assert metrics["humaneval_problems"] == 2, quant
+        assert metrics["humaneval_pass_at_1_low"] <= metrics["humaneval_pass_at_1"] <= metrics["humaneval_pass_at_1_high"]
+        passes = read_series(client, run.info.run_id, "problem_humaneval_pass")
+        assert len(passes) == 2 and metrics["humaneval_pass_at_1"] == sum(passes) / 2
+    q8 = children["Q8_0"]  # a random model passes neither problem, so none flips
+    assert q8.data.metrics["humaneval_lost"] + q8.data.metrics["humaneval_gained"] == 0
+    assert q8.data.tags["slmforge.humaneval_lost_ids"] == "-" and "humaneval_mcnemar_p" in q8.data.metrics
+    stored = next((tmp_path / "store" / "evaluate").glob("*/humaneval.json"))
+    record = json.loads(stored.read_text())
+    assert list(record) == ["HumanEval/2", "HumanEval/0"]  # the configured order, each with its completion
+    assert all(r["status"] in ("failed", "timeout", "error", "passed") and "completion" in r for r in record.values())
