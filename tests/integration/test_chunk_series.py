@@ -9,14 +9,12 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.acquire import AcquireConfig, acquire_model
-from tasks.acquire.sources import LocalSource
 from tasks.evaluate.process import run_worker
 from tasks.formats import get_format
-from tasks.formats.gguf.convert import ConvertConfig, convert_to_gguf
 from tasks.review.intervals import CHUNK_SERIES
 from tasks.review.search import read_runs, with_chunk_series
 from tasks.tracking import client as tracking
+from tests.helpers import tiny_build_inputs
 
 RUNTIME = get_format("gguf").runtime_module
 N_CTX, CHUNKS = 64, 6
@@ -25,9 +23,7 @@ N_CTX, CHUNKS = 64, 6
 @pytest.fixture(scope="module")
 def passes(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("chunks")
-    model = acquire_model(LocalSource(kind="local", path=tiny_model_dir), AcquireConfig(), store_root=tmp / "store")
-    gguf = convert_to_gguf(model.hf_dir, architecture=model.architecture, identity=model.identity,
-                           model_name="Tiny-Llama", config=ConvertConfig(), store_root=tmp / "store").gguf_path
+    gguf = tiny_build_inputs(tmp / "store", tiny_model_dir).base.path
     (tmp / "text.txt").write_text("A sentence about the weather, then one about the sea. " * 80)
     tokens = run_worker({"mode": "tokenize", "runtime": RUNTIME, "model": str(gguf),
                          "text_file": str(tmp / "text.txt")}, timeout_s=300)

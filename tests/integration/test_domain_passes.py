@@ -7,13 +7,11 @@ import json
 
 import pytest
 
-from tasks.acquire import AcquireConfig, acquire_model
-from tasks.acquire.sources import LocalSource
 from tasks.evaluate.domains import SUMMARY_KLD
 from tasks.evaluate.process import run_worker
 from tasks.formats import get_format
-from tasks.formats.gguf.convert import ConvertConfig, convert_to_gguf
 from tasks.review.intervals import CHUNK_SERIES
+from tests.helpers import tiny_build_inputs
 
 RUNTIME = get_format("gguf").runtime_module
 N_CTX = 64
@@ -24,9 +22,7 @@ CONVERSATIONS = [["Good morning, how are you?", "I am doing well, how about you?
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("domains")
-    model = acquire_model(LocalSource(kind="local", path=tiny_model_dir), AcquireConfig(), store_root=tmp / "store")
-    gguf = convert_to_gguf(model.hf_dir, architecture=model.architecture, identity=model.identity,
-                           model_name="Tiny-Llama", config=ConvertConfig(), store_root=tmp / "store").gguf_path
+    gguf = tiny_build_inputs(tmp / "store", tiny_model_dir).base.path
     (tmp / "text.txt").write_text("A sentence about the weather, then one about the sea. " * 60)
     domains = {"code": {"render": "text", "text": "def add(a, b):\n    return a + b\n\n" * 60},
                "chat": {"render": "chat", "conversations": CONVERSATIONS}}
