@@ -14,6 +14,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
+from tasks.evaluate.domains import SUMMARY_KLD
 from tasks.review.intervals import mean_interval, paired_interval, ratio_interval
 from tasks.review.search import read_runs, with_chunk_series
 from tasks.tracking.client import resolve_tracking_uri
@@ -76,7 +77,10 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
     for column, tag in _TAGS.items():
         out[column] = frame.get(f"tags.{tag}")
     _add_intervals(out, frame)
-    for column in TABLE_COLUMNS:
+    # Each evaluation domain's kld_mean and their summary (tasks.evaluate.domains), where runs have them.
+    domains = [c.removeprefix("metrics.") for c in frame if c.startswith("metrics.")
+               and (c.endswith("/kld_mean") or c == f"metrics.{SUMMARY_KLD}")]
+    for column in [*TABLE_COLUMNS, *domains]:
         if column not in out:
             out[column] = pd.to_numeric(frame.get(f"metrics.{column}"), errors="coerce")
     out["model"] = [model_of(name, f, q) for name, f, q in zip(out["run_name"], out["format"], out["quant"])]
@@ -84,7 +88,10 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
     if not selection.all_runs:  # a nightly store holds many runs of the same variant: the newest speaks
         out = out.sort_values("start_time").drop_duplicates(["model", "hardware_id", "format", "quant", "eval_text"],
                                                             keep="last")
-    return out.sort_values(["model", "hardware_id", "format", "size_bytes"])[list(TABLE_COLUMNS)].reset_index(drop=True)
+    columns = list(TABLE_COLUMNS)
+    at = columns.index("kld_p99")  # the domains' KLD beside the main text's
+    columns[at:at] = domains
+    return out.sort_values(["model", "hardware_id", "format", "size_bytes"])[columns].reset_index(drop=True)
 
 
 def _add_intervals(out: pd.DataFrame, frame: pd.DataFrame) -> None:
@@ -124,30 +131,59 @@ def _select(frame: pd.DataFrame, selection: CompareSelection) -> pd.DataFrame:
     return frame
 
 
-def pareto_mask(x: pd.Series, y: pd.Series, *, x_better: str = "lower", y_better: str = "lower") -> np.ndarray:
-    """True for the points no other point beats on both axes (ties on both keep both)."""
+def pareto_mask(x: pd.Series, y: pd.Series, *, x_better: str = "lower", y_better: str = "lower",
+                tied: np.ndarray | None = None) -> np.ndarray:
+    """True for the points no other point beats on both axes (ties on both keep both).
+
+    `tied[i, j]`: the qualities of i and j cannot be told apart (a paired interval over chunks holds
+    0). Such a pair counts as equal on quality: neither beats the other by it, and the one better on
+    the other axis beats the other, so the front does not keep a variant for a quality lead that is noise."""
     xs = np.asarray(x, dtype=float) * (1 if x_better == "lower" else -1)
     ys = np.asarray(y, dtype=float) * (1 if y_better == "lower" else -1)
     valid = np.isfinite(xs) & np.isfinite(ys)
+    same = np.zeros((len(xs), len(xs)), dtype=bool) if tied is None else np.asarray(tied, dtype=bool)
     mask = np.zeros(len(xs), dtype=bool)
     for i in np.flatnonzero(valid):
-        beaten = valid & (xs <= xs[i]) & (ys <= ys[i]) & ((xs < xs[i]) | (ys < ys[i]))
+        no_worse, better = (ys <= ys[i]) | same[:, i], (ys < ys[i]) & ~same[:, i]
+        beaten = valid & (xs <= xs[i]) & no_worse & ((xs < xs[i]) | better)
         mask[i] = not beaten.any()
     return mask
 
 
-def with_pareto_flags(frame: pd.DataFrame, quality: str) -> pd.DataFrame:
+def quality_ties(run_ids: list[str], chunk_kld: dict[str, list[float]]) -> np.ndarray:
+    """tied[i, j] where both runs logged per-chunk KLD on the same chunks and their paired 95 %
+    interval holds 0 (tasks.review.intervals); False where there is no interval (too few chunks)."""
+    tied = np.zeros((len(run_ids), len(run_ids)), dtype=bool)
+    for i, a in enumerate(run_ids):
+        for j in range(i + 1, len(run_ids)):
+            interval = paired_interval(chunk_kld.get(a), chunk_kld.get(run_ids[j]))
+            tied[i, j] = tied[j, i] = interval is not None and interval.verdict() == "indistinguishable"
+    return tied
+
+
+def with_pareto_flags(frame: pd.DataFrame, quality: str, chunk_kld: dict[str, list[float]] | None = None
+                      ) -> pd.DataFrame:
     """Adds pareto_size and pareto_decode: on the front of its (hardware, tier, evaluation text) panel;
-    quality measured on two texts is two panels, never one front."""
+    quality measured on two texts is two panels, never one front. With `chunk_kld` (run id -> per-chunk
+    KLD) a kld_mean lead within the noise of a paired interval is no lead (pareto_mask's `tied`)."""
     out = frame.copy()
     out["pareto_size"], out["pareto_decode"] = False, False
     panels = ["hardware_id", "tier", *(["eval_text"] if "eval_text" in out else [])]
     for _, panel in out.groupby(panels, dropna=False):
         y = panel[quality]
         better = QUALITY_METRICS[quality]
-        out.loc[panel.index, "pareto_size"] = pareto_mask(panel["size_bytes"], y, y_better=better)
-        out.loc[panel.index, "pareto_decode"] = pareto_mask(panel["decode_tps"], y, x_better="higher", y_better=better)
+        tied = quality_ties(list(panel["run_id"]), chunk_kld) if chunk_kld and quality == "kld_mean" else None
+        out.loc[panel.index, "pareto_size"] = pareto_mask(panel["size_bytes"], y, y_better=better, tied=tied)
+        out.loc[panel.index, "pareto_decode"] = pareto_mask(panel["decode_tps"], y, x_better="higher",
+                                                            y_better=better, tied=tied)
     return out
+
+
+def chunk_kld_by_run(raw: pd.DataFrame) -> dict[str, list[float]]:
+    """run id -> its per-chunk KLD, from a frame read with tasks.review.search.with_chunk_series."""
+    if raw.empty or "chunks.kld" not in raw:
+        return {}
+    return {run: list(series) for run, series in zip(raw["run_id"], raw["chunks.kld"]) if isinstance(series, list)}
 
 
 def write_tables(frame: pd.DataFrame, out_dir: Path) -> dict[str, Path]:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from tasks.review.compare import CompareSelection, search_variant_runs, variant_table, with_pareto_flags, write_tables
+from tasks.review.compare import (
+    CompareSelection, chunk_kld_by_run, search_variant_runs, variant_table, with_pareto_flags, write_tables,
+)
 from tasks.review.figures import comparison_figures, save_figures
 from tasks.tracking.client import ensure_experiment, log_values, run_url, start_run
 from tasks.tracking.mlflow_ui import mark_model_development
@@ -33,7 +35,8 @@ class Comparison:
 
 def compare(selection: CompareSelection, out_dir: Path) -> Comparison:
     """Search, tabulate, draw and write the files for `selection` (no MLflow writes)."""
-    table = with_pareto_flags(variant_table(search_variant_runs(selection), selection), selection.quality)
+    raw = search_variant_runs(selection)
+    table = with_pareto_flags(variant_table(raw, selection), selection.quality, chunk_kld_by_run(raw))
     files = write_tables(table, out_dir)
     if not table.empty:
         files.update(save_figures(comparison_figures(table, selection.quality), out_dir))

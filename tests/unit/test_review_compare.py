@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.review.compare import CompareSelection, model_of, pareto_mask, variant_table, with_pareto_flags
+from tasks.review.compare import (
+    CompareSelection, chunk_kld_by_run, model_of, pareto_mask, variant_table, with_pareto_flags,
+)
 from tasks.tracking import client as tracking
 
 
@@ -80,6 +82,36 @@ def test_pareto_flags_are_per_hardware_panel():
     assert flags[("b", "Q8_0", "hw1")] == (True, True)  # best KLD of the panel
     assert flags[("a", "int4", "hw1")] == (False, False)  # bigger, worse and slower than Q4_0
     assert flags[("a", "Q8_0", "hw2")] == (True, True)  # alone on its hardware
+
+
+def test_a_quality_lead_within_noise_keeps_no_variant_on_the_front():
+    # b's Q8_0 has the best mean KLD of hw1 (0.003 vs a's 0.004), but chunk by chunk the two differ
+    # by noise: b's lead is no lead, and a's Q8_0 (half the size, faster) beats it on both fronts.
+    raw = _raw_runs()
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 0.005, 12)
+    raw["chunks.kld"] = None
+    raw.at[0, "chunks.kld"] = list(0.004 + noise)
+    raw.at[4, "chunks.kld"] = list(0.003 + noise[::-1])
+    table = variant_table(raw, CompareSelection())
+    plain = with_pareto_flags(table, "kld_mean")
+    noisy = with_pareto_flags(table, "kld_mean", chunk_kld_by_run(raw))
+    b = (table["model"] == "b").to_numpy()
+    assert plain[b][["pareto_size", "pareto_decode"]].to_numpy().tolist() == [[True, True]]
+    assert noisy[b][["pareto_size", "pareto_decode"]].to_numpy().tolist() == [[False, False]]
+    # a lead every chunk shows stays a lead
+    raw.at[4, "chunks.kld"] = list(0.003 + noise * 0.01)
+    raw.at[0, "chunks.kld"] = list(0.004 + noise * 0.01)
+    steady = with_pareto_flags(table, "kld_mean", chunk_kld_by_run(raw))
+    assert steady[b][["pareto_size", "pareto_decode"]].to_numpy().tolist() == [[True, True]]
+
+
+def test_each_domains_kld_is_a_column_beside_the_main_texts():
+    raw = _raw_runs()
+    raw["metrics.code/kld_mean"], raw["metrics.domains_kld_mean"] = 0.01, 0.02
+    columns = list(variant_table(raw, CompareSelection()).columns)
+    assert columns.index("kld_mean_high") < columns.index("code/kld_mean") < columns.index("kld_p99")
+    assert "domains_kld_mean" in columns
 
 
 def test_figures_have_one_panel_per_hardware_and_tier(tmp_path):
