@@ -8,7 +8,9 @@ from mlflow.exceptions import MlflowException
 from tasks.review.devices import load_device, shipped_devices
 from tasks.review.recommend import recommend
 from tasks.review.registry import RegistryConfig, registered_name, should_move, version_tags
+from tasks.review.intervals import CHUNK_METRIC_PREFIX
 from tasks.review.search import runs_frame, with_chunk_series
+from tasks.tracking.client import read_series
 
 
 def register_run(client, *, experiment_id: str, parent_run_id: str, model_name: str,
@@ -51,6 +53,16 @@ def _version_for(client, name: str, row: dict):
     return version, f"{name} v{version.version}: registered {row['tags.mlflow.runName']}"
 
 
+def _chunk_kld(client, run_id: str | None) -> list[float] | None:
+    """A version's per-chunk KLD from its run (none for the f16 base, or a run from before they were logged)."""
+    if not run_id:
+        return None
+    try:
+        return read_series(client, run_id, f"{CHUNK_METRIC_PREFIX}kld") or None
+    except MlflowException:  # the run was deleted since: judged on the standard error
+        return None
+
+
 def _move_alias(client, name: str, alias: str, new, *, sigmas: float) -> str:
     try:
         old = client.get_model_version_by_alias(name, alias)
@@ -58,7 +70,8 @@ def _move_alias(client, name: str, alias: str, new, *, sigmas: float) -> str:
         old = None
     if old is not None and old.version == new.version:
         return f"{name}@{alias}: stays on v{new.version} (still the pick)"
-    move, reason = should_move(old.tags if old else None, new.tags, sigmas=sigmas)
+    series = (_chunk_kld(client, old.run_id) if old else None, _chunk_kld(client, new.run_id))
+    move, reason = should_move(old.tags if old else None, new.tags, sigmas=sigmas, chunk_kld=series)
     if move:
         client.set_registered_model_alias(name, alias, new.version)
         return f"{name}@{alias}: -> v{new.version} ({reason})"

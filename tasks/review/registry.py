@@ -15,6 +15,8 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.review.intervals import paired_interval
+
 VERSION_TAGS = ("kld_mean", "kld_mean_se", "perplexity", "perplexity_se", "top1_agreement", "decode_tps",
                 "decode_tps_sd", "decode_tps_rel", "decode_tps_rel_se", "prefill_tps", "size_bytes",
                 "bits_per_weight", "peak_rss_bytes")
@@ -29,12 +31,15 @@ class RegistryConfig(BaseModel):
     sigmas: float = Field(2.0, gt=0, description="Noise allowance of the alias rule, in combined se/sd.")
 
 
-def should_move(old: dict[str, str] | None, new: dict[str, str], *, sigmas: float = 2.0) -> tuple[bool, str]:
+def should_move(old: dict[str, str] | None, new: dict[str, str], *, sigmas: float = 2.0,
+                chunk_kld: tuple[list[float] | None, list[float] | None] = (None, None)) -> tuple[bool, str]:
     """Move an alias from version tags `old` to `new`?
 
     Yes when the alias is unset; when the two were measured on different texts (their figures are not
-    compared: the alias follows the newest text); or when new is at least as good within noise:
-    kld_mean_new <= kld_mean_old + sigmas x sqrt(se_old^2 + se_new^2), and, when both decode speeds
+    compared: the alias follows the newest text); or when new is at least as good within noise: where
+    both runs logged their per-chunk KLD (`chunk_kld`: old's, new's), the paired 95 % interval over
+    chunks of new - old does not lie wholly above 0 (tasks.review.intervals); else
+    kld_mean_new <= kld_mean_old + sigmas x sqrt(se_old^2 + se_new^2). And, when both decode speeds
     were timed on the same hardware id beside the same f16 anchor, decode_tps_rel_new >=
     decode_tps_rel_old - sigmas x sqrt(se_old^2 + se_new^2) (the figure per anchor and the noise between
     its rounds: host drift cancels there, not in a burst's sd). Other speeds are not compared: hosts of
@@ -48,16 +53,21 @@ def should_move(old: dict[str, str] | None, new: dict[str, str], *, sigmas: floa
     kld_old, kld_new = _f(old, "kld_mean"), _f(new, "kld_mean")
     if kld_new is None or kld_old is None:
         return False, "kld_mean missing on one side: kept"
-    allowance = sigmas * math.hypot(_f(old, "kld_mean_se") or 0.0, _f(new, "kld_mean_se") or 0.0)
-    if kld_new > kld_old + allowance:
-        return False, f"kld_mean {kld_new:.4g} > {kld_old:.4g} + noise {allowance:.2g}: kept"
+    if (interval := paired_interval(*chunk_kld)) is not None:
+        if interval.verdict() == "higher":
+            return False, f"kld_mean worse beyond noise ({interval.describe()} over paired chunks): kept"
+    else:
+        allowance = sigmas * math.hypot(_f(old, "kld_mean_se") or 0.0, _f(new, "kld_mean_se") or 0.0)
+        if kld_new > kld_old + allowance:
+            return False, f"kld_mean {kld_new:.4g} > {kld_old:.4g} + noise {allowance:.2g}: kept"
     rel_old, rel_new = _f(old, "decode_tps_rel"), _f(new, "decode_tps_rel")
     if rel_old and rel_new and old.get("hardware_id") == new.get("hardware_id") \
             and old.get("speed_anchor") is not None and old.get("speed_anchor") == new.get("speed_anchor"):
         slack = sigmas * math.hypot(_f(old, "decode_tps_rel_se") or 0.0, _f(new, "decode_tps_rel_se") or 0.0)
         if rel_new < rel_old - slack:
             return False, f"decode_tps per f16 anchor {rel_new:.4g} < {rel_old:.4g} - noise {slack:.2g}: kept"
-    return True, f"at least as good within noise (kld_mean {kld_new:.4g} vs {kld_old:.4g})"
+    judged = f"; paired over chunks: {interval.describe()}" if interval is not None else ""
+    return True, f"at least as good within noise (kld_mean {kld_new:.4g} vs {kld_old:.4g}{judged})"
 
 
 def registered_name(model_name: str, fmt: str) -> str:

@@ -33,6 +33,21 @@ def test_alias_rule_moves_and_non_moves():
     assert move and reason.startswith("measured on another text (t2:ctx512x24 vs t1:ctx512x24): not compared")
 
 
+def test_alias_rule_judges_kld_paired_over_chunks_where_both_logged_them():
+    old_chunks = [0.004, 0.006, 0.002, 0.005, 0.003, 0.004, 0.007, 0.001]
+    # 25 % worse on every chunk: the se rule (tiny kld_mean_se) and the pairing agree, kept
+    worse = [k * 1.25 for k in old_chunks]
+    move, reason = should_move(OLD, {**OLD, "kld_mean": "0.0050"}, chunk_kld=(old_chunks, worse))
+    assert not move and "over paired chunks" in reason and "higher" in reason
+    # the same mean lead, but chunk by chunk it is noise: moves, where the se rule (0.0050 > 0.00428) keeps
+    noisy = [0.009, 0.001, 0.007, 0.002, 0.008, 0.001, 0.009, 0.003]
+    move, reason = should_move(OLD, {**OLD, "kld_mean": "0.0050"}, chunk_kld=(old_chunks, noisy))
+    assert move and "indistinguishable" in reason
+    assert not should_move(OLD, {**OLD, "kld_mean": "0.0050"})[0]
+    # too few chunks for an interval: the se rule
+    assert not should_move(OLD, {**OLD, "kld_mean": "0.0050"}, chunk_kld=(old_chunks[:3], noisy[:3]))[0]
+
+
 LAYOUT = KvLayout(architecture="llama", n_head_kv=[3] * 30, head_dim_k=64, head_dim_v=64,
                   swa_layers=[False] * 30, kv_layers=30).to_params()
 
