@@ -26,6 +26,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.evaluate.domains import domains_measured, figure_name
 from tasks.review.intervals import CHUNK_SERIES, Interval, paired_interval
 
 # figure -> (its noise figure, the better direction)
@@ -73,10 +74,20 @@ class Change(BaseModel):
                 f"(change {self.new - self.old:+.3g}, noise {self.noise:.2g}{judged})")
 
 
+def quality_rules(metrics: dict) -> dict[str, tuple[str, str]]:
+    """quality figure -> (noise figure, better direction): the main text's, and each evaluation
+    domain's in `metrics` (`code/kld_mean` with `code/kld_mean_se`; tasks.evaluate.domains)."""
+    rules = dict(QUALITY)
+    for domain in domains_measured(metrics):
+        rules |= {figure_name(domain, name): (figure_name(domain, noise), better)
+                  for name, (noise, better) in QUALITY.items()}
+    return rules
+
+
 def figure_rules(metrics: dict) -> dict[str, tuple[str, str, str]]:
     """figure -> (noise figure, better direction, kind) for every judged figure in `metrics` (a speed
     figure is judged by its `_rel`, with this `_rel_se`)."""
-    rules = {name: (noise, better, "quality") for name, (noise, better) in QUALITY.items()}
+    rules = {name: (noise, better, "quality") for name, (noise, better) in quality_rules(metrics).items()}
     speed = dict(SPEED) | {name: "higher" for name in metrics if name.startswith("decode_tps_d") and
                            not name.endswith(("_sd", "_rel", "_rel_se", "_anchor"))}
     rules |= {name: (f"{name}_rel_se", better, "speed") for name, better in speed.items()}
@@ -130,7 +141,9 @@ def find_regressions(previous: dict[str, dict], current: dict[str, dict],
 
 def _paired(figure: str, old: dict, new: dict) -> Interval | None:
     """new - old per chunk, where both runs logged the figure's chunk series over the same chunks."""
-    series = [(side.get(CHUNK_SERIES) or {}).get(CHUNK_OF[figure]) for side in (old, new)]
+    domain, _, own = figure.rpartition("/")  # a domain's figure pairs with that domain's series
+    chunk = figure_name(domain, CHUNK_OF[own]) if domain else CHUNK_OF[own]
+    series = [(side.get(CHUNK_SERIES) or {}).get(chunk) for side in (old, new)]
     return paired_interval(*series)
 
 
@@ -144,7 +157,8 @@ def _paired_change(variant: str, figure: str, better: str, old: dict, new: dict,
         return None
     # The interval's reach towards no change, in the figure's units (perplexity: exp of mean nll).
     reach = abs(interval.mean - (interval.low if better == "lower" else interval.high))
-    noise = a * (math.exp(interval.mean) - math.exp(interval.mean - reach)) if figure == "perplexity" else reach
+    is_perplexity = figure.rpartition("/")[2] == "perplexity"
+    noise = a * (math.exp(interval.mean) - math.exp(interval.mean - reach)) if is_perplexity else reach
     return Change(variant=variant, figure=figure, kind="quality", old=a, new=b, noise=noise,
                   interval=interval.describe())
 
@@ -160,7 +174,7 @@ def moved_with_build(previous: dict[str, dict], current: dict[str, dict],
         old = previous.get(variant)
         if not old or old.get(EVAL_TEXT) is None or old.get(EVAL_TEXT) != new.get(EVAL_TEXT):
             continue
-        for figure, (noise_name, _) in QUALITY.items():
+        for figure, (noise_name, _) in quality_rules(new).items():
             a, b = _num(old.get(figure)), _num(new.get(figure))
             noise_old, noise_new = _num(old.get(noise_name)), _num(new.get(noise_name))
             if None in (a, b, noise_old, noise_new):

@@ -45,6 +45,21 @@ def test_changes_within_noise_or_for_the_better_are_ignored():
     assert find_regressions({"v": BEFORE}, {"v": after}, CONFIG) == ([], [TTFT])
 
 
+def test_a_domains_quality_is_judged_like_the_main_texts_paired_over_its_own_chunks():
+    from tasks.review.intervals import CHUNK_SERIES
+
+    code = {"code/kld_mean": 0.010, "code/kld_mean_se": 0.001, "code/perplexity": 3.0, "code/perplexity_se": 0.1,
+            "code/top1_agreement": 0.9, "code/top1_agreement_se": 0.01}
+    before = {**BEFORE, **code, CHUNK_SERIES: {"code/kld": [0.010, 0.012, 0.008, 0.011, 0.009, 0.010]}}
+    # the code domain alone got worse: +30 % on every one of its chunks (the main text held)
+    after = {**before, "code/kld_mean": 0.013, CHUNK_SERIES: {"code/kld": [k * 1.3 for k in before[CHUNK_SERIES]["code/kld"]]}}
+    changes, _ = find_regressions({"v": before}, {"v": after}, CONFIG)
+    assert [(c.figure, c.kind) for c in changes] == [("code/kld_mean", "quality")] and "higher" in changes[0].interval
+    # a domain's figure without its series falls back to its own se: within noise, nothing
+    after = {**BEFORE, **code, "code/kld_mean": 0.0115}
+    assert find_regressions({"v": {**BEFORE, **code}}, {"v": after}, CONFIG) == ([], [TTFT])
+
+
 def test_host_drift_is_no_regression_but_a_variant_slowed_alone_is():
     """The whole host 25 % slower (135 -> 104 tok/s, as seen between two runs of one file here): the
     anchor slowed alike, the ratio held, nothing is reported. The variant alone slowed: caught."""
