@@ -13,9 +13,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.measure import measure_remotely
 from tasks.config import PipelineConfig, load_config
-from tasks.core.errors import VariantsFailedError
+from tasks.core.errors import SourceError, VariantsFailedError
 from tasks.core.naming import variant_name
 from tasks.evaluate import default_threads
+from tasks.evaluate.domains import evaluation_text_problems
 from tasks.formats import REFERENCE_FORMAT, get_format, refuse_unsupported
 from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.hosts.hardware import hardware_facts
@@ -40,6 +41,8 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
     """Run the whole chain for one config; returns the summary the CLI prints. `fail_on_regression`
     overrides the config's regressions.fail_on_regression (scheduled deployments set it)."""
     config = load_config(Path(config_path))
+    if problems := evaluation_text_problems(config.evaluate.corpus, config.evaluate.domains):
+        raise SourceError("\n".join(problems))  # a changed or missing text: before any work, not after the builds
     store = config.store_dir
     clean_stale_temporaries(store)
     hardware, versions = hardware_facts(), tool_versions()

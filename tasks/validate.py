@@ -14,6 +14,7 @@ from tasks.acquire.sources import GgufSource, HubSource, LocalSource
 from tasks.config import PipelineConfig, load_config
 from tasks.core.errors import ConfigError, SlmforgeError
 from tasks.evaluate.corpus import FileCorpus, short_text_problem
+from tasks.evaluate.domains import evaluation_text_problems
 from tasks.formats import REFERENCE_FORMAT, get_format, refusals
 from tasks.formats.base import ChecksInstallation
 from tasks.tracking.client import resolve_tracking_uri
@@ -60,13 +61,14 @@ def _source_problems(config: PipelineConfig) -> tuple[list[str], int | None]:
 
 def _corpus_problems(config: PipelineConfig) -> list[str]:
     corpus, source = config.evaluate.corpus, config.source
-    if not isinstance(corpus, FileCorpus):
-        return []
+    if not isinstance(corpus, FileCorpus):  # read now, pins checked: a changed text fails here, not after builds
+        return evaluation_text_problems(corpus, config.evaluate.domains)
     if not corpus.path.is_file():
         return [f"evaluate.corpus.path: {corpus.path} does not exist; give an existing UTF-8 text file"]
     tokenizer = source.path.expanduser() / "tokenizer.json" if isinstance(source, LocalSource) else None
     short = short_text_problem(corpus.path, config.evaluate.n_ctx, tokenizer)
-    return [f"evaluate.corpus.path: {short}"] if short else []
+    return ([f"evaluate.corpus.path: {short}"] if short else []) + evaluation_text_problems(
+        corpus, config.evaluate.domains)
 
 
 def _local_source_problems(source: LocalSource, config: PipelineConfig, problems: list[str]) -> int | None:

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.core.errors import SourceError
 from tasks.evaluate.corpus import CorpusConfig, PackageCorpus, load_conversations, load_corpus_text
 
 DOMAIN_NAME = r"^[a-z][a-z0-9_]*$"
@@ -49,6 +50,25 @@ def domain_problems(domains: dict[str, Domain], corpus_domain: str) -> list[str]
                                             and domain.text.layout == "conversations"):
             problems.append(f"evaluate.domains.{name}: render: chat needs conversations (a package corpus with "
                             f"`layout: conversations`), got a {domain.text.kind} text")
+    return problems
+
+
+def evaluation_text_problems(main: CorpusConfig, domains: dict[str, Domain] | None) -> list[str]:
+    """Every evaluation text that cannot be read or differs from its pin, found before any work (a
+    second's reading: the texts are small). A hub dataset is left to the run: reading it is a download."""
+    problems = []
+    if main.kind != "hub":
+        try:
+            load_corpus_text(main)
+        except SourceError as exc:
+            problems.append(str(exc))
+    for name, domain in (domains or {}).items():
+        if domain.text.kind == "hub":
+            continue
+        try:
+            load_domain(name, domain)
+        except SourceError as exc:
+            problems.append(str(exc))
     return problems
 
 

@@ -84,3 +84,17 @@ def test_the_default_protocols_domains_load_against_their_pins():
     loaded = {name: load_domain(name, domain) for name, domain in evaluate.domains.items()}
     assert loaded["chat"]["render"] == "chat" and len(loaded["chat"]["conversations"]) > 100
     assert "Guten Morgen" in plain_text(loaded["non_english"]) and "def " in plain_text(loaded["code"])
+
+
+def test_a_changed_domain_text_is_refused_before_any_work(tmp_path):
+    """`slmforge validate` (which `slmforge run` runs first) reads every evaluation text and its pin."""
+    from tasks.validate import config_problems
+    from tests.helpers import write_config
+
+    code = tmp_path / "code.py"
+    code.write_text("def f():\n    return 1\n" * 300)
+    config = write_config(tmp_path / "c.yaml", {
+        "name": "t", "model_name": "T", "source": {"kind": "local", "path": str(tmp_path)},
+        "evaluate": {"domains": {"code": {"text": {"kind": "file", "path": str(code), "sha256": "0" * 64}}}}})
+    _, problems = config_problems(config)
+    assert any(p.startswith("evaluate.domains.code.text: the text has sha256") for p in problems), problems
