@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -47,13 +48,44 @@ def validate(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION) -> None:
     console.print(f"[green]{config}: valid[/green]")
 
 
+STOPPED_BY_SIGTERM = 143
+
+
 def _stop_on_sigterm(*_) -> None:
     """The measurement workers first: the threads that wait on them do not see the exit, and would
     keep the process (and the cores) until their measurement ended."""
     from tasks.evaluate.process import stop_all_workers  # loaded by the command that runs: --help stays fast
 
+    _stopping.append(True)
     stop_all_workers()
-    sys.exit(143)
+    sys.exit(STOPPED_BY_SIGTERM)
+
+
+# Set once a SIGTERM arrived before the flow started (during it, Prefect's own handler raises its
+# TerminationSignal instead: `_stopped_by_signal` looks for either).
+_stopping: list[bool] = []
+
+
+def _stopped_by_signal(exc: BaseException) -> bool:
+    """Whether `exc` is what unwinding a SIGTERM raised. A whole process group stopped at once (as
+    systemd and `timeout` do) takes the Prefect server down too, so reporting the crash fails to
+    connect: that error, raised while handling Prefect's TerminationSignal, is the stop's doing, not
+    a bug to report."""
+    from prefect.exceptions import TerminationSignal  # Prefect: loaded by the command that runs
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TerminationSignal) or (isinstance(seen, SystemExit) and seen.code == STOPPED_BY_SIGTERM):
+            return True
+        seen = seen.__context__
+    return bool(_stopping)
+
+
+def _stopped() -> NoReturn:
+    console.print("slmforge: stopped by SIGTERM. The measurement workers were stopped and the MLflow runs "
+                  "closed as FAILED (tag slmforge.error: TerminationSignal); run again to finish: what was "
+                  "stored is reused.", style="red", markup=False)
+    raise typer.Exit(STOPPED_BY_SIGTERM)
 
 
 SORT_OPTION = typer.Option(None, "--sort-by", help="Order the results table by this metric, e.g. kld_mean.")
@@ -99,7 +131,13 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
         if exc.summary:
             print_summary(exc.summary, sort_by)  # the variants that finished are still worth showing
         fail(exc, debug=debug, config=loaded)
+    except SystemExit as exc:
+        if _stopped_by_signal(exc):
+            _stopped()
+        raise
     except Exception as exc:  # noqa: BLE001 - one paragraph saying what to do; --debug re-raises
+        if _stopped_by_signal(exc) and not debug:
+            _stopped()
         fail(exc, debug=debug, config=loaded)
     print_summary(summary, sort_by)
 

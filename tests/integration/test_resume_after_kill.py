@@ -74,3 +74,34 @@ def test_killed_run_resumes_without_reusing_partial_files(tiny_model_dir, tmp_pa
     runs = client.search_runs([client.get_experiment_by_name("kill-test").experiment_id])
     statuses = [run.info.status for run in runs]
     assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
+
+
+def test_a_whole_group_stopped_politely_says_so_and_leaves_no_run_alive(tiny_model_dir, tmp_path):
+    """SIGTERM to the whole process group mid-measurement, as systemd, a scheduler or `timeout` send
+    it: the Prefect server goes down with the run, so reporting the crash cannot connect; the user reads
+    that the run was stopped (exit 143), not "a bug", and no MLflow run is left RUNNING."""
+    store = tmp_path / "store"
+    config = write_config(tmp_path / "c.yaml", {
+        "name": "stop-test", "model_name": "Tiny-Llama", "source": {"kind": "local", "path": str(tiny_model_dir)},
+        "formats": {"gguf": {"types": ["Q8_0"], "serve": {"enabled": False}}}, "evaluate": QUICK_EVAL,
+        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}, "store_dir": str(store),
+    })
+    # Prefect's client retries the dead server with backoff before giving up (over two minutes on its
+    # defaults, measured: a known delay, not what is checked here); one retry keeps the test short.
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO),
+           "PREFECT_CLIENT_MAX_RETRIES": "1"}
+    run = _cli(config, env)
+    deadline = time.monotonic() + 300
+    while not list(store.glob("evaluate/.tmp-*")):
+        assert run.poll() is None and time.monotonic() < deadline, run.stdout.read()
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGTERM)
+    output, _ = run.communicate(timeout=120)
+    assert run.returncode == 143, output
+    assert "stopped by SIGTERM" in output and "This is a bug" not in output, output
+    assert _group_empties(run.pid, 60) == []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("stop-test").experiment_id])
+    assert runs and all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
