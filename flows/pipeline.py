@@ -209,6 +209,7 @@ def _summary(ctx: report.RunContext, outcomes: list[VariantOutcome], model, conf
         "packages": {o.variant.name: str(o.package_dir) for o in outcomes if o.package_dir},
         "package_checks": {o.variant.name: o.package_checks for o in outcomes if o.package_checks},
         "gate_failures": {o.variant.name: o.gate_reasons for o in outcomes if o.gate == "fail"},
+        "gate_within_noise": {o.variant.name: o.gate_within_noise for o in outcomes if o.gate_within_noise},
         "errors": {o.variant.name: o.error for o in outcomes if o.error},
         "tracking_uri": ctx.tracking_uri, "experiment_id": ctx.experiment_id,
         "mlflow_run_id": ctx.parent_run_id,

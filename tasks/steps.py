@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tasks.config import PipelineConfig
 from tasks.core.errors import SlmforgeError
-from tasks.core.gates import check_gates
+from tasks.core.gates import judge_gates
 from tasks.evaluate.derived import derived_metrics
 from tasks.evaluate.measure import MEASUREMENT_KEY
 from tasks.prefect_tasks import measure_task
@@ -38,5 +38,7 @@ def apply_gates(outcomes: list[VariantOutcome], config: PipelineConfig, hardware
         outcome.metrics.update(derived_metrics(
             outcome.metrics, base.metrics, bandwidth=hardware.get("read_bandwidth_bytes_per_s"),
         ))
-        outcome.gate_reasons = check_gates(outcome.metrics, base_ppl, config.gates.for_quant(outcome.variant.quant))
+        verdict = judge_gates(outcome.metrics, base.metrics, config.gates.for_quant(outcome.variant.quant),
+                              config.gates.noise)
+        outcome.gate_reasons, outcome.gate_within_noise = verdict.reasons, verdict.within_noise
         outcome.gate = "fail" if outcome.gate_reasons else "pass"

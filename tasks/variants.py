@@ -29,6 +29,8 @@ class VariantOutcome(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     gate: str = "not-checked"  # pass / fail / not-checked
     gate_reasons: list[str] = Field(default_factory=list)
+    gate_within_noise: list[str] = Field(default_factory=list, description="Checks whose interval over chunks "
+                                         "holds their limit (tasks.core.gates).")
     package_dir: Path | None = None
     package_files: list[str] = Field(default_factory=list, description="Files of the package logged to MLflow.")
     package_checks: dict[str, str] = Field(default_factory=dict, description="The package's checks and verdicts.")

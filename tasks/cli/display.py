@@ -166,6 +166,8 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         console.print(f"package  {name}: {folder}" + (f" ({verdicts})" if verdicts else ""), markup=False)
     for name, reasons in summary["gate_failures"].items():
         console.print(f"gate failed  {name}: {'; '.join(reasons)}", markup=False)
+    for name, notes in summary.get("gate_within_noise", {}).items():
+        console.print(f"gate within noise  {name}: {'; '.join(notes)}", markup=False)
     for cls, result in summary.get("hardware_classes", {}).items():
         figures = result["error"] or "; ".join(
             f"{name}: {value}" if isinstance(value, str) else

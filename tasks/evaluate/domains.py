@@ -22,7 +22,7 @@ from tasks.evaluate.corpus import CorpusConfig, PackageCorpus, load_conversation
 DOMAIN_NAME = r"^[a-z][a-z0-9_]*$"
 SUMMARY_KLD = "domains_kld_mean"
 MAIN_DOMAIN = "eval_domain"  # the param naming the main text's domain (evaluate.corpus_domain) beside the others
-DEFAULT_DOMAIN_CHUNKS = 8  # above the paired intervals' 5 (tasks.review.intervals.MIN_CHUNKS)
+DEFAULT_DOMAIN_CHUNKS = 8  # above the paired intervals' 5 (tasks.core.intervals.MIN_CHUNKS)
 
 
 class Domain(BaseModel):

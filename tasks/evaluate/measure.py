@@ -20,7 +20,7 @@ from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
 from tasks.plan.guard import check_reference, check_measure
 from tasks.review import records
-from tasks.review.intervals import CHUNK_SERIES
+from tasks.core.intervals import CHUNK_SERIES
 from tasks.review.regressions import EVAL_TEXT, SPEED_ANCHOR  # the params naming the tokens scored, the anchor
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity

@@ -21,12 +21,12 @@ from tasks.evaluate.metrics import (
 )
 from tasks.evaluate.process import peak_rss_bytes, report_progress
 from tasks.formats.base import LoadedModel
-from tasks.review.intervals import CHUNK_SERIES
+from tasks.core.intervals import CHUNK_SERIES
 
 BLOCK = reference.ROW_BLOCK
 # CHUNK_SERIES: each chunk's own means (every chunk scores the same number of tokens): mean nll
 # ("nll"), and against the reference mean KLD ("kld") and top-1 agreement ("top1"). Two variants
-# scored on the same chunks are compared chunk by chunk (tasks.review.intervals): a paired interval.
+# scored on the same chunks are compared chunk by chunk (tasks.core.intervals): a paired interval.
 
 
 def _ranges(tokens: list[int], n_ctx: int, max_chunks: int | None, what: str = "evaluation text"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
 from tasks.evaluate.domains import SUMMARY_KLD
-from tasks.review.intervals import mean_interval, paired_interval, ratio_interval
+from tasks.core.intervals import mean_interval, paired_interval, ratio_interval
 from tasks.review.search import read_runs, with_chunk_series
 from tasks.tracking.client import resolve_tracking_uri
 
@@ -95,7 +95,7 @@ def variant_table(raw: pd.DataFrame, selection: CompareSelection) -> pd.DataFram
 
 
 def _add_intervals(out: pd.DataFrame, frame: pd.DataFrame) -> None:
-    """95 % bootstrap intervals over chunks (tasks.review.intervals): kld_mean's, and perplexity_ratio's
+    """95 % bootstrap intervals over chunks (tasks.core.intervals): kld_mean's, and perplexity_ratio's
     paired chunk by chunk with the f16 base of the same pipeline run. Empty where a run logged no
     per-chunk figures or scored fewer than MIN_CHUNKS chunks."""
     kld = frame["chunks.kld"] if "chunks.kld" in frame else pd.Series(None, index=frame.index, dtype=object)
@@ -152,7 +152,7 @@ def pareto_mask(x: pd.Series, y: pd.Series, *, x_better: str = "lower", y_better
 
 def quality_ties(run_ids: list[str], chunk_kld: dict[str, list[float]]) -> np.ndarray:
     """tied[i, j] where both runs logged per-chunk KLD on the same chunks and their paired 95 %
-    interval holds 0 (tasks.review.intervals); False where there is no interval (too few chunks)."""
+    interval holds 0 (tasks.core.intervals); False where there is no interval (too few chunks)."""
     tied = np.zeros((len(run_ids), len(run_ids)), dtype=bool)
     for i, a in enumerate(run_ids):
         for j in range(i + 1, len(run_ids)):

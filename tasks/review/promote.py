@@ -8,7 +8,7 @@ from mlflow.exceptions import MlflowException
 from tasks.review.devices import load_device, shipped_devices
 from tasks.review.recommend import recommend
 from tasks.review.registry import RegistryConfig, registered_name, should_move, version_tags
-from tasks.review.intervals import CHUNK_METRIC_PREFIX
+from tasks.core.intervals import CHUNK_METRIC_PREFIX
 from tasks.review.search import runs_frame, with_chunk_series
 from tasks.tracking.client import read_series
 

@@ -9,7 +9,7 @@ The ranking rule (also in the README):
 3. Quality first: the lowest kld_mean among the eligible. Variants whose kld_mean is within the noise
    of that one tie: where both runs logged their per-chunk KLD (metric history chunk_kld), the paired
    95 % bootstrap interval over chunks of the difference holds 0 ("indistinguishable",
-   tasks.review.intervals); else the difference is <= 2 x sqrt(se_a^2 + se_b^2) (kld_mean_se);
+   tasks.core.intervals); else the difference is <= 2 x sqrt(se_a^2 + se_b^2) (kld_mean_se);
    a tie goes to the faster decode (measured on the device, else predicted), then to the smaller file.
    Two decode speeds timed beside the same f16 anchor (param `speed_anchor`) are compared per anchor
    (`decode_tps_rel`, drift cancelled) and are indistinguishable when they differ by <= 2 x
@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from tasks.review.devices import DeviceProfile
 from tasks.review.fit import Fit, KvLayout, fit_variant, runtime_overhead
-from tasks.review.intervals import paired_interval
+from tasks.core.intervals import paired_interval
 
 TIE_SIGMAS = 2.0
 BASE_QUANTS = ("F16", "BF16", "F32")

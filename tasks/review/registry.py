@@ -15,7 +15,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.review.intervals import paired_interval
+from tasks.core.intervals import paired_interval
 
 VERSION_TAGS = ("kld_mean", "kld_mean_se", "perplexity", "perplexity_se", "top1_agreement", "decode_tps",
                 "decode_tps_sd", "decode_tps_rel", "decode_tps_rel_se", "prefill_tps", "size_bytes",
@@ -38,7 +38,7 @@ def should_move(old: dict[str, str] | None, new: dict[str, str], *, sigmas: floa
     Yes when the alias is unset; when the two were measured on different texts (their figures are not
     compared: the alias follows the newest text); or when new is at least as good within noise: where
     both runs logged their per-chunk KLD (`chunk_kld`: old's, new's), the paired 95 % interval over
-    chunks of new - old does not lie wholly above 0 (tasks.review.intervals); else
+    chunks of new - old does not lie wholly above 0 (tasks.core.intervals); else
     kld_mean_new <= kld_mean_old + sigmas x sqrt(se_old^2 + se_new^2). And, when both decode speeds
     were timed on the same hardware id beside the same f16 anchor, decode_tps_rel_new >=
     decode_tps_rel_old - sigmas x sqrt(se_old^2 + se_new^2) (the figure per anchor and the noise between

@@ -6,7 +6,7 @@ than `min_relative_change` of the old value.
 
 Quality figures are judged chunk by chunk where both runs logged their per-chunk means
 (`chunk_series`: nll, kld, top1): the paired 95 % bootstrap interval over chunks of new - old
-(tasks.review.intervals) must lie wholly on the worse side; else with their standard error
+(tasks.core.intervals) must lie wholly on the worse side; else with their standard error
 (perplexity_se, kld_mean_se, top1_agreement_se: token-to-token spread of one pass). Only between runs
 that scored the same tokens (param `eval_text`: the text's sha256, context and chunks); measured on another text, or with
 no record of the text, they are listed as not judged, with the two texts.
@@ -27,7 +27,7 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.evaluate.domains import domains_measured, figure_name
-from tasks.review.intervals import CHUNK_SERIES, Interval, paired_interval
+from tasks.core.intervals import CHUNK_SERIES, Interval, paired_interval
 
 # figure -> (its noise figure, the better direction)
 QUALITY = {"perplexity": ("perplexity_se", "lower"), "kld_mean": ("kld_mean_se", "lower"),

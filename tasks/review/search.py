@@ -4,7 +4,7 @@ reader behind `slmforge compare`, `recommend` and `promote`."""
 from __future__ import annotations
 
 from tasks.core.errors import UserError
-from tasks.review.intervals import CHUNK_METRIC_PREFIX
+from tasks.core.intervals import CHUNK_METRIC_PREFIX
 
 # The columns an empty result still has, so that callers can filter and sort it.
 EMPTY_COLUMNS = ["run_id", "experiment", "start_time", "status", "tags.mlflow.runName"]
@@ -58,7 +58,7 @@ def runs_frame(runs):
 
 def with_chunk_series(tracking_uri: str, frame, names: tuple[str, ...] = ("kld", "nll")):
     """`frame` with a `chunks.<name>` column per name: each run's per-chunk means, in chunk order, read
-    back from their metric histories (tasks.review.intervals); None where a run has none (runs from
+    back from their metric histories (tasks.core.intervals); None where a run has none (runs from
     before they were logged, the f16 base's KLD)."""
     from mlflow.tracking import MlflowClient  # MLflow: heavy, only where runs are read
 

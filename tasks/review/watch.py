@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import SlmforgeError
-from tasks.review.intervals import CHUNK_METRIC_PREFIX, CHUNK_SERIES
+from tasks.core.intervals import CHUNK_METRIC_PREFIX, CHUNK_SERIES
 from tasks.review.regressions import (EVAL_TEXT, SPEED_ANCHOR, Change, RegressionConfig, changed_versions, find_regressions,
                                       moved_with_build)
 from tasks.tracking import client as tracking

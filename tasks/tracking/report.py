@@ -21,7 +21,7 @@ from tasks.hosts.hardware import llama_system_info
 from tasks.plan.records import RunRecord, save_run_record
 from tasks.review import records
 from tasks.evaluate.humaneval.step import FLIP_TAGS, PROBLEM_METRIC_PREFIX, PROBLEM_SERIES
-from tasks.review.intervals import CHUNK_METRIC_PREFIX, CHUNK_SERIES
+from tasks.core.intervals import CHUNK_METRIC_PREFIX, CHUNK_SERIES
 from tasks.review.publish import log_run_figures
 from tasks.tracking import client as tracking
 from tasks.tracking.mlflow_ui import mark_model_development
@@ -209,7 +209,7 @@ def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: Acquire
                         tags={"slmforge.is_base": str(v.is_base).lower(), **records.origin_tags(
                             outcome.measurement, reused=outcome.reused, client=ctx.client,
                             experiment_id=ctx.experiment_id)})
-    if series := outcome.metrics.get(CHUNK_SERIES):  # per chunk, for paired intervals (tasks.review.intervals)
+    if series := outcome.metrics.get(CHUNK_SERIES):  # per chunk, for paired intervals (tasks.core.intervals)
         tracking.log_series(ctx.client, run_id, series, prefix=CHUNK_METRIC_PREFIX)
     if series := outcome.metrics.get(PROBLEM_SERIES):  # per HumanEval problem, for flips (pass 1.0 / fail 0.0)
         tracking.log_series(ctx.client, run_id, series, prefix=PROBLEM_METRIC_PREFIX)
@@ -226,6 +226,7 @@ def close_variant_run(ctx: RunContext, outcome: VariantOutcome, *, artifacts: st
     v, run_id = outcome.variant, outcome.mlflow_run_id
     tracking.log_values(ctx.client, run_id, metrics=outcome.metrics, tags={
         "slmforge.gate": outcome.gate, "slmforge.gate_reasons": "; ".join(outcome.gate_reasons) or "-",
+        **({"slmforge.gate_within_noise": "; ".join(outcome.gate_within_noise)} if outcome.gate_within_noise else {}),
         **({"slmforge.error": outcome.error} if outcome.error else {}),
         **({"slmforge.serve": "pass" if outcome.metrics["serve_smoke_pass"] else "fail"}
            if "serve_smoke_pass" in outcome.metrics else {}),

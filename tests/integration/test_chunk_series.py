@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from tasks.evaluate.process import run_worker
 from tasks.formats import get_format
-from tasks.review.intervals import CHUNK_SERIES
+from tasks.core.intervals import CHUNK_SERIES
 from tasks.review.search import read_runs, with_chunk_series
 from tasks.tracking import client as tracking
 from tests.helpers import tiny_build_inputs

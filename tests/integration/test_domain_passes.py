@@ -10,7 +10,7 @@ import pytest
 from tasks.evaluate.domains import SUMMARY_KLD
 from tasks.evaluate.process import run_worker
 from tasks.formats import get_format
-from tasks.review.intervals import CHUNK_SERIES
+from tasks.core.intervals import CHUNK_SERIES
 from tests.helpers import tiny_build_inputs
 
 RUNTIME = get_format("gguf").runtime_module

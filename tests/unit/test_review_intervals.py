@@ -1,4 +1,4 @@
-"""Paired intervals over chunks (tasks.review.intervals) and the verdicts that use them: recommend's
+"""Paired intervals over chunks (tasks.core.intervals) and the verdicts that use them: recommend's
 quality tie and the regression rule. Series chosen by hand."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tasks.review.intervals import CHUNK_SERIES, MIN_CHUNKS, mean_interval, paired_interval, ratio_interval
+from tasks.core.intervals import CHUNK_SERIES, MIN_CHUNKS, mean_interval, paired_interval, ratio_interval
 from tasks.review.regressions import RegressionConfig, find_regressions
 
 # Hard and easy chunks: both variants err most on the same ones, so their difference is steady even

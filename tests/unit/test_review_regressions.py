@@ -46,7 +46,7 @@ def test_changes_within_noise_or_for_the_better_are_ignored():
 
 
 def test_a_domains_quality_is_judged_like_the_main_texts_paired_over_its_own_chunks():
-    from tasks.review.intervals import CHUNK_SERIES
+    from tasks.core.intervals import CHUNK_SERIES
 
     code = {"code/kld_mean": 0.010, "code/kld_mean_se": 0.001, "code/perplexity": 3.0, "code/perplexity_se": 0.1,
             "code/top1_agreement": 0.9, "code/top1_agreement_se": 0.01}
