@@ -43,7 +43,7 @@ class EvalConfig(BaseModel):
         "since host drift moves both alike. Roughly doubles a variant's speed time.",
     )
     humaneval: HumanEvalConfig | None = Field(
-        None, description="Greedy HumanEval pass@1 of every GGUF variant, its flips against the f16 "
+        None, description="Greedy HumanEval pass@1 of every variant (GGUF and ONNX), its flips against the f16 "
                           "(tasks.evaluate.humaneval.step); null: not run. Minutes per problem on a 1.5B on CPU.",
     )
     timeout_s: int = Field(3600, ge=10, description="A measurement worker running longer is stopped.")

@@ -146,9 +146,6 @@ def _humaneval(built: Built, config: EvalConfig, tmp: Path, on_progress: Progres
     from tasks.evaluate.humaneval.sandbox import SandboxUnavailableError, isolation_problem  # only when run
     from tasks.evaluate.humaneval.step import humaneval_figures  # only when run
 
-    if built.format != REFERENCE_FORMAT:
-        return {"humaneval_skipped": f"HumanEval completions come from llama.cpp; a {built.format} variant is "
-                                     "not run (its figures would come from another generator)"}
     if problem := isolation_problem():  # before minutes of generation that could not be scored
         raise SandboxUnavailableError(f"evaluate.humaneval runs completions only in a sandbox, and {problem}; "
                                       "set evaluate.humaneval: null to measure without it")

@@ -9,7 +9,7 @@ and a crash in native code fails one variant, not the flow. Modes:
   quality    a variant over the same chunks, scored against the stored reference
   speed      llama-bench-style timings (each burst beside the f16 anchor's when the request names
              one), then the prompt suite; peak RSS of this process (the anchor's is not in it)
-  humaneval  greedy HumanEval completions (GGUF), scored in the sandbox by the caller
+  humaneval  greedy HumanEval completions (any format), scored in the sandbox by the caller
   smoke      one greedy chat answer from a packaged folder
 """
 
@@ -55,8 +55,9 @@ def run_request(request: dict) -> dict:
         from tasks.evaluate.humaneval.problems import ProblemSubset, load_problems
 
         problems = load_problems(ProblemSubset(**request["problems"]))
-        config = GenerateConfig(max_tokens=request["max_tokens"], n_ctx=request["n_ctx"], threads=threads)
-        return {"completions": generate_completions(model_path, problems, config)}
+        config = GenerateConfig(max_tokens=request["max_tokens"], n_ctx=request["n_ctx"])
+        model = runtime.load(model_path, n_ctx=config.n_ctx, **common)
+        return {"completions": generate_completions(model, problems, config)}
     if mode == "smoke":
         model = runtime.load(model_path, n_ctx=1024, **common)
         answer = model.greedy(model.chat_tokens(request["prompt"]), request["max_new_tokens"])

