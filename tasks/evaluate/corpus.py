@@ -1,8 +1,8 @@
 """An evaluation text: a built-in real human-written corpus, files of an installed registry package,
 a text file, or a hub dataset; each may be pinned by the sha256 of its text.
 
-A pin is what makes two hosts' figures comparable: the built-in text is whatever the running Python
-ships, a package's files whatever version is installed. With `sha256` set, a text that differs is
+A pin is what makes two hosts' figures comparable: a package's files are whatever version is
+installed, a file whatever it holds now (the built-in text is a copy shipped with slmforge). With `sha256` set, a text that differs is
 refused before any work, with both hashes and what to do.
 """
 
@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.core.errors import SourceError
 from tasks.store.hashing import sha256_json
 
+# The default main evaluation text, shipped (texts/README.md says where it comes from and its licence).
+BUILTIN_TEXT = Path(__file__).parent / "texts" / "python-3.11.7-language-reference.txt"
+
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
@@ -33,11 +36,14 @@ class _Strict(BaseModel):
 
 
 class BuiltinCorpus(_Strict):
-    """The Python Language Reference as shipped inside CPython (`pydoc_data.topics`).
+    """The Python Language Reference of CPython 3.11.7 (`pydoc_data.topics`, the topics joined in sorted
+    order), shipped with slmforge (BUILTIN_TEXT, PSF licence beside it).
 
-    Real prose and code written by CPython's authors, not for slmforge, present offline on every
-    Python install (PSF licence). The topics are joined in sorted order, so the text is stable
-    for a given Python release.
+    Real prose and code written by CPython's authors, not for slmforge. It used to be read from the
+    running Python, but every Python release ships another text (Debian's 3.11.2 differs from 3.11.7), so
+    two hosts measured different texts, and once the text was pinned a newcomer with another Python could
+    not run the default config at all. The shipped copy is byte for byte the text every figure so far was
+    measured on (sha256 71f2ff5d...).
     """
 
     kind: Literal["builtin"] = Field("builtin", description="CPython's language reference text.")
@@ -100,7 +106,7 @@ def check_pin(corpus: AnyCorpus, text: str, where: str) -> None:
         return
     found = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if found != corpus.sha256:
-        origin = (f"Python {sys.version.split()[0]} ships another language reference" if corpus.kind == "builtin"
+        origin = (f"{BUILTIN_TEXT} is not the copy slmforge shipped" if corpus.kind == "builtin"
                   else "the text changed since it was pinned")
         raise SourceError(
             f"{where}: the text has sha256 {found}, the config pins {corpus.sha256} ({origin}). Figures measured "
@@ -111,9 +117,7 @@ def check_pin(corpus: AnyCorpus, text: str, where: str) -> None:
 
 def _read_text(corpus: AnyCorpus, where: str) -> str:
     if isinstance(corpus, BuiltinCorpus):
-        import pydoc_data.topics as topics  # Python's doc text (large): only for the built-in corpus
-
-        return "\n\n".join(topics.topics[name] for name in sorted(topics.topics))
+        return BUILTIN_TEXT.read_text(encoding="utf-8")
     if isinstance(corpus, FileCorpus):
         if not corpus.path.is_file():
             raise SourceError(f"Evaluation text {corpus.path} does not exist; check `{where}.path`.")

@@ -165,8 +165,8 @@ def _humaneval(built: Built, config: EvalConfig, tmp: Path, on_progress: Progres
 def eval_text_identity(tokens_file: Path, reference: Reference) -> str:
     """`<sha256 of the evaluation text, 16 hex>:ctx<n_ctx>x<chunks>`: the text as bytes (kept beside
     its tokens), cut into the chunks scored; then `+<domain>:<sha256 of its material, 16 hex>x<chunks>`
-    per evaluation domain. Two figures are comparable only when this is equal: the builtin text is
-    whatever the running Python ships, so two hosts can differ here."""
+    per evaluation domain. Two figures are comparable only when this is equal (a file or package text
+    can differ between hosts)."""
     text_sha = sha256_file(tokens_file.parent / "text.txt")[:16]
     identity = f"{text_sha}:ctx{int(reference.figures['n_ctx'])}x{int(reference.figures['chunks'])}"
     domains = reference.figures.get("domains") or {}

@@ -98,3 +98,20 @@ def test_a_changed_domain_text_is_refused_before_any_work(tmp_path):
         "evaluate": {"domains": {"code": {"text": {"kind": "file", "path": str(code), "sha256": "0" * 64}}}}})
     _, problems = config_problems(config)
     assert any(p.startswith("evaluate.domains.code.text: the text has sha256") for p in problems), problems
+
+
+def test_the_default_text_is_the_same_bytes_whatever_python_runs(monkeypatch):
+    """A newcomer's Python (Debian's 3.11.2) ships another language reference than 3.11.7: the default
+    config must still load its pinned text, the one every figure so far was measured on."""
+    import sys
+    import types
+
+    other_python = types.ModuleType("pydoc_data.topics")
+    other_python.topics = {"assert": "The assert statement, as another release words it.\n"}
+    monkeypatch.setitem(sys.modules, "pydoc_data.topics", other_python)
+    from tasks.config import load_config
+    from tests.helpers import REPO
+
+    pinned = load_config(REPO / "configs" / "default.yaml").evaluate.corpus
+    text = load_corpus_text(pinned)
+    assert sha(text) == pinned.sha256 == "71f2ff5d99bdc1f9c48c5c2353ad138201c5ca1c377e0226857ef8fa89b8bcee"
