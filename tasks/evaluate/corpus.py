@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.core.errors import SourceError
 from tasks.store.hashing import sha256_json
 
-# The default main evaluation text, shipped (texts/README.md says where it comes from and its licence).
-BUILTIN_TEXT = Path(__file__).parent / "texts" / "python-3.11.7-language-reference.txt"
+# Texts shipped with slmforge (texts/README.md says where they come from and their licence): the default
+# main evaluation text, and the importance matrix's default calibration text.
+TEXTS = Path(__file__).parent / "texts"
+BUILTIN_TEXT = TEXTS / "python-3.11.7-language-reference.txt"
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 

@@ -27,17 +27,23 @@ def test_calibration_text_shares_no_run_of_words_with_the_evaluation_text():
     assert SHINGLE_WORDS <= 8
 
 
-def test_calibration_text_can_be_read_by_two_builds_at_once():
-    # Builds run in threads; CPython 3.11's ast.parse from two threads at once failed in a pipeline
-    # run ("AST constructor recursion depth mismatch"): the reading is now serialised and cached.
-    from concurrent.futures import ThreadPoolExecutor
+def test_the_calibration_text_is_the_same_bytes_whatever_python_runs(tmp_path, monkeypatch):
+    # Read from the running Python's Lib/, Debian's 3.11.2 gave another text than 3.11.7, so another
+    # importance matrix and other Q4_K_M-imat figures for the same model and config.
+    import hashlib
+    import sysconfig
 
     from tasks.formats.gguf import calibration
 
-    calibration._read_docstrings.cache_clear()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first, second = pool.map(lambda _: calibration.stdlib_docstrings(), range(2))
-    assert first == second and len(first) > 500_000
+    other_lib = tmp_path / "lib"
+    other_lib.mkdir()
+    (other_lib / "module.py").write_text('"""' + "Another release words its docstrings otherwise. " * 8 + '"""\n')
+    paths = sysconfig.get_paths()
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *args, **kwargs: {**paths, "stdlib": str(other_lib)})
+    calibration.stdlib_docstrings.cache_clear()
+    text = calibration.stdlib_docstrings()
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == (
+        "3cea50688117750aadbf7e441930eebe1360681114cfef308b9bc8435f62beef")  # the text 3.11.7 gave
 
 
 def test_calibration_text_shares_no_run_of_words_with_any_evaluation_domain():

@@ -1,9 +1,9 @@
 """The calibration text of the importance matrix: never the evaluation text.
 
-Built-in default: the docstrings of CPython's standard library (modules, classes and functions of
-`Lib/*.py`, sorted by module), real prose written by CPython's authors, present offline on every
-Python install (PSF licence). The main evaluation text is CPython's *language reference*
-(`pydoc_data.topics`, tasks.evaluate.corpus); the two overlap in a few sentences (a method
+Built-in default: the docstrings of CPython 3.11.7's standard library (modules, classes and functions
+of `Lib/*.py`, sorted by module), real prose written by CPython's authors (PSF licence), shipped with
+slmforge so that every host computes the same matrix. The main evaluation text is CPython's
+*language reference* (`pydoc_data.topics`, tasks.evaluate.corpus); the two overlap in a few sentences (a method
 documented in both), so any docstring paragraph sharing a run of SHINGLE_WORDS words with the
 language reference, or with any evaluation domain's text (tasks.evaluate.domains), is dropped: the
 calibration text shares no such run with anything the variants are scored on.
@@ -11,18 +11,14 @@ calibration text shares no such run with anything the variants are scored on.
 
 from __future__ import annotations
 
-import ast
 import functools
 import re
-import sysconfig
-import threading
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks.core.pysource import parse_python
-from tasks.evaluate.corpus import BuiltinCorpus, FileCorpus, HubCorpus, load_corpus_text
+from tasks.evaluate.corpus import TEXTS, BuiltinCorpus, FileCorpus, HubCorpus, load_corpus_text
 from tasks.formats.gguf.sensitivity import LADDER_32, LADDER_256, TOP
 
 SHINGLE_WORDS = 8  # a shared run of 8 words is a quotation, not a coincidence of phrasing
@@ -80,35 +76,18 @@ def calibration_text(text: StdlibDocstrings | FileCorpus | HubCorpus, evaluation
     return load_corpus_text(text), text.dataset.replace("/", "-")
 
 
-_PARSE_LOCK = threading.Lock()
-
-
-def stdlib_docstrings() -> str:
-    """Every docstring of the pure-Python standard library, in a stable order.
-
-    Once per process, under a lock: builds run in threads, and two of them would read the whole
-    standard library twice (each parse goes through tasks.core.pysource, one at a time).
-    """
-    with _PARSE_LOCK:
-        return _read_docstrings()
+# CPython 3.11.7's standard-library docstrings, shipped with slmforge (tasks/evaluate/texts/README.md:
+# how they were read, their licence): read from the running Python, every Python release gave another
+# text and so another importance matrix (Q4_K_M-imat's KLD 0.03109 with 3.11.7, 0.03044 with Debian's
+# 3.11.2 on the same model), and figures of two hosts would not compare.
+STDLIB_DOCSTRINGS = TEXTS / "cpython-3.11.7-stdlib-docstrings.txt"
 
 
 @functools.cache
-def _read_docstrings() -> str:
-    lib = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"test", "site-packages", "idlelib", "lib2to3", "turtledemo", "tkinter", "ensurepip"}
-    pieces = []
-    for path in sorted(lib.rglob("*.py")):
-        if skip & set(path.relative_to(lib).parts):
-            continue
-        try:
-            tree = parse_python(path.read_text(encoding="utf-8"), str(path))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue  # a few stdlib files are deliberately broken or not UTF-8: not prose anyway
-        kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
-        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, kinds))]
-        pieces += [doc for node in nodes if (doc := ast.get_docstring(node)) and len(doc) >= 200]
-    return "\n\n".join(pieces)
+def stdlib_docstrings() -> str:
+    """Every docstring of 200 characters or more of CPython 3.11.7's pure-Python standard library
+    (modules, classes, functions), in a stable order."""
+    return STDLIB_DOCSTRINGS.read_text(encoding="utf-8")
 
 
 def _words(text: str) -> list[str]:
