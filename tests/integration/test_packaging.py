@@ -78,3 +78,10 @@ def test_an_installed_wheel_finds_its_configs(wheel, tmp_path):
     found = Path(done.stdout.strip())
     assert found == target / "slmforge_configs"
     assert (found / "prompts" / "default.yaml").read_text() == (REPO / "configs" / "prompts" / "default.yaml").read_text()
+
+
+def test_the_wheel_ships_the_evaluation_and_calibration_texts(wheel):
+    # Read from the installed package, never from the running Python (tasks/evaluate/texts/README.md).
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"tasks/evaluate/texts/{p.name}" for p in (REPO / "tasks" / "evaluate" / "texts").iterdir()}
+    assert "tasks/evaluate/texts/python-3.11.7-language-reference.txt" in shipped and shipped <= names
