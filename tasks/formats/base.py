@@ -18,6 +18,7 @@ architecture at all; asked once the architecture is known and before anything is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -173,8 +174,10 @@ class LoadedModel(Protocol):
     def chat_tokens(self, message: str) -> list[int]:
         """One user turn through the model's own chat template, with the generation prompt."""
 
-    def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
-        """Argmax continuation; the end-of-generation token is included when reached."""
+    def greedy(self, prompt_ids: list[int], max_tokens: int,
+               done: Callable[[list[int]], bool] | None = None) -> list[int]:
+        """Argmax continuation; the end-of-generation token is included when reached. `done(generated)`,
+        asked after each token, ends it early (a caller that cuts the text there anyway)."""
 
     def is_end(self, token: int) -> bool:
         """True for end-of-generation tokens."""

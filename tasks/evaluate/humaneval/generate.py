@@ -38,6 +38,7 @@ chat template is prompted with the problem itself and its continuation is cut wh
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -129,6 +130,16 @@ def prompt_ids(model: LoadedModel, problem: Problem) -> tuple[list[int], bool]:
     return model.encode(text, add_bos=not has_bos, special=chat), chat
 
 
+def _closes_the_code_block(model: LoadedModel) -> Callable[[list[int]], bool]:
+    """True once the generated text closes the pre-filled code block: extraction cuts there, so what an
+    instruct model writes after it (an explanation, a usage example) is never used, and decoding it
+    costs as much per token as the code did."""
+    def done(generated: list[int]) -> bool:
+        # Only a token that may complete a fence is worth the detokenizing of the whole text so far.
+        return "`" in model.detokenize(generated[-1:]) and "```" in model.detokenize(generated)
+    return done
+
+
 def generate_completions(model: LoadedModel, problems: list[Problem], config: GenerateConfig | None = None
                          ) -> dict[str, str]:
     """{task_id: completion} by greedy decoding of a loaded variant, any format."""
@@ -142,7 +153,8 @@ def generate_completions(model: LoadedModel, problems: list[Problem], config: Ge
         if budget <= 0:
             raise ValueError(f"{problem.task_id}: its prompt has {len(ids)} tokens, n_ctx is {config.n_ctx}; "
                              "raise n_ctx")
-        text = model.detokenize([t for t in model.greedy(ids, budget) if not model.is_end(t)])
+        done = _closes_the_code_block(model) if chat else None
+        text = model.detokenize([t for t in model.greedy(ids, budget, done) if not model.is_end(t)])
         completions[problem.task_id] = extract_completion(problem, text, chat=chat)
         report_progress("humaneval problems", len(completions), len(problems))
     return completions

@@ -9,6 +9,7 @@ the warm-up and repetitions.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,8 @@ class GgufModel:
         rendered = formatter(messages=[{"role": "user", "content": message}])
         return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
 
-    def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
+    def greedy(self, prompt_ids: list[int], max_tokens: int,
+               done: Callable[[list[int]], bool] | None = None) -> list[int]:
         # Argmax on the raw logits rather than a sampler chain: nothing (penalties, min-p) can make
         # two runs differ except the model's own numbers.
         import llama_cpp
@@ -111,6 +113,8 @@ class GgufModel:
             token = int(np.argmax(logits))
             generated.append(token)
             if self.is_end(token) or len(prompt_ids) + len(generated) >= self.llm.n_ctx():
+                break
+            if done is not None and done(generated):
                 break
             self.llm.eval([token])
         return generated

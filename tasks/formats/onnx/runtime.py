@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,14 +138,15 @@ class GenaiModel:
                            bos=bos_text(folder))
         return [int(t) for t in self.tokenizer.encode(text)]
 
-    def greedy(self, prompt_ids: list[int], max_tokens: int) -> list[int]:
+    def greedy(self, prompt_ids: list[int], max_tokens: int,
+               done: Callable[[list[int]], bool] | None = None) -> list[int]:
         gen = new_generator(self.model, len(prompt_ids) + max_tokens)
         gen.append_tokens(as_token_array(prompt_ids))
         out: list[int] = []
         while not gen.is_done() and len(out) < max_tokens:
             gen.generate_next_token()
             out.append(int(gen.get_next_tokens()[0]))
-            if self.is_end(out[-1]):
+            if self.is_end(out[-1]) or (done is not None and done(out)):
                 break
         return out
 
