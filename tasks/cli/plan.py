@@ -70,12 +70,12 @@ def run_plan_command(console: Console, config_path: Path) -> int:
     hardware_id = hardware_facts()["hardware_id"]
     plan, medium = host_plans(config, hardware_id=hardware_id)
     # loaded by the command that runs: --help stays fast
-    from tasks.plan.costs import DEFAULT_SECONDS_PER_UNIT, CostModel
+    from tasks.plan.costs import KINDS, CostModel
     from tasks.plan.records import load_run_records
 
     cost = CostModel(load_run_records(config.store_dir), hardware_id)
     basis = {kind: f"{rate.basis}, {rate.fixed_seconds:.0f} s + {rate.seconds_per_unit:.1f} s per unit"
-             for kind in DEFAULT_SECONDS_PER_UNIT for rate in [cost.rate(kind)]}
+             for kind in KINDS for rate in [cost.rate(kind)]}
     print_plan(console, plan, medium, rate_basis=basis)
     return 2 if plan.problems() else 0
 

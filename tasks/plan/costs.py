@@ -20,19 +20,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # records are built with step_units from here: at run time this module needs none
     from tasks.plan.records import RunRecord
 
-# Seconds per unit on the 2-core build host (hw-… of these machines), from e1be68a's run of
-# Qwen2.5-Coder-1.5B (1.78B weights) on the quick protocol, 4 chunks (DESIGN.md "Other facts"):
-# acquire 2 min, convert 1, builds 7 for 3 GGUF + ONNX int4 (2 of them), reference 1 min,
-# measurement 6.5 min for 5 variants, serving 3.5 min for 4 GGUF variants.
-DEFAULT_SECONDS_PER_UNIT: dict[str, float] = {
-    "acquire": 67.0,      # 120 s / 1.78
-    "convert": 34.0,      # 60 s / 1.78
-    "build gguf": 56.0,   # (420 - 120) s / 3 variants / 1.78
-    "build onnx": 67.0,   # 120 s / 1.78
-    "imatrix": 10.0,      # a reference-like pass over the calibration text (chunks as the reference)
-    "reference pass": 8.4,  # 60 s / (1.78 x 4 chunks)
-    "measure": 5.4,       # 390 s / 5 / (1.78 x (4 + 4 speed-test chunk equivalents)) -> per weight-chunk
-    "serve": 30.0,        # 210 s / 4 / 1.78
+# (fixed seconds, seconds per unit) of each kind of step on the 2-core build host, the line through two
+# measured runs on it at sizes 13x apart (SmolLM2-135M's default run and Qwen2.5-Coder-1.5B's; fitted by
+# tests/benchmarks/fit_plan_defaults.py, which prints this table). Also the shape a kind takes where this
+# host's records hold it at one size only: the line scaled to pass through them (see CostModel).
+# Keyed by kind, or by a narrower step_key ("build gguf q4_k_m") where types of a kind differ.
+KINDS = ("acquire", "convert", "build gguf", "build onnx", "imatrix", "reference pass", "measure", "serve")
+DEFAULT_COSTS: dict[str, tuple[float, float]] = {
+    "acquire": (0.0, 67.0),
+    "convert": (0.0, 34.0),
+    "build gguf": (0.0, 56.0),
+    "build onnx": (0.0, 67.0),
+    "imatrix": (0.0, 10.0),
+    "reference pass": (0.0, 8.4),
+    "measure": (0.0, 5.4),
+    "serve": (0.0, 30.0),
 }
 # The speed tests (pp, tg, ttft, depths) cost about as much as this many quality chunks at n_ctx 512.
 SPEED_CHUNK_EQUIVALENTS = 4
@@ -58,7 +60,7 @@ FORMATS = ("gguf", "onnx")  # the formats whose measure and serve records name t
 
 def kind_of(step: str) -> str:
     """'build gguf Q4_K_M' -> 'build gguf', 'measure x-gguf-Q8_0' -> 'measure': the cost model's step kinds."""
-    for kind in DEFAULT_SECONDS_PER_UNIT:
+    for kind in KINDS:
         if step == kind or step.startswith(kind + " "):
             return kind
     return step
@@ -99,26 +101,42 @@ class CostModel:
         # Records of the current meter (steps timed as shares, the importance matrix apart) where there
         # are any: an older record's builds carry the neighbours' time and the imatrix inside a build.
         records = [r for r in records if all(step.share_s is not None for step in r.steps)] or records
-        self._rates: dict[str, Rate] = {}
-        # In DEFAULT_SECONDS_PER_UNIT's order: the reference pass is learned before the measures, whose
-        # quality pass its rate prices (_quality_rate).
-        for kind in DEFAULT_SECONDS_PER_UNIT:
+        self._rates: dict[str, Rate] = {key: Rate(rate, "built-in default", fixed)
+                                         for key, (fixed, rate) in DEFAULT_COSTS.items()}
+        # In KINDS' order: the reference pass is learned before the measures, whose quality pass its
+        # rate prices (_quality_rate).
+        for kind in KINDS:
             for where, keep in (("this host", lambda r: r.hardware_id == hardware_id), ("other hosts", lambda r: True)):
                 by_key = _points_by_key(records, kind, keep, quality_rate=self._quality_rate())
                 if by_key:
-                    count = sum(map(len, by_key.values()))
-                    fixed, slopes, pooled = fit_kind(by_key)
-                    self._rates[kind] = Rate(pooled, f"{where} ({count} steps)", fixed)
-                    for key, slope in slopes.items():
-                        if kind not in BY_BYTES or _spans(by_key[key]):
-                            self._rates[key] = Rate(slope, f"{where} ({len(by_key[key])} steps)", fixed)
+                    self._learn(kind, by_key, where)
                     break
-            else:
-                self._rates[kind] = Rate(DEFAULT_SECONDS_PER_UNIT[kind], "built-in default")
         for kind, like in LIKE.items():
             here = _points_by_key(records, kind, lambda r: r.hardware_id == hardware_id)
             self._rates[kind] = _shaped_like(self._rates[kind], self._rates[like], like,
                                              here or _points_by_key(records, kind, lambda r: True))
+
+    def _learn(self, kind: str, by_key: dict[str, list[tuple[float, float]]], where: str) -> None:
+        """The kind's rates from its records. Records at sizes 2x apart fit a line (fixed cost + rate);
+        records at one size cannot tell a fixed cost from a rate, so there the built-in line keeps its
+        shape and is scaled to pass through them: a rate through the origin learned on a 135M model,
+        where the fixed cost is most of a step, priced the 1.5B's steps 3x too high."""
+        count = sum(map(len, by_key.values()))
+        basis = f"{where} ({count} steps)"
+        if any(map(_spans, by_key.values())):
+            fixed, slopes, pooled = fit_kind(by_key)
+            self._rates[kind] = Rate(pooled, basis, fixed)
+            for key, slope in slopes.items():
+                if kind not in BY_BYTES or _spans(by_key[key]):
+                    self._rates[key] = Rate(slope, f"{where} ({len(by_key[key])} steps)", fixed)
+            return
+        built_in = self._rates[kind]
+        self._rates[kind] = _through(built_in, [pt for pts in by_key.values() for pt in pts], basis)
+        if kind in BY_BYTES:
+            return
+        for key, points in by_key.items():
+            line = self._rates[key] if key in DEFAULT_COSTS else built_in
+            self._rates[key] = _through(line, points, f"{where} ({len(points)} steps)")
 
     def _quality_rate(self) -> float:
         """Seconds per billion weights x chunk of a measure's quality pass: the reference pass's work
@@ -209,6 +227,17 @@ def model_gb(step: str, n_weights: int) -> float:
 
 def _is_base(step: str) -> bool:
     return step_key(step).split(" ")[-1] in BASE_QUANTS
+
+
+def _through(line: Rate, points: list[tuple[float, float]], basis: str) -> Rate:
+    """`line` scaled by k to pass through `points` (k a ratio of sums); through the origin when the
+    line has no fixed cost."""
+    predicted = sum(line.fixed_seconds + line.seconds_per_unit * units for units, _ in points)
+    if predicted <= 0:
+        return Rate(_slope_through(points, 0.0), basis)
+    k = sum(seconds for _, seconds in points) / predicted
+    shaped = f", shaped like the built-in line" if line.fixed_seconds > 0 else ""
+    return Rate(k * line.seconds_per_unit, basis + shaped, k * line.fixed_seconds)
 
 
 def _shaped_like(own: Rate, like: Rate, like_kind: str, points: dict[str, list[tuple[float, float]]]) -> Rate:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.plan.costs import DEFAULT_SECONDS_PER_UNIT, CostModel, kind_of, step_units
+from tasks.plan.costs import DEFAULT_COSTS, CostModel, kind_of, step_units
 from tasks.plan.limits import MemoryLimit
 from tasks.plan.plan import plan_run
 from tasks.plan.records import RunRecord, StepRecord, load_run_records, save_run_record
@@ -30,7 +30,7 @@ def test_step_kinds_and_units():
 def test_without_records_the_built_in_defaults_are_used():
     model = CostModel([], "hw-a")
     assert model.rate("acquire").basis == "built-in default"
-    assert model.seconds("acquire", 2.0) == pytest.approx(2 * DEFAULT_SECONDS_PER_UNIT["acquire"])
+    assert model.seconds("acquire", 2.0) == pytest.approx(DEFAULT_COSTS["acquire"][0] + 2 * DEFAULT_COSTS["acquire"][1])
 
 
 def test_this_hosts_records_win_over_other_hosts_and_reused_steps_are_ignored():
@@ -229,3 +229,19 @@ def test_measure_and_serve_are_priced_by_the_bytes_they_read_and_the_quality_pas
         3 + 20 * n * 8.5 / 8e9 + 5 * 1.78 * 8, rel=0.02)
     # A type never served: the kind's line on its bytes (Q4_0: 4.55 bits per weight).
     assert model.step_seconds("serve gguf Q4_0", n) == pytest.approx(4 + 10 * n * 4.55 / 8e9, rel=0.02)
+
+
+def test_a_kind_seen_at_one_size_keeps_the_built_in_lines_shape(monkeypatch):
+    # A 135M run's acquire is mostly its fixed cost; a rate through the origin would price a 10x larger
+    # model's acquire at 10x the time. The built-in line (20 s + 10 s per unit) is scaled through the record.
+    monkeypatch.setitem(DEFAULT_COSTS, "acquire", (20.0, 10.0))
+    model = CostModel([record("hw-a", ("acquire", 60.0, 1.0, False))], "hw-a")
+    rate = model.rate("acquire")
+    assert (rate.fixed_seconds, rate.seconds_per_unit) == (pytest.approx(40.0), pytest.approx(20.0))
+    assert model.seconds("acquire", 1.0) == pytest.approx(60.0)  # through the record
+    assert model.seconds("acquire", 10.0) == pytest.approx(240.0)  # not 600
+    assert rate.basis == "this host (1 steps), shaped like the built-in line"
+    # Sizes 2x apart: the records' own line, the built-in one forgotten.
+    spanned = CostModel([record("hw-a", ("acquire", 60.0, 1.0, False), ("acquire", 150.0, 4.0, False))], "hw-a")
+    assert spanned.rate("acquire").fixed_seconds == pytest.approx(30.0)
+    assert spanned.rate("acquire").seconds_per_unit == pytest.approx(30.0)

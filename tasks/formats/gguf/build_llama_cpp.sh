@@ -57,15 +57,33 @@ if ! tools_built; then
     done ) &
   ticker=$!
   trap 'kill $ticker 2>/dev/null || true' EXIT
-  # Tools on, everything else a binding does not need off. mtmd is in the targets only because
-  # llama.cpp installs it unconditionally once its tools are on. LLAVA_BUILD=OFF: slmforge never
-  # runs image chat. A user's own CMAKE_ARGS (e.g. -DGGML_CUDA=on) come first and are kept.
+  # The sources, with one line of llama.cpp's CMake left out: tools/CMakeLists.txt adds tools/mtmd
+  # (image and audio chat) whenever the tools are on, and mtmd installs its library unconditionally,
+  # so a build of the tools alone fails at install unless mtmd (53 of 207 compile steps) is compiled
+  # for nothing: slmforge never runs image chat, and the wheel never shipped its library. No source
+  # file that is compiled changes (tools.json records the patch).
+  SRC="$DEST/src"
+  rm -rf "$SRC" && mkdir -p "$SRC"
+  tar -xzf "$SDIST" -C "$SRC" --strip-components=1
+  "$PYTHON" - "$SRC/vendor/llama.cpp/tools/CMakeLists.txt" <<'PY'
+import sys
+from pathlib import Path
+path = Path(sys.argv[1])
+text = path.read_text()
+line = "    add_subdirectory(mtmd)\n"
+if text.count(line) != 1:
+    sys.exit(f"{path}: expected one '{line.strip()}' to leave out, found {text.count(line)}; "
+             "the pinned sdist changed? (tasks/formats/gguf/build_llama_cpp.sh)")
+path.write_text(text.replace(line, "    # add_subdirectory(mtmd)  # left out by slmforge: image chat, never run\n"))
+PY
+  # Tools on, everything else a binding does not need off. LLAVA_BUILD=OFF: no image chat.
+  # A user's own CMAKE_ARGS (e.g. -DGGML_CUDA=on) come first and are kept.
   CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF \
 -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF" \
   CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" \
-  "$PYTHON" -m pip wheel -v --no-deps --no-cache-dir -w "$DEST/wheels" "$SDIST" \
+  "$PYTHON" -m pip wheel -v --no-deps --no-cache-dir -w "$DEST/wheels" "$SRC" \
     -C build-dir="$DEST/build" \
-    -C "build.targets=llama;ggml;mtmd;$(IFS=';'; echo "${TOOLS[*]}")" \
+    -C "build.targets=llama;ggml;$(IFS=';'; echo "${TOOLS[*]}")" \
     >"$DEST/build.log" 2>&1 || { tail -30 "$DEST/build.log" >&2; echo "llama.cpp did not compile; the whole log is $DEST/build.log" >&2; exit 1; }
   kill $ticker 2>/dev/null || true
   say "compiled in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
@@ -79,7 +97,8 @@ if [[ ! -f "$DEST/tools.json" ]]; then
 import json, sys
 path, version, sha, wheel_sha, line = sys.argv[1:]
 record = {"llama-cpp-python-sdist": version, "sdist_sha256": sha, "wheel_sha256": wheel_sha, "llama.cpp": line,
-          "built_with": "one CMake build: the binding's wheel and these tools"}
+          "built_with": "one CMake build: the binding's wheel and these tools",
+          "patch": "vendor/llama.cpp/tools/CMakeLists.txt: add_subdirectory(mtmd) left out (image chat)"}
 json.dump(record, open(path, "w"), indent=2)
 PY
   mv "$DEST/tools.json.tmp" "$DEST/tools.json"
