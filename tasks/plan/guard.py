@@ -56,14 +56,23 @@ def check_measure(base_gguf: Path, variant: Path, *, name: str, n_ctx: int, spee
                          "(`hardware:` classes)")
 
 
-def check_llama_pass(step: str, shape_gguf: Path, *, model_file: Path, n_ctx: int, logits_rows: int | None = None) -> None:
-    """A llama.cpp process holding `model_file` at `n_ctx` (importance matrix, a served variant)."""
+def check_llama_pass(step: str, shape_gguf: Path, *, model_file: Path, n_ctx: int, logits_rows: int | None = None,
+                     quant: str = "") -> None:
+    """A llama.cpp process holding `model_file` (of type `quant`) at `n_ctx` (a served variant)."""
     if (shape := gguf_shape(shape_gguf)) is None:
         return
-    require(N.llama_pass_need(step, shape, model_bytes=path_bytes(model_file), n_ctx=n_ctx, logits_rows=logits_rows),
+    require(N.llama_pass_need(step, shape, model_bytes=path_bytes(model_file), n_ctx=n_ctx, logits_rows=logits_rows,
+                              quant=quant),
             remedy="free memory or lower the step's context (n_ctx)")
 
 
+def check_imatrix(base_gguf: Path, *, n_ctx: int) -> None:
+    if (shape := gguf_shape(base_gguf)) is None:
+        return
+    require(N.imatrix_need(shape, n_ctx=n_ctx), remedy="free memory or switch the importance matrix off")
+
+
 def check_onnx_export(hf_dir: Path, precision: str) -> None:
-    require(N.onnx_export_need(shape_from_hf(hf_dir), precision),
+    shape = shape_from_hf(hf_dir)
+    require(N.onnx_export_need(shape, precision, shape.source_bytes / shape.n_weights),
             remedy="free memory or switch the ONNX format off for this model (`formats: {onnx: null}`)")

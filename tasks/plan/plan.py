@@ -69,17 +69,25 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
     plan.rows.append(_row(N.convert_need(shape, N.DTYPE_BYTES[hf_dtype], config.convert.outtype), limit, cost, shape))
     variants = _variants(config)
     if any(imatrix for _, _, _, imatrix in variants):
-        need = N.llama_pass_need("imatrix", shape, model_bytes=shape.n_weights * 2, n_ctx=512)
+        need = N.imatrix_need(shape, n_ctx=config.formats["gguf"].calibration.n_ctx)
         plan.rows.append(_row(need, limit, cost, shape, chunks=config.formats["gguf"].calibration.chunks))
     for fmt, label, bpw, _ in variants:
-        need = (N.onnx_export_need(shape, label) if fmt == "onnx" else N.quantize_need(shape, bpw, label))
+        need = (N.onnx_export_need(shape, label, N.DTYPE_BYTES[hf_dtype]) if fmt == "onnx"
+                else N.quantize_need(shape, bpw, label))
         plan.rows.append(_row(need.__class__(f"build {fmt} {label}", need.strategy, need.peak_bytes, need.disk_bytes),
                               limit, cost, shape))
     plan.rows.append(_row(N.reference_need(shape, n_ctx=ev.n_ctx, chunks=chunks), limit, cost, shape, chunks=chunks))
     speed_ctx = ev.prefill_tokens + ev.decode_tokens + max(ev.depths, default=0)
+
+    def model_bytes(fmt: str, label: str, bpw: float) -> int:
+        # An ONNX int4 folder keeps the vocabulary matrices at 16 bits: its export's own prediction.
+        if fmt == "onnx":
+            return N.onnx_export_need(shape, label, N.DTYPE_BYTES[hf_dtype]).disk_bytes
+        return int(shape.n_weights * bpw / 8)
+
     for fmt, label, bpw, _ in [("gguf", "F16", 16.0, False), *variants]:
         anchored = label != "F16" and ev.speed_anchor  # the f16 timed beside it, in its own process
-        need = N.measure_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),
+        need = N.measure_need(shape, variant=f"{fmt} {label}", model_bytes=model_bytes(fmt, label, bpw),
                               n_ctx=ev.n_ctx, speed_ctx=speed_ctx, quality=label != "F16",
                               anchor_bytes=shape.n_weights * 2 if anchored else 0)
         need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
@@ -89,7 +97,7 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
     for fmt, label, bpw, _ in [*reference, *variants]:
         serve = getattr(config.formats[fmt], "serve", None)
         if serve is not None and serve.enabled:
-            need = N.serve_need(shape, variant=f"{fmt} {label}", model_bytes=int(shape.n_weights * bpw / 8),
+            need = N.serve_need(shape, variant=f"{fmt} {label}", model_bytes=model_bytes(fmt, label, bpw),
                                 n_ctx=serve.n_ctx)
             need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
             plan.rows.append(_row(need, limit, cost, shape))

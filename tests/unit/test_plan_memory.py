@@ -177,3 +177,19 @@ def test_a_dequantize_killed_by_the_oom_killer_says_so(tmp_path, monkeypatch):
     with pytest.raises(SourceError, match=r"killed by SIGKILL, probably out of memory: limit .*GiB") as info:
         gguf_source.dequantize_to_hf(tmp_path / "m.gguf", tmp_path / "out", dtype="float32")
     assert "The dequantize of m.gguf (transformers, float32)" in str(info.value)
+
+
+@pytest.mark.parametrize("need, measured_gib", [
+    # Peaks of the 1.5B's pipeline run (4973776, configs/qwen2.5-coder-1.5b.yaml; the step records).
+    (lambda: needs.convert_need(QWEN15, 4.0, "f16"), 1.68),  # f32 checkpoint in: the peak follows the output
+    (lambda: needs.convert_need(QWEN15, 2.0, "f16"), 1.81),  # bf16 in (an earlier run)
+    (lambda: needs.quantize_need(QWEN15, 8.5, "Q8_0"), 1.76),
+    (lambda: needs.quantize_need(QWEN15, 4.55, "Q4_0"), 1.57),
+    (lambda: needs.imatrix_need(QWEN15, n_ctx=512), 5.32),  # llama-imatrix's 2,048-token batch
+    (lambda: needs.reference_need(QWEN15, n_ctx=512, chunks=40), 4.54),
+    (lambda: needs.onnx_export_need(QWEN15, "int4", 4.0), 13.46),
+    (lambda: needs.serve_need(QWEN15, variant="gguf Q8_0", model_bytes=1_894_532_000, n_ctx=2048), 2.10),
+    (lambda: needs.serve_need(QWEN15, variant="gguf Q4_0", model_bytes=1_066_227_104, n_ctx=2048), 2.01),  # repacked
+])
+def test_predicted_peaks_are_within_15_percent_of_the_measured_ones(need, measured_gib):
+    assert need().peak_bytes / GiB == pytest.approx(measured_gib, rel=0.15)

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from tasks.core.naming import gguf_file_name
 from tasks.formats.gguf.calibration import CalibrationConfig, calibration_text
 from tasks.formats.gguf.llama_tools import run_tool, tools_record
-from tasks.plan.guard import check_llama_pass
+from tasks.plan.guard import check_imatrix
 from tasks.plan.records import metered_within
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
@@ -63,7 +63,7 @@ def compute_imatrix(base_gguf: Path, *, base_key: str, model_name: str, calibrat
 
 def _build(tmp: Path, base_gguf: Path, text: str, dataset: str, file_name: str, calibration: CalibrationConfig,
            threads: int | None, tools: dict) -> None:
-    check_llama_pass("imatrix", base_gguf, model_file=base_gguf, n_ctx=calibration.n_ctx)
+    check_imatrix(base_gguf, n_ctx=calibration.n_ctx)
     text_file = f"{dataset}.txt"  # relative, run in tmp: llama-imatrix records this name as the dataset
     (tmp / text_file).write_text(text, encoding="utf-8")
     args = ["-m", str(base_gguf.resolve()), "-f", text_file, "-o", file_name, "--chunks", str(calibration.chunks),

@@ -23,7 +23,8 @@ def serve_gguf(built: Built, inputs: PackageInputs, config: ServeConfig) -> Serv
     chat_template = has_chat_template(built.path)
 
     def start():
-        check_llama_pass(f"serve {built.quant}", built.path, model_file=built.path, n_ctx=config.n_ctx, logits_rows=1)
+        check_llama_pass(f"serve {built.quant}", built.path, model_file=built.path, n_ctx=config.n_ctx, logits_rows=1,
+                         quant=built.quant)
         port = free_port()
         command = llama_cpp_command(built.path, port=port, n_ctx=config.n_ctx, threads=threads,
                                     chat_template=chat_template)
