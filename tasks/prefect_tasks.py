@@ -111,7 +111,7 @@ def reference_task(base: BaseArtifact, tokens_file: Path, config: EvalConfig, st
             metered(_run_key(), "reference pass") as note:  # not timed, but it would slow one that is
         ref = measure.compute_reference(base, tokens_file, config, store_root=store_root,
                                         on_progress=StepProgress(f"reference {base.quant}"))
-        note.n_weights, note.reused, note.chunks = base.n_weights, ref.reused, int(ref.figures["chunks"])
+        note.n_weights, note.reused, note.chunks = base.n_weights, ref.reused, ref.chunks_scored
     figures = ref.figures
     get_run_logger().info("reference pass %s: %d chunks, %.1f MB stored (%.0f bytes per scored token)",
                           "reused" if ref.reused else "computed", figures["chunks"], figures["stored_bytes"] / 1e6,
@@ -132,7 +132,7 @@ def measure_task(variant_name: str, built: Built, *, base: BaseArtifact, referen
                 on_progress=StepProgress(variant_name),
             )
             note.n_weights, note.reused = base.n_weights, reused
-            note.chunks = int(reference.figures["chunks"])
+            note.chunks = reference.chunks_scored
     get_run_logger().info(
         "measure %s: %s ppl=%.3f kld=%.4g decode=%.1f tok/s", variant_name, "reused" if reused else "measured",
         metrics.get("perplexity", float("nan")), metrics.get("kld_mean", float("nan")), metrics.get("decode_tps", 0.0),

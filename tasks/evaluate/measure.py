@@ -19,6 +19,7 @@ from tasks.evaluate.process import WORKER, ProgressCallback, run_worker
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
 from tasks.plan.guard import check_reference, check_measure
+from tasks.plan.records import metered_within
 from tasks.review import records
 from tasks.core.intervals import CHUNK_SERIES
 from tasks.review.regressions import EVAL_TEXT, SPEED_ANCHOR  # the params naming the tokens scored, the anchor
@@ -40,6 +41,13 @@ class Reference(BaseModel):
     key: str
     reused: bool
     figures: dict
+
+    @property
+    def chunks_scored(self) -> int:
+        """Every chunk the pass scored: the main text's and each domain's (what its time and a quality
+        pass's time grow with; `figures["chunks"]` is the main text's alone)."""
+        domains = self.figures.get("domains") or {}
+        return int(self.figures["chunks"]) + sum(int(d["chunks"]) for d in domains.values())
 
 
 def _reference_runtime() -> str:
@@ -121,7 +129,11 @@ def measure_variant(
             built, fmt.runtime_module, reference, tokens_file, config, is_base, on_progress,
             anchor=None if is_base or not config.speed_anchor else base.path)}
         if config.humaneval is not None:
-            metrics.update(_humaneval(built, config, tmp, on_progress))
+            # Metered on its own (the measure's time excludes it): minutes per problem on a 1.5B, priced
+            # per problem and per byte of model decoded, not per chunk.
+            with metered_within(f"humaneval {built.format} {built.quant}") as note:
+                metrics.update(_humaneval(built, config, tmp, on_progress))
+                note.n_weights, note.chunks = base.n_weights, config.humaneval.problems.size()
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (tmp / "measured_at.txt").write_text(records.now())  # reused figures name their time
 

@@ -25,7 +25,10 @@ if TYPE_CHECKING:  # records are built with step_units from here: at run time th
 # tests/benchmarks/fit_plan_defaults.py, which prints this table). Also the shape a kind takes where this
 # host's records hold it at one size only: the line scaled to pass through them (see CostModel).
 # Keyed by kind, or by a narrower step_key ("build gguf q4_k_m") where types of a kind differ.
-KINDS = ("acquire", "convert", "build gguf", "build onnx", "imatrix", "reference pass", "measure", "serve")
+KINDS = ("acquire", "convert", "build gguf", "build onnx", "imatrix", "reference pass", "measure", "serve",
+         "humaneval")
+# Kinds priced on the bytes of the model they read per token (decoding is bound by memory bandwidth).
+ON_MODEL_BYTES = ("measure", "serve", "humaneval")
 DEFAULT_COSTS: dict[str, tuple[float, float]] = {
     "acquire": (0.0, 67.0),
     "convert": (0.0, 34.0),
@@ -35,6 +38,7 @@ DEFAULT_COSTS: dict[str, tuple[float, float]] = {
     "reference pass": (0.0, 8.4),
     "measure": (0.0, 5.4),
     "serve": (0.0, 30.0),
+    "humaneval": (0.0, 3.4),
 }
 # The speed tests (pp, tg, ttft, depths) cost about as much as this many quality chunks at n_ctx 512.
 SPEED_CHUNK_EQUIVALENTS = 4
@@ -75,7 +79,7 @@ def step_key(step: str) -> str:
     rest = step[len(kind):].strip().lower()
     if not rest:
         return kind
-    if kind in ("measure", "serve"):
+    if kind in ON_MODEL_BYTES:
         for fmt in FORMATS:
             if rest.startswith(fmt + " "):
                 return f"{kind} {rest}"
@@ -151,8 +155,10 @@ class CostModel:
         """The predicted time of `step` on a model of `n_weights`: measure and serve from the bytes of
         the model they read (a Q4 serves in half a Q8's time), a measure's quality pass from its chunks."""
         kind = kind_of(step)
-        if kind not in ("measure", "serve"):
+        if kind not in ON_MODEL_BYTES:
             return self.seconds(step, step_units(step, n_weights, chunks=chunks))
+        if kind == "humaneval":  # chunks: the problems, each a prompt and a greedy completion
+            return self.seconds(step, model_gb(step, n_weights) * chunks)
         seconds = self.seconds(step, model_gb(step, n_weights))
         if kind == "measure" and not _is_base(step):
             seconds += self._quality_rate() * n_weights / 1e9 * chunks
@@ -179,6 +185,8 @@ def _points_by_key(records: list[RunRecord], kind: str, keep, *, quality_rate: f
             units = step.units
             if kind in ("measure", "serve"):
                 units = model_gb(step.step, record.n_weights)
+            if kind == "humaneval":
+                units = model_gb(step.step, record.n_weights) * round(step.units / (record.n_weights / 1e9))
             if kind == "measure" and not _is_base(step.step):
                 seconds -= quality_rate * record.n_weights / 1e9 * _measured_chunks(step, record.n_weights)
             out.setdefault(step_key(step.step), []).append((units, max(seconds, 0.0)))
@@ -271,7 +279,7 @@ def step_units(step: str, n_weights: int, *, chunks: int = 1) -> float:
     """The work of a step in the cost model's units."""
     billions = n_weights / 1e9
     kind = kind_of(step)
-    if kind in ("reference pass", "imatrix"):
+    if kind in ("reference pass", "imatrix", "humaneval"):
         return billions * chunks
     if kind == "measure":
         if _is_base(step):  # the reference: its quality is the reference pass

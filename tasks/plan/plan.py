@@ -92,6 +92,11 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
                               anchor_bytes=shape.n_weights * 2 if anchored else 0)
         need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
         plan.rows.append(_row(need, limit, cost, shape, chunks=chunks))
+        if ev.humaneval is not None:  # greedy completions in one process at HumanEval's context
+            need = N.llama_pass_need(f"humaneval {fmt} {label}", shape, model_bytes=model_bytes(fmt, label, bpw),
+                                     n_ctx=ev.humaneval.n_ctx, logits_rows=1, quant=label)
+            need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, 0)
+            plan.rows.append(_row(need, limit, cost, shape, chunks=ev.humaneval.problems.size()))
     # The f16 reference passes its own gate and is served and packaged like any variant of its format.
     reference = [("gguf", "F16", 16.0, False)] if "gguf" in config.formats else []
     for fmt, label, bpw, _ in [*reference, *variants]:

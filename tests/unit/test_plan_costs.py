@@ -245,3 +245,29 @@ def test_a_kind_seen_at_one_size_keeps_the_built_in_lines_shape(monkeypatch):
     spanned = CostModel([record("hw-a", ("acquire", 60.0, 1.0, False), ("acquire", 150.0, 4.0, False))], "hw-a")
     assert spanned.rate("acquire").fixed_seconds == pytest.approx(30.0)
     assert spanned.rate("acquire").seconds_per_unit == pytest.approx(30.0)
+
+
+def test_the_cost_model_counts_every_chunk_the_reference_scored(tmp_path):
+    # The 1.5B's run recorded 8 chunks (its main text's) for a reference pass that scored 32 (three
+    # domains of 8 beside them): the plan, which prices all 32, then read a 4x rate and predicted 4x.
+    from tasks.evaluate.measure import Reference
+
+    figures = {"chunks": 8, "domains": {"code": {"chunks": 8}, "chat": {"chunks": 8}, "non_english": {"chunks": 8}}}
+    assert Reference(folder=tmp_path, key="k", reused=False, figures=figures).chunks_scored == 32
+    assert Reference(folder=tmp_path, key="k", reused=False, figures={"chunks": 24}).chunks_scored == 24
+
+
+def test_humaneval_is_planned_per_variant_and_priced_per_problem_and_model_byte():
+    config = _config(evaluate={"max_chunks": 2, "n_ctx": 512, "humaneval": {"problems": {"count": 10}}})
+    plan = plan_run(config, QWEN15, limit=MemoryLimit(20 * GiB, 20 * GiB), disk_free_bytes=100 * GiB,
+                    cost=CostModel([], "hw"))
+    rows = {row.step: row for row in plan.rows}
+    assert {"humaneval gguf F16", "humaneval gguf Q4_K_M"} <= set(rows)
+    # A Q4_K_M decodes a third of an f16's bytes per token: its problems take about a third of the time.
+    assert rows["humaneval gguf Q4_K_M"].seconds == pytest.approx(rows["humaneval gguf F16"].seconds * 4.85 / 16)
+    assert rows["humaneval gguf F16"].seconds == pytest.approx(CostModel([], "hw").step_seconds(
+        "humaneval gguf F16", QWEN15.n_weights, chunks=10))
+    # A recorded run's HumanEval (learned on its own, not inside the measure's time) prices the next one.
+    learned = CostModel([RunRecord(hardware_id="hw", model="m", n_weights=QWEN15.n_weights, steps=[StepRecord(
+        step="humaneval gguf F16", wall_s=1640.0, share_s=1640.0, peak_rss_bytes=1, units=1.777088 * 164)])], "hw")
+    assert learned.step_seconds("humaneval gguf F16", QWEN15.n_weights, chunks=164) == pytest.approx(1640.0)

@@ -36,6 +36,10 @@ class ProblemSubset(BaseModel):
     task_ids: list[str] | None = Field(None, description="Exact ids, e.g. ['HumanEval/0']; none: all.")
     count: int | None = Field(None, ge=1, le=N_PROBLEMS, description="The first `count` problems in order.")
 
+    def size(self) -> int:
+        """How many problems the subset holds (without reading them: the plan prices them)."""
+        return len(self.task_ids) if self.task_ids is not None else self.count or N_PROBLEMS
+
     @model_validator(mode="after")
     def _one_way(self) -> ProblemSubset:
         if self.task_ids is not None and self.count is not None:
