@@ -254,6 +254,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--domain", help="compare this text domain of configs/eval/default.yaml (e.g. code) "
                                          "instead of the main text")
     parser.add_argument("--no-speed", action="store_true", help="quality only (no llama-bench, no speed worker)")
+    parser.add_argument("--no-quality", action="store_true",
+                        help="speed only (no reference, no llama-perplexity): the rounds of a large model's files")
     parser.add_argument("--speed-on", action="append", default=[], metavar="TEXT",
                         help="time only the files whose name contains TEXT (repeatable; default every file): "
                              "a large f16 takes minutes per side")
@@ -291,32 +293,39 @@ def main() -> None:
         tokenized = run_worker(request, timeout_s=600)
         tokens_file = workdir / "tokens.json"
         tokens_file.write_text(json.dumps(tokenized))  # the quality worker's input format
-        logits, reference_dir = workdir / "base.kld", workdir / "reference"
-        reference_dir.mkdir()
-        base_ppl, llama_tokens = clock.time("llama.cpp", llama_base_run, tools, base, llama_text, args, logits)
-        scored = tokenized["domains"][args.domain]["tokens"] if args.domain else tokenized["tokens"]
-        same_tokens = check_token_streams(scored, llama_tokens)
-        reference = domain_view(clock.time("slmforge", slmforge_reference, base, tokens_file, args, reference_dir),
-                                args.domain)
-        print(f"slmforge reference: {reference['stored_bytes'] / 1e6:.1f} MB stored, "
-              f"{reference['bytes_per_scored_token']:.0f} bytes per scored token; llama.cpp's base file: "
-              f"{logits.stat().st_size / 1e6:.1f} MB")
-        for path in args.gguf:
-            if path == base:
-                ours, theirs = {k: reference[k] for k in ("perplexity", "perplexity_se")}, {"ppl": base_ppl}
-            else:
-                ours = domain_view(clock.time("slmforge", slmforge_quality, path, tokens_file, args, reference_dir),
-                                   args.domain)
-                theirs = clock.time("llama.cpp", llama_kld, tools, path, llama_text, args, logits)
-            speed_ours, speed_theirs = {}, {}
-            if not args.no_speed and (not args.speed_on or any(t in path.name for t in args.speed_on)):
+        same_tokens = None
+        if args.no_quality:  # the speed worker takes its prompt tokens from the tokens file
+            for path in args.gguf:
                 warn_if_loaded(f"before timing {path.name}")
                 speed_ours, speed_theirs = speed_rounds(path, tokens_file, tools, args, clock)
-            results[path.name] = {"slmforge": {**ours, **speed_ours}, "llama.cpp": {**theirs, **speed_theirs}}
-            print(f"  {path.name}: done (slmforge {clock.spent['slmforge']:.0f} s, "
-                  f"llama.cpp {clock.spent['llama.cpp']:.0f} s so far)")
-            if args.json:  # written as it goes: an interrupted comparison keeps what it measured
-                args.json.write_text(json.dumps({"same_tokens": same_tokens, "results": results}, indent=2))
+                results[path.name] = {"slmforge": speed_ours, "llama.cpp": speed_theirs}
+        else:
+            logits, reference_dir = workdir / "base.kld", workdir / "reference"
+            reference_dir.mkdir()
+            base_ppl, llama_tokens = clock.time("llama.cpp", llama_base_run, tools, base, llama_text, args, logits)
+            scored = tokenized["domains"][args.domain]["tokens"] if args.domain else tokenized["tokens"]
+            same_tokens = check_token_streams(scored, llama_tokens)
+            reference = domain_view(clock.time("slmforge", slmforge_reference, base, tokens_file, args, reference_dir),
+                                    args.domain)
+            print(f"slmforge reference: {reference['stored_bytes'] / 1e6:.1f} MB stored, "
+                  f"{reference['bytes_per_scored_token']:.0f} bytes per scored token; llama.cpp's base file: "
+                  f"{logits.stat().st_size / 1e6:.1f} MB")
+            for path in args.gguf:
+                if path == base:
+                    ours, theirs = {k: reference[k] for k in ("perplexity", "perplexity_se")}, {"ppl": base_ppl}
+                else:
+                    ours = domain_view(clock.time("slmforge", slmforge_quality, path, tokens_file, args, reference_dir),
+                                       args.domain)
+                    theirs = clock.time("llama.cpp", llama_kld, tools, path, llama_text, args, logits)
+                speed_ours, speed_theirs = {}, {}
+                if not args.no_speed and (not args.speed_on or any(t in path.name for t in args.speed_on)):
+                    warn_if_loaded(f"before timing {path.name}")
+                    speed_ours, speed_theirs = speed_rounds(path, tokens_file, tools, args, clock)
+                results[path.name] = {"slmforge": {**ours, **speed_ours}, "llama.cpp": {**theirs, **speed_theirs}}
+                print(f"  {path.name}: done (slmforge {clock.spent['slmforge']:.0f} s, "
+                      f"llama.cpp {clock.spent['llama.cpp']:.0f} s so far)")
+                if args.json:  # written as it goes: an interrupted comparison keeps what it measured
+                    args.json.write_text(json.dumps({"same_tokens": same_tokens, "results": results}, indent=2))
     for name, pair in results.items():
         print_table(name, pair["slmforge"], pair["llama.cpp"])
     ratio = clock.spent["slmforge"] / clock.spent["llama.cpp"]
