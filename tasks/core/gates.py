@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.core.intervals import CHUNK_SERIES, mean_interval, paired_interval, ratio_interval
+from tasks.core.intervals import CHUNK_SERIES, mean_interval, perplexity_ratio_interval
 
 NoiseRule = Literal["point", "strict", "lenient"]
 
@@ -75,8 +75,8 @@ def figure_intervals(metrics: dict, base_metrics: dict) -> dict[str, tuple[float
     for name, key in (("kld_mean", "kld"), ("top1_agreement", "top1")):
         if interval := mean_interval(series.get(key)):
             out[name] = (interval.low, interval.high)
-    if ratio := ratio_interval(paired_interval(base_series.get("nll"), series.get("nll"))):
-        out["perplexity_ratio"] = (ratio[1], ratio[2])
+    if ratio := perplexity_ratio_interval(base_series.get("nll"), series.get("nll")):
+        out["perplexity_ratio"] = ratio
     return out
 
 

@@ -76,3 +76,10 @@ def ratio_interval(interval: Interval | None) -> tuple[float, float, float] | No
     if interval is None:
         return None
     return math.exp(interval.mean), math.exp(interval.low), math.exp(interval.high)
+
+
+def perplexity_ratio_interval(base_nll: list[float] | None, nll: list[float] | None) -> tuple[float, float] | None:
+    """(low, high) of a variant's perplexity over its base's, paired chunk by chunk on their mean nll
+    (the gates and compare's table both judge this one interval)."""
+    ratio = ratio_interval(paired_interval(base_nll, nll))
+    return None if ratio is None else (ratio[1], ratio[2])

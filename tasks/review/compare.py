@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
 from tasks.evaluate.domains import SUMMARY_KLD
-from tasks.core.intervals import mean_interval, paired_interval, ratio_interval
+from tasks.core.intervals import mean_interval, paired_interval, perplexity_ratio_interval
 from tasks.review.search import read_runs, with_chunk_series
 from tasks.tracking.client import resolve_tracking_uri
 
@@ -108,10 +108,10 @@ def _add_intervals(out: pd.DataFrame, frame: pd.DataFrame) -> None:
         interval = mean_interval(series) if isinstance(series, list) else None
         low.append(interval.low if interval else np.nan)
         high.append(interval.high if interval else np.nan)
-        paired = None if base or not isinstance(chunk_nll, list) else ratio_interval(
-            paired_interval(base_nll.get(parent), chunk_nll))
-        ppl_low.append(paired[1] if paired else np.nan)
-        ppl_high.append(paired[2] if paired else np.nan)
+        paired = None if base or not isinstance(chunk_nll, list) else perplexity_ratio_interval(
+            base_nll.get(parent), chunk_nll)
+        ppl_low.append(paired[0] if paired else np.nan)
+        ppl_high.append(paired[1] if paired else np.nan)
     out["kld_mean_low"], out["kld_mean_high"] = low, high
     out["perplexity_ratio_low"], out["perplexity_ratio_high"] = ppl_low, ppl_high
 
