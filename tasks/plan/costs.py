@@ -20,24 +20,42 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # records are built with step_units from here: at run time this module needs none
     from tasks.plan.records import RunRecord
 
-# (fixed seconds, seconds per unit) of each kind of step on the 2-core build host, the line through two
-# measured runs on it at sizes 13x apart (SmolLM2-135M's default run and Qwen2.5-Coder-1.5B's; fitted by
-# tests/benchmarks/fit_plan_defaults.py, which prints this table). Also the shape a kind takes where this
-# host's records hold it at one size only: the line scaled to pass through them (see CostModel).
-# Keyed by kind, or by a narrower step_key ("build gguf q4_k_m") where types of a kind differ.
+# (fixed seconds, seconds per unit) of each kind of step on the 2-core build host, keyed by kind or by a
+# narrower step_key ("build gguf q4_k_m") where types of a kind differ: the lines through two runs on it
+# at sizes 13x apart, the default config's cold run (SmolLM2-135M, a newcomer's first `make run`) and
+# configs/qwen2.5-coder-1.5b.yaml's (its reference and measure units corrected to the 32 chunks it
+# scored), printed by tests/benchmarks/fit_plan_defaults.py. A kind fitted with no fixed cost had its
+# line through both sizes come out negative at zero: it is priced through the origin. These lines also
+# give a kind that this host's records hold at one size only its shape (CostModel._learn).
 KINDS = ("acquire", "convert", "build gguf", "build onnx", "imatrix", "reference pass", "measure", "serve",
          "humaneval")
 # Kinds priced on the bytes of the model they read per token (decoding is bound by memory bandwidth).
 ON_MODEL_BYTES = ("measure", "serve", "humaneval")
 DEFAULT_COSTS: dict[str, tuple[float, float]] = {
-    "acquire": (0.0, 67.0),
-    "convert": (0.0, 34.0),
-    "build gguf": (0.0, 56.0),
-    "build onnx": (0.0, 67.0),
-    "imatrix": (0.0, 10.0),
-    "reference pass": (0.0, 8.4),
-    "measure": (0.0, 5.4),
-    "serve": (0.0, 30.0),
+    "acquire": (7.4, 51.65),
+    "convert": (6.0, 12.88),
+    "build gguf": (0.0, 25.34),
+    "build gguf q4_0": (0.0, 7.46),
+    "build gguf q4_k_m": (0.0, 33.53),
+    "build gguf q4_k_m-imat": (0.0, 47.67),
+    "build gguf q8_0": (0.0, 11.44),
+    "build onnx": (10.1, 27.79),
+    "build onnx int4": (10.1, 27.79),
+    "imatrix": (4.7, 3.11),
+    "reference pass": (15.6, 3.18),
+    "measure": (25.3, 51.40),
+    "measure gguf f16": (25.3, 7.99),
+    "measure gguf q4_0": (25.3, 35.88),
+    "measure gguf q4_k_m": (25.3, 61.04),
+    "measure gguf q4_k_m-imat": (25.3, 50.51),
+    "measure gguf q8_0": (25.3, 97.81),
+    "measure onnx int4": (25.3, 123.26),
+    "serve": (6.9, 20.47),
+    "serve gguf f16": (6.9, 13.82),
+    "serve gguf q4_k_m": (6.9, 23.76),
+    "serve gguf q4_k_m-imat": (6.9, 24.11),
+    "serve gguf q8_0": (6.9, 18.86),
+    "serve onnx int4": (6.9, 38.10),
     # Seconds per problem per GB of weights: the 1.5B's f16 (3.55 GB) took a median 20 s a problem on
     # its first 78 (prompt, greedy completion up to the closing fence, this session's run).
     "humaneval": (0.0, 5.6),
@@ -126,23 +144,30 @@ class CostModel:
         """The kind's rates from its records. Records at sizes 2x apart fit a line (fixed cost + rate);
         records at one size cannot tell a fixed cost from a rate, so there the built-in line keeps its
         shape and is scaled to pass through them: a rate through the origin learned on a 135M model,
-        where the fixed cost is most of a step, priced the 1.5B's steps 3x too high."""
-        count = sum(map(len, by_key.values()))
-        basis = f"{where} ({count} steps)"
+        where the fixed cost is most of a step, priced the 1.5B's steps 3x too high. A type of the kind
+        that this host has not recorded takes its built-in line scaled as the kind's records scale it."""
+        points = [pt for pts in by_key.values() for pt in pts]
+        basis = f"{where} ({len(points)} steps)"
+        built_in = self._rates[kind]
+        host_factor = _factor(built_in, points)
+        for key in DEFAULT_COSTS:
+            if key != kind and kind_of(key) == kind and key not in by_key:
+                line = self._rates[key]
+                self._rates[key] = Rate(host_factor * line.seconds_per_unit, f"{basis}, built-in type line",
+                                        host_factor * line.fixed_seconds)
         if any(map(_spans, by_key.values())):
             fixed, slopes, pooled = fit_kind(by_key)
             self._rates[kind] = Rate(pooled, basis, fixed)
             for key, slope in slopes.items():
                 if kind not in BY_BYTES or _spans(by_key[key]):
                     self._rates[key] = Rate(slope, f"{where} ({len(by_key[key])} steps)", fixed)
+                else:  # priced on bytes: a type seen at one size takes the kind's line
+                    self._rates[key] = self._rates[kind]
             return
-        built_in = self._rates[kind]
-        self._rates[kind] = _through(built_in, [pt for pts in by_key.values() for pt in pts], basis)
-        if kind in BY_BYTES:
-            return
-        for key, points in by_key.items():
+        self._rates[kind] = _through(built_in, points, basis)
+        for key, key_points in by_key.items():
             line = self._rates[key] if key in DEFAULT_COSTS else built_in
-            self._rates[key] = _through(line, points, f"{where} ({len(points)} steps)")
+            self._rates[key] = _through(line, key_points, f"{where} ({len(key_points)} steps)")
 
     def _quality_rate(self) -> float:
         """Seconds per billion weights x chunk of a measure's quality pass: the reference pass's work
@@ -237,6 +262,12 @@ def model_gb(step: str, n_weights: int) -> float:
 
 def _is_base(step: str) -> bool:
     return step_key(step).split(" ")[-1] in BASE_QUANTS
+
+
+def _factor(line: Rate, points: list[tuple[float, float]]) -> float:
+    """How much slower (>1) these records ran than `line` predicts: a ratio of sums."""
+    predicted = sum(line.fixed_seconds + line.seconds_per_unit * units for units, _ in points)
+    return sum(seconds for _, seconds in points) / predicted if predicted > 0 else 1.0
 
 
 def _through(line: Rate, points: list[tuple[float, float]], basis: str) -> Rate:

@@ -41,7 +41,7 @@ def test_this_hosts_records_win_over_other_hosts_and_reused_steps_are_ignored():
     model = CostModel(records, "hw-a")
     assert model.rate("acquire").seconds_per_unit == pytest.approx(120 / 4)  # ratio of sums, reused left out
     assert model.rate("acquire").basis == "this host (2 steps)"
-    assert model.rate("convert").seconds_per_unit == pytest.approx(20.0)  # only another host measured it
+    assert model.seconds("convert", 2.0) == pytest.approx(40.0)  # only another host measured it
     assert model.rate("convert").basis.startswith("other hosts")
 
 
