@@ -273,11 +273,10 @@ def _factor(line: Rate, points: list[tuple[float, float]]) -> float:
 def _through(line: Rate, points: list[tuple[float, float]], basis: str) -> Rate:
     """`line` scaled by k to pass through `points` (k a ratio of sums); through the origin when the
     line has no fixed cost."""
-    predicted = sum(line.fixed_seconds + line.seconds_per_unit * units for units, _ in points)
-    if predicted <= 0:
+    if not any(line.fixed_seconds + line.seconds_per_unit * units > 0 for units, _ in points):
         return Rate(_slope_through(points, 0.0), basis)
-    k = sum(seconds for _, seconds in points) / predicted
-    shaped = f", shaped like the built-in line" if line.fixed_seconds > 0 else ""
+    k = _factor(line, points)
+    shaped = ", shaped like the built-in line" if line.fixed_seconds > 0 else ""
     return Rate(k * line.seconds_per_unit, basis + shaped, k * line.fixed_seconds)
 
 
@@ -287,7 +286,7 @@ def _shaped_like(own: Rate, like: Rate, like_kind: str, points: dict[str, list[t
     pts = [pt for key_points in points.values() for pt in key_points]
     if own.fixed_seconds > 0 or not pts or like.fixed_seconds <= 0:
         return own
-    k = sum(s for _, s in pts) / sum(like.fixed_seconds + like.seconds_per_unit * u for u, _ in pts)
+    k = _factor(like, pts)
     return Rate(k * like.seconds_per_unit, f"{own.basis}, shaped like the {like_kind}", k * like.fixed_seconds)
 
 
