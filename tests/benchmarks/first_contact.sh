@@ -12,7 +12,15 @@ USER_NAME="${1:-slmforge-newcomer}"
 
 id "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$USER_NAME"
 HOME_DIR="$(getent passwd "$USER_NAME" | cut -d: -f6)"
-cleanup() { [[ "${KEEP_USER:-0}" == 1 ]] || userdel --remove "$USER_NAME" 2>/dev/null || true; }
+cleanup() {
+  [[ "${KEEP_USER:-0}" == 1 ]] && return
+  # userdel refuses while any of the user's processes run (su's session, a tether still winding down
+  # after make returned): stop them first, then wait for them to be gone.
+  pkill -KILL -u "$USER_NAME" 2>/dev/null || true
+  for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -u "$USER_NAME" >/dev/null || break; sleep 1; done
+  userdel --remove "$USER_NAME" 2>/dev/null \
+    || echo "first_contact: could not remove the user $USER_NAME; remove it with: userdel --remove $USER_NAME" >&2
+}
 trap cleanup EXIT
 
 # A PATH of links to every program this machine has, except the validators' tools: the main job
