@@ -61,8 +61,8 @@ def check_llama_pass(step: str, shape_gguf: Path, *, model_file: Path, n_ctx: in
     """A llama.cpp process holding `model_file` (of type `quant`) at `n_ctx` (a served variant)."""
     if (shape := gguf_shape(shape_gguf)) is None:
         return
-    require(N.llama_pass_need(step, shape, model_bytes=path_bytes(model_file), n_ctx=n_ctx, logits_rows=logits_rows,
-                              quant=quant),
+    require(N.llama_pass_need(step, shape, kind="serve", model_bytes=path_bytes(model_file), n_ctx=n_ctx,
+                              logits_rows=logits_rows, quant=quant),
             remedy="free memory or lower the step's context (n_ctx)")
 
 

@@ -5,9 +5,11 @@ memory this process may use, or raises InsufficientMemoryError naming the step, 
 the remedy, before any work. Every figure is a peak resident set size (what the kernel must hold at
 once, file-mapped model pages included: a model mapped but not resident would thrash).
 
-The dequantize constants were fitted on peaks measured on the 2-core, 24 GiB build host
-(tests/benchmarks/measure_step_memory.py); each comment says which run, and says "estimate" where a
-formula is not fitted yet. Pure: no I/O.
+Each formula adds the parts it models (weights, KV cache, logits, graph buffer, copies) to its kind of
+process's OVERHEAD: what the process holds beyond them, a base plus a slope over the one model fact it
+grows with. OVERHEAD is fitted by tests/benchmarks/fit_plan_memory.py on two recorded runs of this
+machine class at sizes 13x apart; each comment says where a formula is not fitted ("estimate").
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -18,26 +20,36 @@ from tasks.core.errors import InsufficientMemoryError
 from tasks.plan.limits import MemoryLimit, gib
 from tasks.plan.shapes import ModelShape
 
-# A Python process with torch + transformers imported, before any weight (estimate; convert's fit below).
+# A Python process with torch + transformers imported, before any weight (estimate; reading a source).
 TORCH_PROCESS = 480 * 2**20
-# A process with llama-cpp-python loaded and a context allocated, before the model (estimate).
-LLAMA_PROCESS = 260 * 2**20
-# transformers' path (tasks.acquire.dequantize): the packed GGUF tensors, the loaded model and the fresh copy
-# saved from it. peak = base + GGUF bytes + copies x weights x dtype bytes, fitted on measured peaks (RSS):
-# SmolLM2-135M Q4_1 -> bf16 1.10 GB, -> f32 1.69 GB; Qwen2.5-Coder-1.5B Q4_K_M -> f32 14.4 GB.
-TRANSFORMERS_BASE = 600_000_000
-TRANSFORMERS_COPIES = 1.85
+# Each kind of process: (base bytes, bytes per unit of the fact it grows with), the fact named beside it.
+# llama.cpp processes grow with the vocabulary: the graph is reserved for a full ubatch of output rows and
+# the tokenizer's tables follow it. Fitted (fit_plan_memory.py) on the records of SmolLM2-135M (vocabulary
+# 49,152; a newcomer's cold default run) and Qwen2.5-Coder-1.5B (151,936; its pipeline run), each the mean
+# of that kind's steps in the run; a slope that came out negative is taken as 0 with the larger base.
+OVERHEAD: dict[str, tuple[float, float]] = {
+    # x weights x dtype bytes (the loaded model and its saved copy), kept as fitted on bare processes
+    # (measure_step_memory.py: SmolLM2 bf16 1.02 GiB, f32 1.58; the 1.5B f32 13.75): the newcomer's
+    # pipeline record of the SmolLM2 bf16 step says 1.53 GiB, whose fit would be (1_071_379_252, 1.764).
+    "acquire transformers": (600_000_000, 1.85),
+    "convert": (1_132_846_722, 0.1901),      # x output bytes (the GGUF writer holds tensors until written)
+    "quantize": (113_450_652, 843.4),        # x vocabulary entries
+    "onnx export": (2_418_104_362, 2.773),   # x weights (beyond the mapped checkpoint's bytes)
+    "reference": (0, 2258),                  # x vocabulary entries (the fitted base, below 0, taken as 0)
+    "imatrix": (0, 4958),                    # x vocabulary entries (likewise)
+    "quality": (0, 2258),                    # a variant's quality pass: the reference's line (with the speed
+                                             # anchor on, a measure peaks in its speed bursts instead)
+    "speed": (137_249_930, 1070),            # x vocabulary entries: speed bursts, the f16 anchor
+    "serve": (141_336_225, 503.3),           # x vocabulary entries: a server, HumanEval's generation
+    "onnx measure": (145_773_304, 2472),     # x vocabulary entries: ONNX Runtime GenAI's quality and speed
+    "onnx serve": (151_208_652, 0),          # the fitted slope, below 0, taken as 0 with the larger base
+}
 # The streaming path (tasks.acquire.dequantize_stream): the tokenizer built from the GGUF grows with the
 # vocabulary, and the largest tensor is held at the target dtype. Fitted on SmolLM2-135M -> f32 0.86 GiB,
 # -> bf16 0.78 GiB; Qwen2.5-Coder-1.5B -> f32 2.27 GiB, -> bf16 2.03 GiB (the pipeline run's step record).
 STREAM_BASE = 478_000_000
 STREAM_PER_VOCAB = 6750
 STREAM_LARGEST_COPIES = 1.0
-# llama.cpp's converter: tensors read lazily from the mapped safetensors, so the peak follows what it
-# writes, not what it reads: the 1.5B's bf16 -> f16 peaked at 1.81 GiB and its f32 -> f16 at 1.68 GiB
-# (two pipeline runs' step records), the torch process plus 0.39 bytes per output byte (a per-input-byte
-# fit on the bf16 run predicted 3.15 GiB for the f32 one).
-CONVERT_PER_OUTPUT_BYTE = 0.385
 STREAM_SHARD_BYTES = 512 * 2**20  # tasks.acquire.dequantize_stream's shard files (sizes on disk, not memory)
 # Architectures the streaming dequantize knows how to undo llama.cpp's converter for: llama checked tensor for
 # tensor against the transformers path (tests/integration/test_dequantize_stream.py); qwen2 stores its tensors
@@ -50,6 +62,12 @@ REPACKED_SHARE = {"Q4_0": 0.75, "IQ4_NL": 0.75, "Q4_K_S": 0.7, "Q4_K_M": 0.6}
 REFERENCE_LOGITS_COPIES = 2
 IMATRIX_BATCH = 2048  # llama-imatrix's default -b
 SLACK = 1.0  # the formulas below that are not fitted yet are taken as they are
+
+
+def overhead(kind: str, driver: float) -> int:
+    """What a process of `kind` holds beyond the parts its formula models, at `driver` (OVERHEAD's unit)."""
+    base, slope = OVERHEAD[kind]
+    return int(base + slope * driver)
 # A step starts only when its central prediction times this fits: the fits above are within about 10 %.
 SAFETY = 1.10
 
@@ -71,7 +89,7 @@ def dequantize_needs(shape: ModelShape, dtype: str) -> list[Need]:
     (half the disk)."""
     out = DTYPE_BYTES[dtype]
     largest = shape.vocab * shape.hidden  # the embedding (or output) matrix: the biggest tensor
-    whole = TRANSFORMERS_BASE + shape.source_bytes + TRANSFORMERS_COPIES * shape.n_weights * out
+    whole = shape.source_bytes + overhead("acquire transformers", shape.n_weights * out)
     streaming = STREAM_BASE + STREAM_PER_VOCAB * shape.vocab + STREAM_LARGEST_COPIES * largest * out
     needs = [Need("acquire", f"transformers-{dtype}", int(whole), shape.n_weights * out)]
     if shape.architecture not in STREAMABLE_ARCHITECTURES:
@@ -86,20 +104,21 @@ def dequantize_needs(shape: ModelShape, dtype: str) -> list[Need]:
 
 
 def convert_need(shape: ModelShape, hf_bytes_per_weight: float, outtype: str = "f16") -> Need:
-    """HF -> f16 GGUF (llama.cpp's converter): tensors read lazily and written one by one, the input
-    safetensors mapped; the GGUF writer holds the output tensors until it writes them."""
+    """HF -> f16 GGUF (llama.cpp's converter): tensors read lazily from the mapped safetensors, so the
+    peak follows what it writes, not what it reads (the 1.5B's bf16 -> f16 peaked at 1.81 GiB, its
+    f32 -> f16 at 1.68): the process and a share of the output bytes."""
     out = 4 if outtype == "f32" else 1 if outtype == "q8_0" else 2
-    peak = TORCH_PROCESS + CONVERT_PER_OUTPUT_BYTE * shape.n_weights * out
+    peak = overhead("convert", shape.n_weights * out)
     return Need("convert", outtype, int(peak), shape.n_weights * out)
 
 
 def quantize_need(shape: ModelShape, bits_per_weight: float, label: str) -> Need:
     """llama.cpp quantize: one tensor at a time, read (f16), widened to f32 and quantized, so the peak is
-    the process and three copies of the largest tensor (the vocabulary matrix). Measured on the 1.5B:
-    Q8_0 1.76 GiB, Q4_K_M 1.71, with the importance matrix 1.69, Q4_0 1.57; this gives 1.79, 1.69, 1.69,
-    1.68 (the earlier "half the f16 file mapped" formula gave 2.78 for all four)."""
+    the process and three copies of the largest tensor (the vocabulary matrix): on the 1.5B, Q8_0 1.76
+    GiB, Q4_K_M 1.71, with the importance matrix 1.69, Q4_0 1.57 (a "half the f16 file mapped" formula
+    gave 2.78 for all four)."""
     largest = shape.vocab * shape.hidden
-    peak = LLAMA_PROCESS + largest * (2 + 4 + bits_per_weight / 8)
+    peak = overhead("quantize", shape.vocab) + largest * (2 + 4 + bits_per_weight / 8)
     return Need(f"build {label}", "llama_model_quantize", int(peak * SLACK), int(shape.n_weights * bits_per_weight / 8))
 
 
@@ -113,68 +132,77 @@ def resident_model_bytes(quant: str, file_bytes: int) -> int:
     return int(file_bytes * (1 + REPACKED_SHARE.get(base, 0.0)))
 
 
-def llama_pass_need(step: str, shape: ModelShape, *, model_bytes: int, n_ctx: int, disk_bytes: int = 0,
+def compute_buffer_bytes(shape: ModelShape, n_ctx: int) -> int:
+    """llama.cpp's graph buffer at n_ctx (ubatch 512), estimate."""
+    return n_ctx * shape.hidden * 4 * 8
+
+
+def llama_pass_need(step: str, shape: ModelShape, *, kind: str, model_bytes: int, n_ctx: int, disk_bytes: int = 0,
                     logits_rows: int | None = None, quant: str = "", logits_copies: int = 1) -> Need:
-    """A llama.cpp process holding one model (of type `quant`: resident_model_bytes): its weights, the
-    f16 KV cache, a float32 logits row per scored position (the reference and quality passes ask for all
-    of them; `logits_copies` where the caller holds more arrays of that size) and the compute buffer."""
+    """A process of `kind` (OVERHEAD) holding one model (of type `quant`: resident_model_bytes): its
+    weights, the f16 KV cache, a float32 logits row per scored position (the reference and quality passes
+    ask for all of them; `logits_copies` where the caller holds more arrays of that size) and the
+    compute buffer."""
     rows = n_ctx if logits_rows is None else logits_rows
-    compute = n_ctx * shape.hidden * 4 * 8  # llama.cpp's graph buffer at n_ctx (ubatch 512), estimate
-    peak = (LLAMA_PROCESS + resident_model_bytes(quant, model_bytes) + shape.kv_bytes(n_ctx)
-            + logits_copies * rows * shape.vocab * 4 + compute)
+    peak = (overhead(kind, shape.vocab) + resident_model_bytes(quant, model_bytes) + shape.kv_bytes(n_ctx)
+            + logits_copies * rows * shape.vocab * 4 + compute_buffer_bytes(shape, n_ctx))
     return Need(step, "llama.cpp", int(peak * SLACK), disk_bytes)
 
 
 def reference_need(shape: ModelShape, *, n_ctx: int, chunks: int) -> Need:
     """The f16 reference pass; stores ~2 bytes per vocabulary entry per scored token (uint16 log-probs).
     Beside llama.cpp's logits, the worker holds two arrays of their size (the float32 log-softmax and its
-    intermediate): measured on the 1.5B 4.54 GiB, 3.89 predicted without them, 4.47 with."""
+    intermediate): on the 1.5B 4.54 GiB, when the process and llama.cpp's logits came to 3.89."""
     disk = chunks * (n_ctx // 2 - 1) * (2 * shape.vocab + 12)
-    return llama_pass_need("reference pass", shape, model_bytes=shape.n_weights * 2, n_ctx=n_ctx, disk_bytes=disk,
-                           logits_copies=1 + REFERENCE_LOGITS_COPIES)
+    return llama_pass_need("reference pass", shape, kind="reference", model_bytes=shape.n_weights * 2, n_ctx=n_ctx,
+                           disk_bytes=disk, logits_copies=1 + REFERENCE_LOGITS_COPIES)
 
 
 def imatrix_need(shape: ModelShape, *, n_ctx: int) -> Need:
     """llama-imatrix over the f16: it evaluates max(1, batch / n_ctx) chunks at once (its batch is 2,048
     tokens), so the KV cache, the logits and the compute buffer are those of a 2,048-token context.
-    Measured on the 1.5B: 5.32 GiB; 3.89 predicted at n_ctx 512, 4.88 at the batch."""
+    On the 1.5B: 5.32 GiB, where the same formula at n_ctx 512 gave 3.89."""
     tokens = max(n_ctx, IMATRIX_BATCH)
-    return llama_pass_need("imatrix", shape, model_bytes=shape.n_weights * 2, n_ctx=tokens)
+    return llama_pass_need("imatrix", shape, kind="imatrix", model_bytes=shape.n_weights * 2, n_ctx=tokens)
 
 
 def measure_need(shape: ModelShape, *, variant: str, model_bytes: int, n_ctx: int, speed_ctx: int,
                  quality: bool = True, anchor_bytes: int = 0) -> Need:
     """One variant's measurement workers, one after the other: the quality pass (all logits of a chunk, the
     reference's scored half decoded to float32 beside them) and the speed tests (prefill + decode + depth).
-    The f16 base has no quality pass (the reference pass scored it). Measured on the 1.5B (quick protocol):
-    f16 base 3.54 GiB, Q4_K_M 1.78 GiB; these formulas give 3.56 and 1.73. With a speed anchor
-    (`anchor_bytes`: the f16 base's file), the anchor's own process holds the f16 beside the variant's."""
+    The f16 base has no quality pass (the reference pass scored it). With a speed anchor (`anchor_bytes`:
+    the f16 base's file), the anchor's own process holds the f16 beside the variant's, and that is the
+    step's peak (the 1.5B's Q4_K_M: 5.41 GiB, of which the f16 anchor's process 3.5)."""
     quant = variant.split(" ")[-1]
-    speed = llama_pass_need(f"measure {variant}", shape, model_bytes=model_bytes, n_ctx=speed_ctx, logits_rows=1,
-                            quant=quant)
+    onnx = variant.startswith("onnx")
+    speed = llama_pass_need(f"measure {variant}", shape, kind="onnx measure" if onnx else "speed",
+                            model_bytes=model_bytes, n_ctx=speed_ctx, logits_rows=1, quant=quant)
     if anchor_bytes:
-        anchor = llama_pass_need("speed anchor", shape, model_bytes=anchor_bytes, n_ctx=speed_ctx, logits_rows=1)
+        anchor = llama_pass_need("speed anchor", shape, kind="speed", model_bytes=anchor_bytes, n_ctx=speed_ctx,
+                                 logits_rows=1)
         speed = Need(speed.step, speed.strategy + " beside the f16 anchor", speed.peak_bytes + anchor.peak_bytes, 0)
     if not quality:
         return Need(speed.step, speed.strategy, speed.peak_bytes, 0)
-    need = llama_pass_need(f"measure {variant}", shape, model_bytes=model_bytes, n_ctx=n_ctx, quant=quant)
+    need = llama_pass_need(f"measure {variant}", shape, kind="onnx measure" if onnx else "quality",
+                           model_bytes=model_bytes, n_ctx=n_ctx, quant=quant)
     reference_rows = (n_ctx // 2) * shape.vocab * 4
     return Need(need.step, need.strategy, max(need.peak_bytes + reference_rows, speed.peak_bytes), 0)
 
 
 def onnx_export_need(shape: ModelShape, precision: str = "int4", hf_bytes_per_weight: float = 4.0) -> Need:
     """onnxruntime-genai's model builder: the HF checkpoint mapped and the model loaded from it in
-    float32, the ONNX tensors written as they are made. Measured on the 1.5B (f32 checkpoint): 13.46 GiB;
-    this gives 13.71 (the earlier "f32 model + the ONNX output" gave 8.64)."""
+    float32, the ONNX tensors written as they are made (the 1.5B's f32 checkpoint: 13.46 GiB; an
+    "f32 model + the ONNX output" formula gave 8.64)."""
     matrices = shape.vocab * shape.hidden * 2
     bytes_out = (shape.n_weights - matrices) * (0.5625 if precision == "int4" else 2) + matrices * 2
-    peak = TORCH_PROCESS + shape.n_weights * (hf_bytes_per_weight + 4)
+    peak = shape.n_weights * hf_bytes_per_weight + overhead("onnx export", shape.n_weights)
     return Need(f"build onnx {precision}", "model builder", int(peak * SLACK), int(bytes_out))
 
 
 def serve_need(shape: ModelShape, *, variant: str, model_bytes: int, n_ctx: int) -> Need:
     """llama-cpp-python's server for one variant at the serving context (one logits row per slot)."""
-    return llama_pass_need(f"serve {variant}", shape, model_bytes=model_bytes, n_ctx=n_ctx, logits_rows=1,
+    kind = "onnx serve" if variant.startswith("onnx") else "serve"
+    return llama_pass_need(f"serve {variant}", shape, kind=kind, model_bytes=model_bytes, n_ctx=n_ctx, logits_rows=1,
                            quant=variant.split(" ")[-1])
 
 

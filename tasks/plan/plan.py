@@ -93,7 +93,7 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
         need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
         plan.rows.append(_row(need, limit, cost, shape, chunks=chunks))
         if ev.humaneval is not None:  # greedy completions in one process at HumanEval's context
-            need = N.llama_pass_need(f"humaneval {fmt} {label}", shape, model_bytes=model_bytes(fmt, label, bpw),
+            need = N.llama_pass_need(f"humaneval {fmt} {label}", shape, kind="serve", model_bytes=model_bytes(fmt, label, bpw),
                                      n_ctx=ev.humaneval.n_ctx, logits_rows=1, quant=label)
             need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, 0)
             plan.rows.append(_row(need, limit, cost, shape, chunks=ev.humaneval.problems.size()))
