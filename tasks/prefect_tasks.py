@@ -112,10 +112,7 @@ def reference_task(base: BaseArtifact, tokens_file: Path, config: EvalConfig, st
         ref = measure.compute_reference(base, tokens_file, config, store_root=store_root,
                                         on_progress=StepProgress(f"reference {base.quant}"))
         note.n_weights, note.reused, note.chunks = base.n_weights, ref.reused, ref.chunks_scored
-    figures = ref.figures
-    get_run_logger().info("reference pass %s: %d chunks, %.1f MB stored (%.0f bytes per scored token)",
-                          "reused" if ref.reused else "computed", figures["chunks"], figures["stored_bytes"] / 1e6,
-                          figures["bytes_per_scored_token"])
+    get_run_logger().info("reference pass %s", ref.describe())
     return ref
 
 

@@ -49,6 +49,13 @@ class Reference(BaseModel):
         domains = self.figures.get("domains") or {}
         return int(self.figures["chunks"]) + sum(int(d["chunks"]) for d in domains.values())
 
+    def describe(self) -> str:
+        """One line for the run's log: every chunk scored, as the stored bytes count them."""
+        figures = self.figures
+        return (f"{'reused' if self.reused else 'computed'}: {self.chunks_scored} chunks (the main text's "
+                f"{figures['chunks']}), {figures['stored_bytes'] / 1e6:.1f} MB stored "
+                f"({figures['bytes_per_scored_token']:.0f} bytes per scored token)")
+
 
 def _reference_runtime() -> str:
     return get_format(REFERENCE_FORMAT).runtime_module

@@ -255,6 +255,10 @@ def test_the_cost_model_counts_every_chunk_the_reference_scored(tmp_path):
     figures = {"chunks": 8, "domains": {"code": {"chunks": 8}, "chat": {"chunks": 8}, "non_english": {"chunks": 8}}}
     assert Reference(folder=tmp_path, key="k", reused=False, figures=figures).chunks_scored == 32
     assert Reference(folder=tmp_path, key="k", reused=False, figures={"chunks": 24}).chunks_scored == 24
+    # The run's log said "8 chunks" beside the 2,479.7 MB that all 32 had stored.
+    logged = Reference(folder=tmp_path, key="k", reused=False,
+                       figures={**figures, "stored_bytes": 2_479_685_280, "bytes_per_scored_token": 303_883}).describe()
+    assert logged == "computed: 32 chunks (the main text's 8), 2479.7 MB stored (303883 bytes per scored token)"
 
 
 def test_humaneval_is_planned_per_variant_and_priced_per_problem_and_model_byte():
