@@ -59,6 +59,9 @@ def summary_rows(outcomes: list[VariantOutcome]) -> list[dict]:
         # Each domain's KLD and their summary (tasks.evaluate.domains), where the protocol has domains.
         row.update({k: v for k, v in outcome.metrics.items() if k == SUMMARY_KLD or k.endswith("/kld_mean")
                     or k == MAIN_DOMAIN})
+        # HumanEval's pass@1, its interval and the flips against the f16, where the protocol ran it.
+        row.update({k: v for k, v in outcome.metrics.items()
+                    if k.startswith("humaneval_") and isinstance(v, (int, float))})
         if outcome.error:
             row["gate"] = "error"
         rows.append(row)

@@ -140,6 +140,42 @@ def print_domains(rows: list[dict]) -> None:
     console.print(table)
 
 
+def print_humaneval(rows: list[dict]) -> None:
+    """Each variant's HumanEval pass@1 and, against the f16, the problems it lost and gained and whether
+    the paired difference is distinguishable from noise, where the protocol ran HumanEval."""
+    rows = [row for row in rows if row.get("humaneval_pass_at_1") is not None]
+    if not rows:
+        return
+    table = Table(title="HumanEval pass@1 (greedy; Wilson 95 %) and against the f16 (paired: Newcombe 95 %, McNemar)")
+    for column in ("format", "quant", "problems", "pass@1", "95 % interval", "lost", "gained", "difference",
+                   "95 % interval ", "McNemar p", "verdict"):
+        table.add_column(column, justify="left" if column in ("format", "quant", "verdict") else "right")
+    for row in rows:
+        low, high = row.get("humaneval_diff_low"), row.get("humaneval_diff_high")
+        if row.get("humaneval_diff") is None or low is None or high is None:
+            verdict = ""
+        elif row["quant"].upper() == "F16" and row["format"] == "gguf":
+            verdict = "the f16 itself"
+        else:
+            verdict = "indistinguishable" if low <= 0 <= high else "worse" if high < 0 else "better"
+
+        table.add_row(row["format"], row["quant"], _cell(row.get("humaneval_problems")),
+                      f"{100 * row['humaneval_pass_at_1']:.1f} %",
+                      _interval(row.get("humaneval_pass_at_1_low"), row.get("humaneval_pass_at_1_high")),
+                      _cell(row.get("humaneval_lost")), _cell(row.get("humaneval_gained")),
+                      "-" if row.get("humaneval_diff") is None else f"{100 * row['humaneval_diff']:+.1f} pts",
+                      _interval(low, high, signed=True), _cell(row.get("humaneval_mcnemar_p")), verdict)
+    console.print(table)
+
+
+def _interval(low: float | None, high: float | None, *, signed: bool = False) -> str:
+    """[low, high] in percent (points, signed, for a difference)."""
+    if low is None or high is None:
+        return "-"
+    form = "{:+.1f}" if signed else "{:.1f}"
+    return f"[{form.format(100 * low)}, {form.format(100 * high)}]"
+
+
 def print_summary(summary: dict, sort_by: str | None = None) -> None:
     columns = ("format", "quant", "size_bytes", "bits_per_weight", "perplexity", "kld_mean",
                "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
@@ -157,6 +193,7 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     console.print(table)
     print_domains(rows)
+    print_humaneval(rows)
     if is_requantization(summary.get("reference")):
         console.print(f"reference: {summary['reference']}: a quant's KLD is that of re-quantizing the already quantized "
                       "source, not the quantization loss from the original weights", markup=False)
