@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tasks.core.errors import SlmforgeError
+from tasks.core.intervals import Interval
 from tasks.core.reference import is_requantization
 from tasks.core.secrets import redact
 from tasks.evaluate.domains import MAIN_DOMAIN, SUMMARY_KLD
@@ -156,8 +157,10 @@ def print_humaneval(rows: list[dict]) -> None:
             verdict = ""
         elif row["quant"].upper() == "F16" and row["format"] == "gguf":
             verdict = "the f16 itself"
-        else:
-            verdict = "indistinguishable" if low <= 0 <= high else "worse" if high < 0 else "better"
+        else:  # the paired rule of every other comparison; a higher pass@1 is better
+            verdict = Interval(mean=row["humaneval_diff"], low=low, high=high,
+                               chunks=int(row.get("humaneval_problems") or 0)).verdict()
+            verdict = {"higher": "better", "lower": "worse"}.get(verdict, verdict)
 
         table.add_row(row["format"], row["quant"], _cell(row.get("humaneval_problems")),
                       f"{100 * row['humaneval_pass_at_1']:.1f} %",
