@@ -15,8 +15,12 @@ import os
 import sys
 from pathlib import Path
 
-from tasks.plan.needs import STREAM_SHARD_BYTES, STREAMABLE_ARCHITECTURES as STREAMABLE
+from tasks.plan.needs import STREAMABLE_ARCHITECTURES
 from tasks.store.gguf_header import read_gguf
+
+# The shard files' size on disk: it shapes the output (how many files, which tensors in each), so it
+# lives here, in the module whose code identity keys that output (not in the planner, which is not keyed).
+STREAM_SHARD_BYTES = 512 * 2**20
 
 # llama.cpp's converter permutes the Q and K rows of these architectures (LlamaModel.permute); qwen2
 # stores them as in the HF checkpoint.
@@ -29,9 +33,9 @@ def main(gguf_path: Path, out_dir: Path, dtype_name: str) -> None:
 
     folder, name = str(gguf_path.parent), gguf_path.name
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
-    if config.model_type not in STREAMABLE:
+    if config.model_type not in STREAMABLE_ARCHITECTURES:
         raise SystemExit(f"streaming dequantize does not support {config.model_type!r} (supported: "
-                         f"{', '.join(sorted(STREAMABLE))}); give the step more memory for the transformers path")
+                         f"{', '.join(sorted(STREAMABLE_ARCHITECTURES))}); give the step more memory for the transformers path")
     dtype = getattr(torch, dtype_name)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)

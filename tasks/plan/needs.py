@@ -51,10 +51,11 @@ OVERHEAD: dict[str, tuple[float, float]] = {
 STREAM_BASE = 478_000_000
 STREAM_PER_VOCAB = 6750
 STREAM_LARGEST_COPIES = 1.0
-STREAM_SHARD_BYTES = 512 * 2**20  # tasks.acquire.dequantize_stream's shard files (sizes on disk, not memory)
+# STREAM_SHARD_BYTES lives in tasks.acquire.dequantize_stream: it shapes that step's output.
 # Architectures the streaming dequantize knows how to undo llama.cpp's converter for: llama checked tensor for
 # tensor against the transformers path (tests/integration/test_dequantize_stream.py); qwen2 stores its tensors
-# unpermuted (transformers' own loader applies no processor to it); mistral GGUFs say "llama".
+# unpermuted (transformers' own loader applies no processor to it); mistral GGUFs say "llama". (An admission
+# rule: adding one changes no output of the others.)
 STREAMABLE_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2"})
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # llama.cpp's CPU repacking (ggml-cpu/repack.cpp, AVX2 or NEON): the share of a file of each type that

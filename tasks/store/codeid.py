@@ -9,6 +9,13 @@ step runs changes its key, and an edit elsewhere (the CLI, another format, the R
 store warm. A module run as a separate process by name is a root of its own (the caller names it).
 A root outside tasks/ and flows/ (a format registered from the user's own package) brings its own
 top-level package into the closure, found where Python would import it from.
+
+The packages that decide whether, when and where a step runs (the memory planner, host locks and
+process groups) are left out: a step's core imports them to refuse work that would not fit, not to
+compute its output, and counting them turned the whole store cold at every change of a memory
+overhead. What of their decisions does shape an output (a dequantize's method and dtype, the threads,
+the hardware) enters the step's key by value, and the constants an output depends on live in the
+module that writes it (e.g. the streamed dequantize's shard size).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 from tasks.core.pysource import parse_python
 
 PROJECT_PACKAGES = ("tasks", "flows")
+ADMISSION_PACKAGES = ("tasks.plan", "tasks.hosts")
 # The folder holding tasks/ and flows/: the checkout, or site-packages when installed.
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,11 +58,15 @@ def import_closure(module: str) -> dict[str, Path]:
     todo = [module]
     while todo:
         name = todo.pop()
-        if name in closure or (path := _source(name, roots)) is None:
+        if name in closure or _is_admission(name) or (path := _source(name, roots)) is None:
             continue
         closure[name] = path
         todo.extend(imported for imported in _project_imports(name, path, roots) if imported not in closure)
     return closure
+
+
+def _is_admission(name: str) -> bool:
+    return any(name == package or name.startswith(package + ".") for package in ADMISSION_PACKAGES)
 
 
 def _package_roots(top: str) -> dict[str, Path]:

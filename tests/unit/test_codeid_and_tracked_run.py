@@ -95,3 +95,27 @@ def test_a_failure_inside_a_tracked_run_closes_it_and_removes_its_folder(trackin
     run = MlflowClient(tracking_uri).get_run(ctx.parent_run_id)
     assert run.info.status == "FAILED" and "boom" in run.data.tags["slmforge.error"]
     assert not folder.exists()
+
+
+def test_the_memory_planner_is_not_part_of_any_step_key(fake_project, monkeypatch):
+    """A step core imports the planner to refuse work that would not fit; a new memory overhead must not
+    turn the store cold (it did: every step re-ran after a change to tasks/plan/needs.py)."""
+    (fake_project / "plan.py").write_text("OVERHEAD = 1\n")
+    (fake_project / "step.py").write_text("from fakepkg import helpers, plan\n")
+    monkeypatch.setattr(codeid, "ADMISSION_PACKAGES", ("fakepkg.plan",))
+    _clear()
+    assert set(codeid.import_closure("fakepkg.step")) == {"fakepkg.step", "fakepkg.helpers", "fakepkg.metric"}
+    before = codeid.code_identity("fakepkg.step")
+    _clear()
+    (fake_project / "plan.py").write_text("OVERHEAD = 2  # refitted\n")
+    assert codeid.code_identity("fakepkg.step") == before
+
+
+@pytest.mark.parametrize("root", ["tasks.acquire.gguf_source", "tasks.acquire.dequantize_stream",
+                                  "tasks.formats.gguf.convert", "tasks.formats.gguf.quantize",
+                                  "tasks.formats.gguf.imatrix", "tasks.formats.onnx.build",
+                                  "tasks.evaluate.measure", WORKER])
+def test_no_real_step_key_holds_the_planner_or_the_host_locks(root):
+    closure = codeid.import_closure(root)
+    assert not [name for name in closure if name.startswith(("tasks.plan", "tasks.hosts"))]
+    assert root in closure
