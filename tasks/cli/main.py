@@ -52,12 +52,17 @@ STOPPED_BY_SIGTERM = 143
 
 
 def _stop_on_sigterm(*_) -> None:
-    """The measurement workers first: the threads that wait on them do not see the exit, and would
-    keep the process (and the cores) until their measurement ended."""
+    """Stop the run's work before exiting: its task threads wait on its processes (a measurement
+    worker, a quantize, an imatrix pass, a server under load), do not see the exit, and would keep the
+    process and the cores until those ended by themselves. No step starts after this."""
     from tasks.evaluate.process import stop_all_workers  # loaded by the command that runs: --help stays fast
+    from tasks.hosts import hostlock
+    from tasks.hosts.processes import stop_work_processes
 
     _stopping.append(True)
+    hostlock.refuse_new_work()
     stop_all_workers()
+    stop_work_processes()
     sys.exit(STOPPED_BY_SIGTERM)
 
 
@@ -82,7 +87,8 @@ def _stopped_by_signal(exc: BaseException) -> bool:
 
 
 def _stopped() -> NoReturn:
-    console.print("slmforge: stopped by SIGTERM. The measurement workers were stopped and the MLflow runs "
+    console.print("slmforge: stopped by SIGTERM. The run's processes (builds, measurement workers, servers) "
+                  "were stopped and the MLflow runs "
                   "closed as FAILED (tag slmforge.error: TerminationSignal); run again to finish: what was "
                   "stored is reused.", style="red", markup=False)
     raise typer.Exit(STOPPED_BY_SIGTERM)

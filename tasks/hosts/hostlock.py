@@ -59,6 +59,20 @@ def working_for(step: str) -> Iterator[None]:
         _holding.step = previous
 
 
+class RunStopping(RuntimeError):
+    """The run was told to stop: a step that would take the cores now does not start."""
+
+
+_stopping = threading.Event()
+
+
+def refuse_new_work() -> None:
+    """Once a run is told to stop (SIGTERM), no thread of this process takes the cores again: a step
+    queued behind the one being stopped, or waiting for the lock, raises RunStopping instead of
+    starting a build or a measurement that nobody will wait for."""
+    _stopping.set()
+
+
 def lock_path() -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "slmforge" / "locks" / "host-cores.lock"
@@ -95,6 +109,8 @@ def _locked(mode: int, on_wait) -> Iterator[float]:
             if on_wait is not None:
                 on_wait()  # say why nothing moves, then wait
             fcntl.flock(fd, mode)
+        if _stopping.is_set():
+            raise RunStopping("this run is stopping (SIGTERM): no new step takes the cores")
         yield time.monotonic() - start
     finally:
         os.close(fd)  # closing the file releases the lock

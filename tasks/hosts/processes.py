@@ -1,5 +1,6 @@
 """Process handling shared by every server slmforge starts (the stack's services, the serving checks):
-a free port, waiting until a process answers, stopping its whole process group."""
+a free port, waiting until a process answers, stopping its whole process group; and stopping a
+stopped run's work."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
+
+# What a run keeps while it unwinds from a SIGTERM: its watchdog (tasks/hosts/tether.py) and Prefect's
+# temporary API server, which the stopping flow and its task threads still report to (Prefect stops
+# it at exit; stopped earlier, the client retries it for minutes). Matched on the command line.
+RUN_SERVICES = ("tasks.hosts.tether", "prefect.server")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -81,3 +88,35 @@ def stop_group(pid: int, grace_s: float = 15.0) -> bool:
 
 def log_tail(log: Path, chars: int = 2000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.is_file() else "(no log)"
+
+
+def stop_work_processes(grace_s: float = 10.0) -> list[str]:
+    """SIGTERM every process this one started, directly or not, except the run's services; SIGKILL
+    what is left after `grace_s`. Returns the stopped processes' names.
+
+    A SIGTERM to a run's process alone (`kill PID`, a supervisor) reaches none of its children: its
+    task threads would wait on a quantize, an imatrix pass or a server under load until they ended
+    by themselves, and the run would look alive minutes after it was stopped. A server started in a
+    session of its own is still a descendant, and is stopped too."""
+    work: list[psutil.Process] = []
+    for child in psutil.Process().children():
+        try:
+            if any(service in " ".join(child.cmdline()) for service in RUN_SERVICES):
+                continue
+            work += [child, *child.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    names = []
+    for process in work:
+        try:
+            names.append(process.name())
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(work, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return names

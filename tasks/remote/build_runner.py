@@ -10,11 +10,15 @@ only when PREFECT_API_URL names one, and the embedded default keeps its two thre
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
+from tasks.hosts import hostlock
+from tasks.hosts.processes import stop_work_processes
 
 
 class BuildRunnerConfig(BaseModel):
@@ -38,8 +42,25 @@ def uses_dask(config: BuildRunnerConfig) -> bool:
     return config.runner == "dask" or (config.runner == "auto" and server)
 
 
-def build_runner(config: BuildRunnerConfig):
-    """A task runner to use as a context manager around the builds' submissions."""
+@contextmanager
+def build_runner(config: BuildRunnerConfig) -> Iterator:
+    """A task runner, entered, around the builds' submissions.
+
+    Leaving the block waits for every build. When the run is being stopped (a SIGTERM, which Prefect
+    raises in the flow's thread as its TerminationSignal, or Ctrl-C: neither is an Exception), the
+    builds' processes are stopped first and no queued build starts; else the wait lasted as long as
+    the longest build (seen: a quantize and llama-imatrix ran on 1.5 minutes after the flow crashed)."""
+    with _task_runner(config) as runner:
+        try:
+            yield runner
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                hostlock.refuse_new_work()
+                stop_work_processes()
+            raise
+
+
+def _task_runner(config: BuildRunnerConfig):
     if not uses_dask(config):
         # Prefect: heavy, only inside a flow run or a worker command
         from prefect.task_runners import ThreadPoolTaskRunner

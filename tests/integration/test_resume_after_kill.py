@@ -105,3 +105,61 @@ def test_a_whole_group_stopped_politely_says_so_and_leaves_no_run_alive(tiny_mod
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("stop-test").experiment_id])
     assert runs and all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
+
+
+def test_a_sigterm_to_the_run_alone_stops_its_builds(tiny_model_dir, tmp_path):
+    """`kill PID`, as a supervisor sends it, reaches the run's process and none of its children. The
+    flow said Crashed at once, but the build threads waited on what they had started: seen on the
+    1.5B, a quantize and llama-imatrix ran on for 1.5 minutes, the run alive all that time. Stopped
+    here while the ONNX export runs in a build thread: the export must not finish and be stored."""
+    store = tmp_path / "store"
+    config = write_config(tmp_path / "c.yaml", {
+        "name": "term-test", "model_name": "Tiny-Llama", "source": {"kind": "local", "path": str(tiny_model_dir)},
+        "formats": {"gguf": {"types": ["Q8_0"], "serve": {"enabled": False}}, "onnx": {"precisions": ["int4"]}},
+        "evaluate": QUICK_EVAL, "store_dir": str(store),
+        "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    })
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO)}
+    run = _cli(config, env)
+    me = psutil.Process(run.pid)
+    deadline = time.monotonic() + 300
+    while not any("olive.json" in _cmdline(p) for p in _descendants(me)):  # the export's own process
+        assert run.poll() is None and time.monotonic() < deadline, run.stdout.read()
+        time.sleep(0.05)
+    started = _descendants(me)
+    os.kill(run.pid, signal.SIGTERM)  # the run's process alone
+    output, _ = run.communicate(timeout=120)
+    assert run.returncode == 143, output
+    assert "stopped by SIGTERM" in output and "This is a bug" not in output, output
+    deadline = time.monotonic() + 30  # the watchdog and Prefect's server end with the run
+    while (left := [p for p in started if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, [_cmdline(p) for p in left]
+    exports = store / "onnx-export"
+    assert not [p for p in exports.glob("*") if p.is_dir() and not p.name.startswith(".")], "the export ran on"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("term-test").experiment_id])
+    assert runs and all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
+
+
+def _descendants(process):
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _running(process):
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _cmdline(process):
+    try:
+        return " ".join(process.cmdline())
+    except psutil.NoSuchProcess:
+        return ""

@@ -93,3 +93,16 @@ def test_children_started_beside_builds_sleep_at_barriers(monkeypatch):
     assert "OMP_WAIT_POLICY" not in hostlock.child_env()
     with hostlock.exclusive():
         assert "OMP_WAIT_POLICY" not in hostlock.child_env()
+
+
+def test_a_stopping_run_starts_no_new_step(monkeypatch):
+    """After a SIGTERM (tasks/remote/build_runner.py), a build queued behind the stopped ones, or a
+    thread waiting for the cores, must not start: it raises instead of running."""
+    monkeypatch.setattr(hostlock, "_stopping", threading.Event())
+    with hostlock.shared():
+        pass  # before the stop: granted
+    hostlock.refuse_new_work()
+    for mode in (hostlock.shared, hostlock.exclusive):
+        with pytest.raises(hostlock.RunStopping, match="stopping"):
+            with mode():
+                pytest.fail("a step started after the stop")
