@@ -105,11 +105,12 @@ def main() -> None:
                 points.append((mean(d for _, d in rows), mean(r for r, _ in rows)))
         if points:
             fits[kind] = _line(points)
-    fits.update({kind: fits[like] for kind, like in LIKE.items() if kind not in fits and like in fits})
+    borrowed = {kind: like for kind, like in LIKE.items() if kind not in fits and like in fits}
+    fits.update({kind: fits[like] for kind, like in borrowed.items()})
     print("OVERHEAD: dict[str, tuple[float, float]] = {")
     for kind in N.OVERHEAD:
         base, slope = fits.get(kind, N.OVERHEAD[kind])
-        source = f"  # like {LIKE[kind]}" if kind in LIKE else "" if kind in fits else "  # not seen: unchanged"
+        source = f"  # like {borrowed[kind]}" if kind in borrowed else "" if kind in fits else "  # not seen: unchanged"
         print(f'    "{kind}": ({base:_.0f}, {slope:.4g}),{source}')
     print("}")
 
