@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tasks.hosts.tether import stop
+
 # What a run keeps while it unwinds from a SIGTERM: its watchdog (tasks/hosts/tether.py) and Prefect's
 # temporary API server, which the stopping flow and its task threads still report to (Prefect stops
 # it at exit; stopped earlier, the client retries it for minutes). Matched on the command line.
@@ -90,9 +92,9 @@ def log_tail(log: Path, chars: int = 2000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.is_file() else "(no log)"
 
 
-def stop_work_processes(grace_s: float = 10.0) -> list[str]:
+def stop_work_processes(grace_s: float = 10.0) -> None:
     """SIGTERM every process this one started, directly or not, except the run's services; SIGKILL
-    what is left after `grace_s`. Returns the stopped processes' names.
+    what is left after `grace_s`.
 
     A SIGTERM to a run's process alone (`kill PID`, a supervisor) reaches none of its children: its
     task threads would wait on a quantize, an imatrix pass or a server under load until they ended
@@ -106,17 +108,4 @@ def stop_work_processes(grace_s: float = 10.0) -> list[str]:
             work += [child, *child.children(recursive=True)]
         except psutil.NoSuchProcess:
             continue
-    names = []
-    for process in work:
-        try:
-            names.append(process.name())
-            process.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(work, timeout=grace_s)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    return names
+    stop(work, grace_s)  # the watchdog's own terminate-then-kill
