@@ -56,13 +56,11 @@ def _stop_on_sigterm(*_) -> None:
     worker, a quantize, an imatrix pass, a server under load), do not see the exit, and would keep the
     process and the cores until those ended by themselves. No step starts after this."""
     from tasks.evaluate.process import stop_all_workers  # loaded by the command that runs: --help stays fast
-    from tasks.hosts import hostlock
-    from tasks.hosts.processes import stop_work_processes
+    from tasks.hosts.processes import stop_this_run
 
     _stopping.append(True)
-    hostlock.refuse_new_work()
-    stop_all_workers()
-    stop_work_processes()
+    stop_this_run()  # no step starts after this, and the run's processes are stopped
+    stop_all_workers()  # any worker left is killed at once
     sys.exit(STOPPED_BY_SIGTERM)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tasks.hosts import hostlock
 from tasks.hosts.tether import stop
 
 # What a run keeps while it unwinds from a SIGTERM: its watchdog (tasks/hosts/tether.py) and Prefect's
@@ -109,3 +110,10 @@ def stop_work_processes(grace_s: float = 10.0) -> None:
         except psutil.NoSuchProcess:
             continue
     stop(work, grace_s)  # the watchdog's own terminate-then-kill
+
+
+def stop_this_run() -> None:
+    """A stopped run's work, at once: no step of this process starts any more (hostlock), and what its
+    steps started is stopped."""
+    hostlock.refuse_new_work()
+    stop_work_processes()

@@ -17,8 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
-from tasks.hosts import hostlock
-from tasks.hosts.processes import stop_work_processes
+from tasks.hosts.processes import stop_this_run
 
 
 class BuildRunnerConfig(BaseModel):
@@ -55,8 +54,7 @@ def build_runner(config: BuildRunnerConfig) -> Iterator:
             yield runner
         except BaseException as exc:
             if not isinstance(exc, Exception):
-                hostlock.refuse_new_work()
-                stop_work_processes()
+                stop_this_run()
             raise
 
 
