@@ -20,7 +20,7 @@ from tasks.evaluate.domains import evaluation_text_problems
 from tasks.formats import REFERENCE_FORMAT, get_format, refuse_unsupported
 from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.hosts.hardware import hardware_facts
-from tasks.plan.records import take_records
+from tasks.plan.records import keep_run_record, take_records
 from tasks.prefect_tasks import (
     acquire_task, bandwidth_task, base_task, build_task, package_task, reference_task, register_task, serve_task,
     tokens_task,
@@ -52,6 +52,8 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
             hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"],
                                                                     config.evaluate.threads)
         model = acquire_task(config.source, config.acquire, store)
+        keep_run_record(str(runtime.flow_run.id), store, hardware_id=hardware["hardware_id"], model=model.source,
+                        n_weights=model.param_count)
         report.log_model_facts(ctx, model, reference=report.reference_of(model, config))
         report.log_model_plan(ctx, model)
         refuse_unsupported(model.architecture, config.formats)  # before any conversion, with the reasons
@@ -84,8 +86,7 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
         regressions = check_regressions(ctx, outcomes, config.regressions, hardware_id=hardware["hardware_id"],
                                         versions=versions)
         registry = _register(ctx, config)
-        report.log_step_records(ctx, take_records(str(runtime.flow_run.id)), store_root=store,
-                                hardware_id=hardware["hardware_id"], model=model)
+        report.log_step_records(ctx, take_records(str(runtime.flow_run.id)))
         report.close_parent_run(ctx, outcomes, class_errors)
         report.publish_prefect_artifacts(ctx, outcomes)
         publish_regressions(regressions)

@@ -46,8 +46,8 @@ def run_worker(request: dict, *, timeout_s: float, on_progress: ProgressCallback
             # The worker is told whose child it is: a parent that dies before the worker's watch starts
             # (a start-up slowed by a loaded host) is then seen as gone, not taken for the parent.
             env = hostlock.child_env({PARENT_ENV: str(os.getpid())})  # beside builds: OpenMP sleeps at barriers
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-            with _live_lock:
+            with _live_lock:  # spawned and registered as one: a stop in between would miss the worker
+                proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
                 _live.add(proc)
             reader = threading.Thread(target=_forward_progress, args=(proc.stdout, on_progress), daemon=True)
             reader.start()

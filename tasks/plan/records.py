@@ -2,8 +2,9 @@
 
 `StepMeter` times a step and samples the resident memory of the processes it starts (and of this
 process above where it stood when the step began) every quarter second; the records land as JSON under
-`<store>/plan/runs/` and as `step.<name>.wall_s` / `step.<name>.peak_rss_bytes` metrics on the MLflow
-parent run (tasks.tracking.report.log_step_records).
+`<store>/plan/runs/`, each step as it finishes (`keep_run_record`: a run stopped after hours keeps what it
+measured), and at the run's end as `step.<name>.wall_s` / `step.<name>.peak_rss_bytes` metrics on the
+MLflow parent run (tasks.tracking.report.log_step_records).
 
 Steps run side by side (two builds and the reference pass share the cores), so a step's wall time says
 as much about its neighbours as about its own work. Each record also carries the step's *share of the
@@ -63,11 +64,12 @@ def records_dir(store_root: Path) -> Path:
     return store_root / "plan" / "runs"
 
 
-def save_run_record(store_root: Path, record: RunRecord) -> Path:
-    """Write atomically (temporary file, then rename): a reader never sees half a record."""
+def save_run_record(store_root: Path, record: RunRecord, path: Path | None = None) -> Path:
+    """Write atomically (temporary file, then rename): a reader never sees half a record. `path` rewrites
+    an earlier record of the same run (a new name otherwise)."""
     folder = records_dir(store_root)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{int(record.recorded_at)}-{uuid.uuid4().hex[:8]}.json"
+    path = path or folder / f"{int(record.recorded_at)}-{uuid.uuid4().hex[:8]}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(record.model_dump_json(indent=1))
     os.replace(tmp, path)
@@ -156,6 +158,7 @@ class StepNote:
 
 _collected: dict[str, list[StepRecord]] = {}
 _collected_lock = threading.Lock()
+_kept: dict[str, tuple[Path, RunRecord, Path]] = {}  # run key -> (store root, header, its record's path)
 
 
 @dataclass(eq=False)  # hashed by identity: the set of running steps holds them
@@ -240,6 +243,7 @@ def metered(run_key: str, step: str) -> Iterator[StepNote]:
                         share_s=round(opened.share_s, 3))
     with _collected_lock:
         _collected.setdefault(run_key, []).append(record)
+        _write_kept(run_key)
 
 
 @contextmanager
@@ -255,6 +259,33 @@ def metered_within(step: str) -> Iterator[StepNote]:
         yield note
 
 
-def take_records(run_key: str) -> list[StepRecord]:
+def keep_run_record(run_key: str, store_root: Path, *, hardware_id: str, model: str, n_weights: int) -> Path:
+    """From now on, write run `run_key`'s record to the store each time one of its steps finishes (and
+    now, with the steps finished so far). Called once the model is known (after acquire). A run stopped
+    or killed halfway keeps every step it finished: the record was once written only at the run's end,
+    and a HumanEval run stopped after two hours left the cost model nothing."""
+    header = RunRecord(hardware_id=hardware_id, model=model, n_weights=n_weights)
+    path = records_dir(store_root) / f"{int(header.recorded_at)}-{uuid.uuid4().hex[:8]}.json"
     with _collected_lock:
+        _kept[run_key] = (store_root, header, path)
+        _write_kept(run_key)
+    return path
+
+
+def _write_kept(run_key: str) -> None:
+    """Under `_collected_lock`: rewrite the run's kept record with every step finished so far."""
+    if run_key not in _kept or not _collected.get(run_key):
+        return
+    store_root, header, path = _kept[run_key]
+    record = header.model_copy(update={"steps": list(_collected[run_key])})
+    try:
+        save_run_record(store_root, record, path)
+    except OSError:
+        pass  # a record is never worth a failed step (a full disk shows in the step that writes next)
+
+
+def take_records(run_key: str) -> list[StepRecord]:
+    """The run's step records, for its MLflow metrics; the run stops keeping its record (it is complete)."""
+    with _collected_lock:
+        _kept.pop(run_key, None)
         return _collected.pop(run_key, [])

@@ -18,7 +18,6 @@ from mlflow.tracking import MlflowClient
 from tasks.acquire import AcquiredModel
 from tasks.core.reference import reference_label
 from tasks.hosts.hardware import llama_system_info
-from tasks.plan.records import RunRecord, save_run_record
 from tasks.review import records
 from tasks.evaluate.humaneval.step import FLIP_TAGS, PROBLEM_METRIC_PREFIX, PROBLEM_SERIES
 from tasks.core.intervals import CHUNK_METRIC_PREFIX, CHUNK_SERIES
@@ -167,17 +166,14 @@ def log_model_plan(ctx: RunContext, model: AcquiredModel) -> None:
                         tags=tags)
 
 
-def log_step_records(ctx: RunContext, steps: list, *, store_root: Path, hardware_id: str,
-                     model: AcquiredModel) -> None:
-    """Each step's wall time and peak memory: metrics on the parent run and a JSON record in the store,
-    which `slmforge plan` fits its cost model on."""
+def log_step_records(ctx: RunContext, steps: list) -> None:
+    """Each step's wall time and peak memory as metrics on the parent run. (The store's JSON record,
+    which `slmforge plan` fits its cost model on, is written step by step: tasks.plan.records.keep_run_record.)"""
     metrics = {}
     for step in steps:
         key = "step." + step.step.replace(" ", "_")
         metrics[f"{key}.wall_s"], metrics[f"{key}.peak_rss_bytes"] = step.wall_s, step.peak_rss_bytes
     tracking.log_values(ctx.client, ctx.parent_run_id, metrics=metrics)
-    save_run_record(store_root, RunRecord(hardware_id=hardware_id, model=model.source, n_weights=model.param_count,
-                                          steps=steps))
 
 
 def note_model_layout(ctx: RunContext, base_gguf: Path, eval_config) -> None:

@@ -142,6 +142,10 @@ def test_a_sigterm_to_the_run_alone_stops_its_builds(tiny_model_dir, tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("term-test").experiment_id])
     assert runs and all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
+    from tasks.plan.records import load_run_records  # what it measured before the stop stays for the plan
+
+    (record,) = load_run_records(store)
+    assert {"acquire", "convert"} <= {s.step for s in record.steps}, record.steps
 
 
 def _descendants(process):

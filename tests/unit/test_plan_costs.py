@@ -275,3 +275,25 @@ def test_humaneval_is_planned_per_variant_and_priced_per_problem_and_model_byte(
     learned = CostModel([RunRecord(hardware_id="hw", model="m", n_weights=QWEN15.n_weights, steps=[StepRecord(
         step="humaneval gguf F16", wall_s=1640.0, share_s=1640.0, peak_rss_bytes=1, units=1.777088 * 164)])], "hw")
     assert learned.step_seconds("humaneval gguf F16", QWEN15.n_weights, chunks=164) == pytest.approx(1640.0)
+
+
+def test_a_kept_run_record_is_on_disk_as_each_step_finishes(tmp_path):
+    """The record was written at the run's end only: a run stopped after hours left the cost model
+    nothing. Kept, it holds every finished step at once (those before it was kept too), and a step that
+    failed halfway is not in it."""
+    from tasks.plan.records import keep_run_record, load_run_records, metered, take_records
+
+    with metered("run-kept", "acquire") as note:  # before the model is known: kept once it is
+        note.n_weights = 10**9
+    path = keep_run_record("run-kept", tmp_path, hardware_id="hw-a", model="some/model", n_weights=10**9)
+    assert [s.step for s in load_run_records(tmp_path)[0].steps] == ["acquire"]
+    with metered("run-kept", "convert") as note:
+        note.n_weights = 10**9
+    with pytest.raises(KeyboardInterrupt), metered("run-kept", "build gguf Q8_0") as note:
+        note.n_weights = 10**9
+        raise KeyboardInterrupt  # stopped in the middle: not a measure of the step
+    (record,) = load_run_records(tmp_path)  # one file, rewritten in place
+    assert [s.step for s in record.steps] == ["acquire", "convert"]
+    assert (record.hardware_id, record.model, record.n_weights) == ("hw-a", "some/model", 10**9)
+    assert [s.step for s in take_records("run-kept")] == ["acquire", "convert"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left
