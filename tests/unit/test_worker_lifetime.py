@@ -64,6 +64,38 @@ def test_a_stopping_flow_kills_the_workers_it_waits_on(tmp_path):
     assert "killed by SIGKILL" in errors[0]
 
 
+def test_a_stop_between_spawn_and_registration_still_kills_the_worker(tmp_path, monkeypatch):
+    """The worker exists from the moment Popen forks: a stop arriving before run_worker had noted it
+    missed it (seen once under load: stop_all_workers() == 0, the worker ran on). The gap is widened here
+    to half a second; the stop must still find the worker."""
+    import tasks.evaluate.process as process
+
+    spawned, real_popen = threading.Event(), subprocess.Popen
+
+    def slow_to_register(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        spawned.set()
+        time.sleep(0.5)  # a loaded host: this thread is descheduled right after the fork
+        return proc
+
+    monkeypatch.setattr(process.subprocess, "Popen", slow_to_register)
+    (tmp_path / "t.txt").write_text("x")
+    errors = []
+
+    def measure():
+        try:
+            run_worker({**SLOW, "text_file": str(tmp_path / "t.txt")}, timeout_s=300)
+        except MeasurementError as exc:
+            errors.append(str(exc))
+
+    waiter = threading.Thread(target=measure)
+    waiter.start()
+    assert spawned.wait(20)
+    assert stop_all_workers() == 1
+    waiter.join(timeout=10)
+    assert not waiter.is_alive() and "killed by SIGKILL" in errors[0]
+
+
 def test_a_worker_exits_when_its_flow_process_is_killed(tmp_path):
     (tmp_path / "t.txt").write_text("x")
     flow = subprocess.Popen([sys.executable, "-c", (
