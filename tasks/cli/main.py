@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -92,6 +94,26 @@ def _stopped() -> NoReturn:
     raise typer.Exit(STOPPED_BY_SIGTERM)
 
 
+@contextmanager
+def _stoppable_by_sigterm(*, debug: bool) -> Iterator[None]:
+    """Around a flow (`run`, `suite`): a polite stop (systemd, a scheduler, `kill`) stops the flow's
+    work, closes its MLflow runs as the stop unwinds, and ends with the "stopped" line and exit 143,
+    not a traceback (with --debug an exception is re-raised as it is)."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except SystemExit as exc:
+        if _stopped_by_signal(exc):
+            _stopped()
+        raise
+    except Exception as exc:
+        if _stopped_by_signal(exc) and not debug:
+            _stopped()
+        raise
+
+
 SORT_OPTION = typer.Option(None, "--sort-by", help="Order the results table by this metric, e.g. kld_mean.")
 
 
@@ -127,21 +149,16 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
     tether_descendants()  # a `kill -9` of the run stops its servers and workers too (tasks/hosts/tether.py)
     if not debug:
         hide_tracebacks_on_console()
-    # A polite stop (systemd, a scheduler, kill) unwinds like Ctrl-C: runs are closed as KILLED.
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        summary = pipeline(str(config))
+        with _stoppable_by_sigterm(debug=debug):
+            summary = pipeline(str(config))
+    except typer.Exit:
+        raise
     except (VariantsFailedError, RegressionError) as exc:
         if exc.summary:
             print_summary(exc.summary, sort_by)  # the variants that finished are still worth showing
         fail(exc, debug=debug, config=loaded)
-    except SystemExit as exc:
-        if _stopped_by_signal(exc):
-            _stopped()
-        raise
     except Exception as exc:  # noqa: BLE001 - one paragraph saying what to do; --debug re-raises
-        if _stopped_by_signal(exc) and not debug:
-            _stopped()
         fail(exc, debug=debug, config=loaded)
     print_summary(summary, sort_by)
 
@@ -230,7 +247,10 @@ def suite(suite_file: Path = typer.Argument(..., help="Suite YAML, e.g. configs/
         from tasks.hosts.tether import tether_descendants
 
         tether_descendants()  # a `kill -9` of the suite stops its servers and workers too
-        result = suite_flow(str(suite_file))
+        with _stoppable_by_sigterm(debug=debug):
+            result = suite_flow(str(suite_file))
+    except typer.Exit:
+        raise
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         fail(exc, debug=debug)
     print_suite(console, result)

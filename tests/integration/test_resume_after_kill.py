@@ -9,13 +9,14 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from tasks.store.hashing import verify_manifest
 from tests.helpers import QUICK_EVAL, REPO, write_config
 
 
-def _cli(config, env):
-    return subprocess.Popen([sys.executable, "-m", "tasks.cli", "run", str(config)], cwd=REPO, env=env,
+def _cli(config, env, command="run"):
+    return subprocess.Popen([sys.executable, "-m", "tasks.cli", command, str(config)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -107,11 +108,13 @@ def test_a_whole_group_stopped_politely_says_so_and_leaves_no_run_alive(tiny_mod
     assert runs and all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
 
 
-def test_a_sigterm_to_the_run_alone_stops_its_builds(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("command", ["run", "suite"])
+def test_a_sigterm_to_the_run_alone_stops_its_builds(tiny_model_dir, tmp_path, command):
     """`kill PID`, as a supervisor sends it, reaches the run's process and none of its children. The
     flow said Crashed at once, but the build threads waited on what they had started: seen on the
     1.5B, a quantize and llama-imatrix ran on for 1.5 minutes, the run alive all that time. Stopped
-    here while the ONNX export runs in a build thread: the export must not finish and be stored."""
+    here while the ONNX export runs in a build thread: the export must not finish and be stored.
+    `slmforge suite` the same (it had no SIGTERM handler: no "stopped" line, exit by the default action)."""
     store = tmp_path / "store"
     config = write_config(tmp_path / "c.yaml", {
         "name": "term-test", "model_name": "Tiny-Llama", "source": {"kind": "local", "path": str(tiny_model_dir)},
@@ -120,7 +123,10 @@ def test_a_sigterm_to_the_run_alone_stops_its_builds(tiny_model_dir, tmp_path):
         "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
     })
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO)}
-    run = _cli(config, env)
+    if command == "suite":
+        config = write_config(tmp_path / "suite.yaml", {"name": "term-suite", "models": [{"config": str(config)}],
+                                                         "out_dir": str(tmp_path / "comparison")})
+    run = _cli(config, env, command)
     me = psutil.Process(run.pid)
     deadline = time.monotonic() + 300
     while not any("olive.json" in _cmdline(p) for p in _descendants(me)):  # the export's own process
@@ -140,7 +146,8 @@ def test_a_sigterm_to_the_run_alone_stops_its_builds(tiny_model_dir, tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("term-test").experiment_id])
+    experiment = "term-test" if command == "run" else "suite-term-suite"  # a suite's own experiment
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert runs and all(r.info.status in ("FAILED", "KILLED") for r in runs), [r.info.status for r in runs]
     from tasks.plan.records import load_run_records  # what it measured before the stop stays for the plan
 
