@@ -111,6 +111,15 @@ def _locked(mode: int, on_wait) -> Iterator[float]:
             fcntl.flock(fd, mode)
         if _stopping.is_set():
             raise RunStopping("this run is stopping (SIGTERM): no new step takes the cores")
-        yield time.monotonic() - start
+        try:
+            yield time.monotonic() - start
+        except Exception as exc:
+            # The stop killed this step's processes: what the tool said as it died (no output, exit code
+            # 0, "check the versions") would send a user after a fault that is not there.
+            if _stopping.is_set() and not isinstance(exc, RunStopping):
+                raise RunStopping(f"this run is stopping (SIGTERM): the step was stopped in the middle "
+                                  f"({type(exc).__name__} as its processes were stopped); nothing of it is "
+                                  "stored, and a new run redoes it") from exc
+            raise
     finally:
         os.close(fd)  # closing the file releases the lock

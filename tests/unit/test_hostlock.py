@@ -106,3 +106,19 @@ def test_a_stopping_run_starts_no_new_step(monkeypatch):
         with pytest.raises(hostlock.RunStopping, match="stopping"):
             with mode():
                 pytest.fail("a step started after the stop")
+
+
+def test_a_step_stopped_in_the_middle_says_so_not_what_its_killed_tool_said(monkeypatch):
+    """A build whose processes the stop killed failed with the tool's own words ("ONNX export exited
+    with code 0 and produced no model ... Check the versions"), which sends a user after a fault that
+    is not there. Failing while the run stops, a step raises RunStopping, the tool's error chained."""
+    monkeypatch.setattr(hostlock, "_stopping", threading.Event())
+    with pytest.raises(hostlock.RunStopping, match="stopped in the middle") as raised:
+        with hostlock.shared():
+            hostlock.refuse_new_work()  # the SIGTERM arrives while the step runs
+            raise RuntimeError("ONNX export (Olive) exited with code 0 and produced no model")
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    with pytest.raises(ValueError):  # a failure of a run not stopping is left as it is
+        monkeypatch.setattr(hostlock, "_stopping", threading.Event())
+        with hostlock.exclusive():
+            raise ValueError("a real fault")
