@@ -44,8 +44,9 @@ def _wait_for(condition, seconds: float) -> bool:
     return condition()
 
 
-def test_a_stopping_flow_kills_the_workers_it_waits_on(tmp_path):
-    errors = []
+def _measure_in_a_thread(tmp_path) -> tuple[threading.Thread, list[str]]:
+    """A flow's task thread waiting on a (sleeping) worker; the errors its run_worker raised."""
+    errors: list[str] = []
 
     def measure():
         try:
@@ -56,6 +57,11 @@ def test_a_stopping_flow_kills_the_workers_it_waits_on(tmp_path):
     (tmp_path / "t.txt").write_text("x")
     waiter = threading.Thread(target=measure)
     waiter.start()
+    return waiter, errors
+
+
+def test_a_stopping_flow_kills_the_workers_it_waits_on(tmp_path):
+    waiter, errors = _measure_in_a_thread(tmp_path)
     assert _wait_for(lambda: _workers(os.getpid()), 20)
     worker = _workers(os.getpid())[0]
     assert stop_all_workers() == 1
@@ -79,17 +85,7 @@ def test_a_stop_between_spawn_and_registration_still_kills_the_worker(tmp_path, 
         return proc
 
     monkeypatch.setattr(process.subprocess, "Popen", slow_to_register)
-    (tmp_path / "t.txt").write_text("x")
-    errors = []
-
-    def measure():
-        try:
-            run_worker({**SLOW, "text_file": str(tmp_path / "t.txt")}, timeout_s=300)
-        except MeasurementError as exc:
-            errors.append(str(exc))
-
-    waiter = threading.Thread(target=measure)
-    waiter.start()
+    waiter, errors = _measure_in_a_thread(tmp_path)
     assert spawned.wait(20)
     assert stop_all_workers() == 1
     waiter.join(timeout=10)
