@@ -64,15 +64,24 @@ def test_greedy_completions_of_the_default_model_run_and_score():
 
 def test_decoding_stops_where_the_code_block_closes_and_the_completion_is_the_same():
     # What follows the closing fence is cut by the extraction: decoding it was time only (SmolLM2 writes
-    # 40 to 100 more tokens of explanation on these problems).
+    # 40 to 100 more tokens of explanation on these problems). Which problems close their block within
+    # the budget depends on the host's kernels (on one 2-core host HumanEval/1 closed it, on another it
+    # looped past 300 tokens): a problem that never closes it must decode to the same tokens, stop or not.
     from tasks.evaluate.humaneval.generate import _closes_the_code_block, prompt_ids
 
     model = load(GGUF, n_ctx=1024, threads=2)
-    for problem in load_problems(ProblemSubset(count=2)):
+    closed = []
+    for problem in load_problems(ProblemSubset(count=3)):
         ids, chat = prompt_ids(model, problem)
         full = model.greedy(ids, 300)
         stopped = model.greedy(ids, 300, _closes_the_code_block(model))
-        assert chat and len(stopped) < len(full) and full[:len(stopped)] == stopped
+        assert chat and full[:len(stopped)] == stopped
+        if "```" not in model.detokenize(full):
+            assert stopped == full
+            continue
+        closed.append(problem.task_id)
+        assert len(stopped) < len(full)
         assert "```" in model.detokenize(stopped) and "```" not in model.detokenize(stopped[:-1])
         assert (extract_completion(problem, model.detokenize(full), chat=True)
                 == extract_completion(problem, model.detokenize(stopped), chat=True))
+    assert closed, "none of the first 3 problems closed its code block within 300 tokens: nothing was tested"
