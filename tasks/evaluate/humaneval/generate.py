@@ -44,6 +44,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.pysource import parse_python
+from tasks.evaluate.humaneval.kept import KeptCompletions
 from tasks.evaluate.humaneval.problems import Problem
 from tasks.formats.base import LoadedModel
 
@@ -140,21 +141,38 @@ def _closes_the_code_block(model: LoadedModel) -> Callable[[list[int]], bool]:
     return done
 
 
-def generate_completions(model: LoadedModel, problems: list[Problem], config: GenerateConfig | None = None
-                         ) -> dict[str, str]:
-    """{task_id: completion} by greedy decoding of a loaded variant, any format."""
+def generate_completions(load: Callable[[], LoadedModel], problems: list[Problem],
+                         config: GenerateConfig | None = None, *, kept: KeptCompletions | None = None
+                         ) -> tuple[dict[str, str], int]:
+    """({task_id: completion}, how many were decoded now) by greedy decoding of a variant, any format,
+    loaded by `load` when the first problem is left to decode. With `kept`, a problem already kept is
+    not decoded again and each new completion is kept as soon as it is decoded (a stopped run resumes
+    there; a finished one loads no model)."""
     from tasks.evaluate.process import report_progress  # a worker's progress lines
 
     config = config or GenerateConfig()
     completions = {}
+    decoded, model = 0, None
     for problem in problems:
-        ids, chat = prompt_ids(model, problem)
-        budget = min(config.max_tokens, config.n_ctx - len(ids))
-        if budget <= 0:
-            raise ValueError(f"{problem.task_id}: its prompt has {len(ids)} tokens, n_ctx is {config.n_ctx}; "
-                             "raise n_ctx")
-        done = _closes_the_code_block(model) if chat else None
-        text = model.detokenize([t for t in model.greedy(ids, budget, done) if not model.is_end(t)])
-        completions[problem.task_id] = extract_completion(problem, text, chat=chat)
+        if kept is not None and (completion := kept.get(problem.task_id)) is not None:
+            completions[problem.task_id] = completion
+        else:
+            if model is None:
+                model = load()
+            completions[problem.task_id] = _complete(model, problem, config)
+            decoded += 1
+            if kept is not None:
+                kept.put(problem.task_id, completions[problem.task_id])
         report_progress("humaneval problems", len(completions), len(problems))
-    return completions
+    return completions, decoded
+
+
+def _complete(model: LoadedModel, problem: Problem, config: GenerateConfig) -> str:
+    ids, chat = prompt_ids(model, problem)
+    budget = min(config.max_tokens, config.n_ctx - len(ids))
+    if budget <= 0:
+        raise ValueError(f"{problem.task_id}: its prompt has {len(ids)} tokens, n_ctx is {config.n_ctx}; "
+                         "raise n_ctx")
+    done = _closes_the_code_block(model) if chat else None
+    text = model.detokenize([t for t in model.greedy(ids, budget, done) if not model.is_end(t)])
+    return extract_completion(problem, text, chat=chat)
