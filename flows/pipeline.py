@@ -22,8 +22,8 @@ from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.hosts.hardware import hardware_facts
 from tasks.plan.records import keep_run_record, take_records
 from tasks.prefect_tasks import (
-    acquire_task, bandwidth_task, base_task, build_task, package_task, reference_task, register_task, serve_task,
-    tokens_task,
+    acquire_task, bandwidth_task, base_task, build_task, package_task, probe_task, reference_task, register_task,
+    serve_task, tokens_task,
 )
 from tasks.remote.build_runner import build_runner
 from tasks.review.watch import RegressionError, check_regressions, publish_regressions
@@ -48,12 +48,14 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
     hardware, versions = hardware_facts(), tool_versions()
     with report.tracked_run(config, config_yaml=report.dump_config(config), flow_run_id=str(runtime.flow_run.id),
                             hardware=hardware, versions=versions) as ctx:
+        probe = None
         if not config.hardware:  # measured here: probe this host (remote workers probe their own)
             hardware["read_bandwidth_bytes_per_s"] = bandwidth_task(store, hardware["hardware_id"],
                                                                     config.evaluate.threads)
+            probe = probe_task(hardware["hardware_id"])
         model = acquire_task(config.source, config.acquire, store)
         keep_run_record(str(runtime.flow_run.id), store, hardware_id=hardware["hardware_id"], model=model.source,
-                        n_weights=model.param_count)
+                        n_weights=model.param_count, probe=probe)
         report.log_model_facts(ctx, model, reference=report.reference_of(model, config))
         report.log_model_plan(ctx, model)
         refuse_unsupported(model.architecture, config.formats)  # before any conversion, with the reasons

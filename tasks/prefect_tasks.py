@@ -23,6 +23,7 @@ from tasks.evaluate.bandwidth import cached_probe_record, cached_read_bandwidth
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built, BuildInputs, BuildsBase, Packaged, PackageInputs, Serves
 from tasks.hosts import hostlock
+from tasks.plan.probe import HostProbe, ProbeError, host_probe
 from tasks.plan.records import metered
 from tasks.review.promote import register_run
 
@@ -98,6 +99,23 @@ def bandwidth_task(store_root: Path, hardware_id: str, threads: int | None) -> f
     get_run_logger().info("memory read bandwidth: %.1f GB/s (%d threads, best kernel %s, probed %s)", bandwidth / 1e9,
                           threads, record.get("kernel", "?"), record.get("measured_at", "?"))
     return bandwidth
+
+
+@step(name="host-probe")
+def probe_task(hardware_id: str) -> HostProbe | None:
+    """This host's forward-pass probe, taken once per host (tasks/plan/probe.py): the plan scales its
+    built-in time lines by it, and the run's record carries it for other hosts' plans. A probe that
+    cannot run costs the run nothing: the plan stays unscaled."""
+    from tasks.plan.host import describe_probe  # the plan's wording of a probe
+
+    try:
+        probe = host_probe(hardware_id, on_wait=lambda: get_run_logger().info(
+            "host probe waits: a timed measurement holds this host's cores"))
+    except ProbeError as exc:
+        get_run_logger().warning("host probe not taken: %s; the plan's built-in lines stay unscaled", exc)
+        return None
+    get_run_logger().info("%s", describe_probe(probe))
+    return probe
 
 
 @step(name="tokenize-eval-text")

@@ -164,12 +164,15 @@ def run(config: Path = CONFIG_ARG, sort_by: str | None = SORT_OPTION, debug: boo
 
 
 @app.command()
-def plan(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION) -> None:
+def plan(config: Path = CONFIG_ARG, debug: bool = DEBUG_OPTION,
+         probe_again: bool = typer.Option(False, "--probe-again", help=(
+             "Measure this host's probe again (a few seconds; do it on a quiet host): the plan scales its "
+             "built-in time lines by it."))) -> None:
     """Before running: each step's predicted time, peak memory and disk on this host, and the medium tier's."""
     from tasks.cli.plan import run_plan_command  # loaded by the command that runs: --help stays fast
 
     try:
-        status = run_plan_command(console, config)
+        status = run_plan_command(console, config, probe_again=probe_again)
     except Exception as exc:  # noqa: BLE001 - shown as one paragraph; --debug re-raises
         fail(exc, debug=debug)
     raise typer.Exit(status)

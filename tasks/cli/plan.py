@@ -60,23 +60,22 @@ def _problems(console: Console, plan: Plan, what: str) -> None:
         console.print(f"  - {line}", markup=False)
 
 
-def run_plan_command(console: Console, config_path: Path) -> int:
+def run_plan_command(console: Console, config_path: Path, *, probe_again: bool = False) -> int:
     """Print the plan; exit status 0 when this config fits this host, 2 when it does not."""
-    from tasks.config import load_config  # loaded by the command that runs: --help stays fast
+    # loaded by the command that runs: --help stays fast
+    from tasks.config import load_config
     from tasks.hosts.hardware import hardware_facts
-    from tasks.plan.host import host_plans
+    from tasks.plan.costs import KINDS
+    from tasks.plan.host import host_cost_model, host_plans
 
     config = load_config(config_path)
     hardware_id = hardware_facts()["hardware_id"]
-    plan, medium = host_plans(config, hardware_id=hardware_id)
-    # loaded by the command that runs: --help stays fast
-    from tasks.plan.costs import KINDS, CostModel
-    from tasks.plan.records import load_run_records
-
-    cost = CostModel(load_run_records(config.store_dir), hardware_id)
+    cost, probe_note = host_cost_model(config, hardware_id, measure_probe=True, probe_again=probe_again)
+    plan, medium = host_plans(config, hardware_id=hardware_id, cost=cost)
     basis = {kind: f"{rate.basis}, {rate.fixed_seconds:.0f} s + {rate.seconds_per_unit:.1f} s per unit"
              for kind in KINDS for rate in [cost.rate(kind)]}
     print_plan(console, plan, medium, rate_basis=basis)
+    console.print(probe_note, markup=False)
     return 2 if plan.problems() else 0
 
 

@@ -9,7 +9,9 @@ records hold the step at sizes at least twice apart, a line is fitted (fixed sec
 unit); otherwise the rate is the ratio of sums. The time learned is each step's share of the host
 (records.py): steps run side by side split the time they share, so the plan's steps add up to the run.
 Rates come, in order, from this host's records, any host's records, or the built-in defaults below.
-Pure: the records are passed in.
+The built-in lines of the steps that run a model, and other hosts' records of them, are scaled by this
+host's probe against theirs (tasks/plan/probe.py): prefill for the passes over text, decode for the
+steps that generate. Pure: the records and the probe are passed in.
 """
 
 from __future__ import annotations
@@ -18,48 +20,58 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # records are built with step_units from here: at run time this module needs none
+    from tasks.plan.probe import HostProbe
     from tasks.plan.records import RunRecord
 
-# (fixed seconds, seconds per unit) of each kind of step on the 2-core build host, keyed by kind or by a
-# narrower step_key ("build gguf q4_k_m") where types of a kind differ: the lines through two runs on it
-# at sizes 13x apart, the default config's cold run (SmolLM2-135M, a newcomer's first `make run`) and
-# configs/qwen2.5-coder-1.5b.yaml's (its reference and measure units corrected to the 32 chunks it
-# scored), printed by tests/benchmarks/fit_plan_defaults.py. A kind fitted with no fixed cost had its
-# line through both sizes come out negative at zero: it is priced through the origin. These lines also
-# give a kind that this host's records hold at one size only its shape (CostModel._learn).
+# (fixed seconds, seconds per unit) of each kind of step on the host of BUILT_IN_PROBE, keyed by kind or
+# by a narrower step_key ("build gguf q4_k_m") where types of a kind differ: the lines through two runs
+# on it at sizes 13x apart, the default config's cold run (SmolLM2-135M, a newcomer's first `make run`,
+# 16 min 34 s) and configs/qwen2.5-coder-1.5b.yaml's (1 h 25 min), and HumanEval's from five problems
+# of the 1.5B's f16 and Q8_0, printed by tests/benchmarks/fit_plan_defaults.py. A kind fitted with no
+# fixed cost had its line through both sizes come out negative at zero: it is priced through the
+# origin. These lines also give a kind that this host's records hold at one size only its shape
+# (CostModel._learn).
 KINDS = ("acquire", "convert", "build gguf", "build onnx", "imatrix", "reference pass", "measure", "serve",
          "humaneval")
 # Kinds priced on the bytes of the model they read per token (decoding is bound by memory bandwidth).
 ON_MODEL_BYTES = ("measure", "serve", "humaneval")
 DEFAULT_COSTS: dict[str, tuple[float, float]] = {
-    "acquire": (7.4, 51.65),
-    "convert": (6.0, 12.88),
-    "build gguf": (0.0, 25.34),
-    "build gguf q4_0": (0.0, 7.46),
-    "build gguf q4_k_m": (0.0, 33.53),
-    "build gguf q4_k_m-imat": (0.0, 47.67),
-    "build gguf q8_0": (0.0, 11.44),
-    "build onnx": (10.1, 27.79),
-    "build onnx int4": (10.1, 27.79),
-    "imatrix": (4.7, 3.11),
-    "reference pass": (15.6, 3.18),
-    "measure": (25.3, 51.40),
-    "measure gguf f16": (25.3, 7.99),
-    "measure gguf q4_0": (25.3, 35.88),
-    "measure gguf q4_k_m": (25.3, 61.04),
-    "measure gguf q4_k_m-imat": (25.3, 50.51),
-    "measure gguf q8_0": (25.3, 97.81),
-    "measure onnx int4": (25.3, 123.26),
-    "serve": (6.9, 20.47),
-    "serve gguf f16": (6.9, 13.82),
-    "serve gguf q4_k_m": (6.9, 23.76),
-    "serve gguf q4_k_m-imat": (6.9, 24.11),
-    "serve gguf q8_0": (6.9, 18.86),
-    "serve onnx int4": (6.9, 38.10),
-    # Seconds per problem per GB of weights: the 1.5B's f16 (3.55 GB) took a median 20 s a problem on
-    # its first 78 (prompt, greedy completion up to the closing fence, this session's run).
-    "humaneval": (0.0, 5.6),
+    "acquire": (17.7, 38.17),
+    "convert": (11.3, 8.19),
+    "build gguf": (0.0, 32.91),
+    "build gguf q4_0": (0.0, 7.96),
+    "build gguf q4_k_m": (0.0, 40.25),
+    "build gguf q4_k_m-imat": (0.0, 71.57),
+    "build gguf q8_0": (0.0, 10.10),
+    "build onnx": (17.4, 24.56),
+    "build onnx int4": (17.4, 24.56),
+    "imatrix": (23.1, 5.44),
+    "reference pass": (48.8, 4.98),
+    "measure": (80.9, 131.07),
+    "measure gguf f16": (80.9, 10.22),
+    "measure gguf q4_0": (80.9, 234.87),
+    "measure gguf q4_k_m": (80.9, 290.90),
+    "measure gguf q4_k_m-imat": (80.9, 226.52),
+    "measure gguf q8_0": (80.9, 198.33),
+    "measure onnx int4": (80.9, 342.33),
+    "serve": (17.6, 41.00),
+    "serve gguf f16": (17.6, 31.16),
+    "serve gguf q4_k_m": (17.6, 51.26),
+    "serve gguf q4_k_m-imat": (17.6, 42.52),
+    "serve gguf q8_0": (17.6, 34.53),
+    "serve onnx int4": (17.6, 67.69),
+    # Seconds per problem per GB of weights: the 1.5B's f16 (3.55 GB) took 51 s a problem and its Q8_0
+    # (1.89 GB) 28 s on HumanEval/0 to /4 (prompt, greedy completion up to the closing fence).
+    "humaneval": (0.0, 14.56),
 }
+# The probe (tasks/plan/probe.py) on the host of DEFAULT_COSTS, quiet: the median of seven probes
+# (2026-12-04, a 2-core AMD EPYC with AVX2 and no AVX-512; prefill 250 to 283, decode 110 to 136 tok/s:
+# one probe is good to about 10 %).
+BUILT_IN_PROBE = {"prefill_tps": 276.6, "decode_tps": 128.3}
+# Which of the probe's figures a kind of step moves with: the passes over text with prefill, the steps
+# that generate with decode; the steps that run no model (acquire, convert, builds) are not scaled.
+PROBE_FIGURE = {"imatrix": "prefill_tps", "reference pass": "prefill_tps", "measure": "prefill_tps",
+                "serve": "decode_tps", "humaneval": "decode_tps"}
 # The speed tests (pp, tg, ttft, depths) cost about as much as this many quality chunks at n_ctx 512.
 SPEED_CHUNK_EQUIVALENTS = 4
 
@@ -121,24 +133,33 @@ class CostModel:
     shared by every type of the kind and one rate per type of work (step_key): a K-quant builds slower
     than a Q8_0, but both start the same process. A type without records takes its kind's rate."""
 
-    def __init__(self, records: list[RunRecord], hardware_id: str) -> None:
+    def __init__(self, records: list[RunRecord], hardware_id: str, probe: HostProbe | None = None) -> None:
         # Records of the current meter (steps timed as shares, the importance matrix apart) where there
         # are any: an older record's builds carry the neighbours' time and the imatrix inside a build.
         records = [r for r in records if all(step.share_s is not None for step in r.steps)] or records
-        self._rates: dict[str, Rate] = {key: Rate(rate, "built-in default", fixed)
-                                         for key, (fixed, rate) in DEFAULT_COSTS.items()}
+        self._rates: dict[str, Rate] = {}
+        for key, (fixed, rate) in DEFAULT_COSTS.items():
+            factor = probe_factor(BUILT_IN_PROBE, probe, kind_of(key))
+            basis = "built-in default" + (f" x{factor:.2f} (this host's probe)" if factor != 1.0 else "")
+            self._rates[key] = Rate(factor * rate, basis, factor * fixed)
+        def on_this_host(record: RunRecord) -> bool:
+            return record.hardware_id == hardware_id
+
+        def as_here(kind: str):  # another host's seconds as this host would take them
+            return lambda r: 1.0 if on_this_host(r) else probe_factor(r.probe, probe, kind)
+
         # In KINDS' order: the reference pass is learned before the measures, whose quality pass its
         # rate prices (_quality_rate).
         for kind in KINDS:
-            for where, keep in (("this host", lambda r: r.hardware_id == hardware_id), ("other hosts", lambda r: True)):
-                by_key = _points_by_key(records, kind, keep, quality_rate=self._quality_rate())
+            for where, keep in (("this host", on_this_host), ("other hosts", lambda r: True)):
+                by_key = _points_by_key(records, kind, keep, quality_rate=self._quality_rate(), scale=as_here(kind))
                 if by_key:
                     self._learn(kind, by_key, where)
                     break
         for kind, like in LIKE.items():
-            here = _points_by_key(records, kind, lambda r: r.hardware_id == hardware_id)
-            self._rates[kind] = _shaped_like(self._rates[kind], self._rates[like], like,
-                                             here or _points_by_key(records, kind, lambda r: True))
+            here = _points_by_key(records, kind, on_this_host)
+            self._rates[kind] = _shaped_like(self._rates[kind], self._rates[like], like, here or _points_by_key(
+                records, kind, lambda r: True, scale=as_here(kind)))
 
     def _learn(self, kind: str, by_key: dict[str, list[tuple[float, float]]], where: str) -> None:
         """The kind's rates from its records. Records at sizes 2x apart fit a line (fixed cost + rate);
@@ -196,19 +217,31 @@ class CostModel:
         return rate.fixed_seconds + rate.seconds_per_unit * units
 
 
-def _points_by_key(records: list[RunRecord], kind: str, keep, *, quality_rate: float = 0.0
-                   ) -> dict[str, list[tuple[float, float]]]:
-    """step_key -> (units, seconds) of the measured (not reused) steps of `kind`. Measure and serve are
+def probe_factor(there: dict | HostProbe | None, here: HostProbe | None, kind: str) -> float:
+    """How much longer (>1) `kind` takes on the host probed `here` than on the one probed `there`: the
+    ratio of their probe figures for the kinds that run a model; 1 where either is unknown."""
+    figure = PROBE_FIGURE.get(kind)
+    if figure is None or there is None or here is None:
+        return 1.0
+    there_tps = there[figure] if isinstance(there, dict) else getattr(there, figure)
+    return there_tps / getattr(here, figure)
+
+
+def _points_by_key(records: list[RunRecord], kind: str, keep, *, quality_rate: float = 0.0,
+                   scale=lambda record: 1.0) -> dict[str, list[tuple[float, float]]]:
+    """step_key -> (units, seconds) of the measured (not reused) steps of `kind`, each record's seconds
+    times `scale(record)` (another host's, as this host would take them). Measure and serve are
     fitted on the model's bytes (CostModel.step_seconds), a measure less its quality pass (its chunks
     come from its stored units: records keep units, which encode the chunks)."""
     out: dict[str, list[tuple[float, float]]] = {}
     for record in records:
         if not keep(record):
             continue
+        factor = scale(record)
         for step in record.steps:
             if step.reused or step.units <= 0 or kind_of(step.step) != kind:
                 continue
-            seconds = step.wall_s if step.share_s is None else step.share_s
+            seconds = factor * (step.wall_s if step.share_s is None else step.share_s)
             units = step.units
             if kind in ("measure", "serve"):
                 units = model_gb(step.step, record.n_weights)

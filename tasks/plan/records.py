@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.hosts.hostlock import STEP_ENV, working_for
 from tasks.plan.costs import step_units
+from tasks.plan.probe import HostProbe
 
 SAMPLE_S = 0.25
 
@@ -58,6 +59,8 @@ class RunRecord(BaseModel):
     n_weights: int
     recorded_at: float = Field(default_factory=time.time)
     steps: list[StepRecord] = Field(default_factory=list)
+    probe: HostProbe | None = Field(None, description=(
+        "The host's probe (tasks/plan/probe.py): another host's plan scales these times by it."))
 
 
 def records_dir(store_root: Path) -> Path:
@@ -259,12 +262,13 @@ def metered_within(step: str) -> Iterator[StepNote]:
         yield note
 
 
-def keep_run_record(run_key: str, store_root: Path, *, hardware_id: str, model: str, n_weights: int) -> Path:
+def keep_run_record(run_key: str, store_root: Path, *, hardware_id: str, model: str, n_weights: int,
+                    probe: HostProbe | None = None) -> Path:
     """From now on, write run `run_key`'s record to the store each time one of its steps finishes (and
     now, with the steps finished so far). Called once the model is known (after acquire). A run stopped
     or killed halfway keeps every step it finished: the record was once written only at the run's end,
     and a HumanEval run stopped after two hours left the cost model nothing."""
-    header = RunRecord(hardware_id=hardware_id, model=model, n_weights=n_weights)
+    header = RunRecord(hardware_id=hardware_id, model=model, n_weights=n_weights, probe=probe)
     path = records_dir(store_root) / f"{int(header.recorded_at)}-{uuid.uuid4().hex[:8]}.json"
     with _collected_lock:
         _kept[run_key] = (store_root, header, path)

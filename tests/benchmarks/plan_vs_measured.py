@@ -39,7 +39,8 @@ def main() -> None:
     from tasks.plan.limits import MemoryLimit
     from tasks.plan.plan import plan_run
     from tasks.plan.records import RunRecord, load_run_records, records_dir
-    from tasks.plan.host import source_shape
+    from tasks.plan.host import describe_probe, source_shape
+    from tasks.plan.probe import host_probe
 
     config = load_config(args.config)
     path = args.record or sorted(records_dir(config.store_dir).glob("*.json"))[-1]
@@ -51,8 +52,11 @@ def main() -> None:
     # The limit the run had: enough for the strategy it took and no more (the plan then picks the same one).
     limit = MemoryLimit(available_bytes=int((acquire.predicted_peak_bytes or 0) * 1.2) or 2**40,
                         host_available_bytes=2**40)
+    # The host's probe as the run saw it (kept in its record), else this host's cached one.
+    probe = run.probe or host_probe(run.hardware_id, measure=False)
+    print(f"probe: {describe_probe(probe) if probe else 'none (built-in lines unscaled)'}")
     plan = plan_run(config, source_shape(config), limit=limit, disk_free_bytes=2**50,
-                    cost=CostModel(others, run.hardware_id))
+                    cost=CostModel(others, run.hardware_id, probe))
     measured = {s.step: s.model_dump() for s in run.steps}
     print("| step | strategy | predicted time | measured time (share; wall) | ratio | predicted peak | measured peak "
           "| ratio |")

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from flows.pipeline import pipeline
 from tasks.evaluate.humaneval.kept import KeptCompletions
 from tasks.evaluate.humaneval.sandbox import isolation_problem
+from tasks.plan.records import load_run_records
 from tasks.tracking.client import CONTRACT_METRICS, read_series
 from tests.helpers import QUICK_EVAL, tools_required, write_config
 
@@ -77,6 +78,9 @@ def test_flow_tracks_every_variant_and_reruns_from_cache(prefect_harness, config
         assert SECRET not in str(run.data.params) + str(run.data.tags)
     if HUMANEVAL:
         check_humaneval(client, children, tmp_path)  # the store config_for writes to
+    # The run's record carries this host's probe: another host's plan scales these times by it.
+    (kept_record,) = load_run_records(tmp_path / "store")
+    assert kept_record.probe is not None and kept_record.probe.decode_tps > 0 and kept_record.steps
 
     second = pipeline(str(config_for(["Q8_0", "Q4_0"], gates=gates)))
     assert all(second["reused"].values()), second["reused"]

@@ -297,3 +297,45 @@ def test_a_kept_run_record_is_on_disk_as_each_step_finishes(tmp_path):
     assert (record.hardware_id, record.model, record.n_weights) == ("hw-a", "some/model", 10**9)
     assert [s.step for s in take_records("run-kept")] == ["acquire", "convert"]
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left
+
+
+def _probe(prefill_tps: float, decode_tps: float):
+    from tasks.plan.probe import HostProbe
+
+    return HostProbe(prefill_tps=prefill_tps, decode_tps=decode_tps, threads=2, llama_cpp="0.3.36")
+
+
+def test_a_slower_hosts_probe_scales_the_built_in_lines_of_the_steps_that_run_a_model():
+    """On a host whose probe runs half as fast as the built-in lines' host, every forward pass is priced
+    twice as long (prefill for the passes over text, decode for generation); acquire, convert and the
+    builds run no model and keep their lines."""
+    from tasks.plan.costs import BUILT_IN_PROBE
+
+    plain = CostModel([], "hw")
+    slow = CostModel([], "hw", _probe(BUILT_IN_PROBE["prefill_tps"] / 2, BUILT_IN_PROBE["decode_tps"] / 4))
+    n = 1_777_088_000
+    assert slow.step_seconds("reference pass", n, chunks=8) == pytest.approx(
+        2 * plain.step_seconds("reference pass", n, chunks=8))
+    assert slow.step_seconds("measure gguf Q8_0", n, chunks=8) == pytest.approx(
+        2 * plain.step_seconds("measure gguf Q8_0", n, chunks=8))
+    assert slow.step_seconds("serve gguf Q4_K_M", n) == pytest.approx(4 * plain.step_seconds("serve gguf Q4_K_M", n))
+    assert slow.step_seconds("humaneval gguf F16", n, chunks=10) == pytest.approx(
+        4 * plain.step_seconds("humaneval gguf F16", n, chunks=10))
+    for step in ("acquire", "convert", "build gguf Q4_K_M", "build onnx int4"):
+        assert slow.step_seconds(step, n) == pytest.approx(plain.step_seconds(step, n)), step
+    assert slow.rate("reference pass").basis == "built-in default x2.00 (this host's probe)"
+    assert plain.rate("reference pass").basis == "built-in default"
+
+
+def test_another_hosts_records_are_scaled_by_the_two_probes_and_this_hosts_are_not():
+    fast = _probe(400.0, 200.0)
+    here = _probe(100.0, 100.0)
+    theirs = record("hw-b", ("reference pass", 50.0, 10.0, False), ("acquire", 30.0, 1.0, False))
+    theirs.probe = fast
+    assert CostModel([theirs], "hw-a", here).seconds("reference pass", 10.0) == pytest.approx(4 * 50.0)
+    assert CostModel([theirs], "hw-a", here).seconds("acquire", 1.0) == pytest.approx(30.0)  # runs no model
+    unprobed = record("hw-b", ("reference pass", 50.0, 10.0, False))
+    assert CostModel([unprobed], "hw-a", here).seconds("reference pass", 10.0) == pytest.approx(50.0)
+    mine = record("hw-a", ("reference pass", 50.0, 10.0, False))
+    mine.probe = fast  # this host's own records are its time already
+    assert CostModel([mine], "hw-a", here).seconds("reference pass", 10.0) == pytest.approx(50.0)
