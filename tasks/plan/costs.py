@@ -47,13 +47,15 @@ DEFAULT_COSTS: dict[str, tuple[float, float]] = {
     "build onnx int4": (17.4, 24.56),
     "imatrix": (23.1, 5.44),
     "reference pass": (48.8, 4.98),
-    "measure": (80.9, 131.07),
-    "measure gguf f16": (80.9, 10.22),
-    "measure gguf q4_0": (80.9, 234.87),
-    "measure gguf q4_k_m": (80.9, 290.90),
-    "measure gguf q4_k_m-imat": (80.9, 226.52),
-    "measure gguf q8_0": (80.9, 198.33),
-    "measure onnx int4": (80.9, 342.33),
+    "measure": (97.7, 217.99),
+    # The f16's measure times speed only (its quality is the reference pass): one worker started, not
+    # two, so its own fixed cost (one shared with the other types priced SmolLM2's at 3.5x).
+    "measure gguf f16": (13.8, 37.50),
+    "measure gguf q4_0": (97.7, 218.23),
+    "measure gguf q4_k_m": (97.7, 261.88),
+    "measure gguf q4_k_m-imat": (97.7, 197.50),
+    "measure gguf q8_0": (97.7, 185.46),
+    "measure onnx int4": (97.7, 311.06),
     "serve": (17.6, 41.00),
     "serve gguf f16": (17.6, 31.16),
     "serve gguf q4_k_m": (17.6, 51.26),
@@ -167,12 +169,17 @@ class CostModel:
         shape and is scaled to pass through them: a rate through the origin learned on a 135M model,
         where the fixed cost is most of a step, priced the 1.5B's steps 3x too high. A type of the kind
         that this host has not recorded takes its built-in line scaled as the kind's records scale it."""
+        alone = [k for k in by_key if kind == "measure" and _is_base(k)]
+        for key in alone:  # the f16's measure times speed only: it starts one worker, the others two
+            self._learn_alone(key, by_key.pop(key), where)
+        if not by_key:
+            return
         points = [pt for pts in by_key.values() for pt in pts]
         basis = f"{where} ({len(points)} steps)"
         built_in = self._rates[kind]
         host_factor = _factor(built_in, points)
         for key in DEFAULT_COSTS:
-            if key != kind and kind_of(key) == kind and key not in by_key:
+            if key != kind and kind_of(key) == kind and key not in by_key and key not in alone:
                 line = self._rates[key]
                 self._rates[key] = Rate(host_factor * line.seconds_per_unit, f"{basis}, built-in type line",
                                         host_factor * line.fixed_seconds)
@@ -189,6 +196,16 @@ class CostModel:
         for key, key_points in by_key.items():
             line = self._rates[key] if key in DEFAULT_COSTS else built_in
             self._rates[key] = _through(line, key_points, f"{where} ({len(key_points)} steps)")
+
+    def _learn_alone(self, key: str, points: list[tuple[float, float]], where: str) -> None:
+        """One type's line with its own fixed cost: fitted where its records span 2x in size, else its
+        built-in line scaled through them."""
+        basis = f"{where} ({len(points)} steps)"
+        if _spans(points):
+            fixed, per_unit = fit_fixed_and_rate(points)
+            self._rates[key] = Rate(per_unit, basis, fixed)
+        else:
+            self._rates[key] = _through(self._rates.get(key) or self._rates[kind_of(key)], points, basis)
 
     def _quality_rate(self) -> float:
         """Seconds per billion weights x chunk of a measure's quality pass: the reference pass's work

@@ -339,3 +339,21 @@ def test_another_hosts_records_are_scaled_by_the_two_probes_and_this_hosts_are_n
     mine = record("hw-a", ("reference pass", 50.0, 10.0, False))
     mine.probe = fast  # this host's own records are its time already
     assert CostModel([mine], "hw-a", here).seconds("reference pass", 10.0) == pytest.approx(50.0)
+
+
+def test_the_f16s_speed_only_measure_has_its_own_fixed_cost():
+    """The f16's measure starts one worker (speed), the others two (quality, speed): one fixed cost
+    shared by all priced SmolLM2's f16 measure at 3.5x what it took."""
+    from tasks.plan.costs import model_gb
+
+    runs = []
+    for name, n in (("micro", 135_000_000), ("small", 1_780_000_000)):
+        f16_gb, q8_gb = model_gb("measure gguf F16", n), model_gb("measure gguf Q8_0", n)
+        runs.append(RunRecord(hardware_id="hw", model=name, n_weights=n, steps=[
+            StepRecord(step="measure m-gguf-f16", wall_s=10 + 30 * f16_gb, peak_rss_bytes=1, units=n / 1e9 * 4),
+            StepRecord(step="measure m-gguf-q8_0", wall_s=100 + 200 * q8_gb, peak_rss_bytes=1, units=n / 1e9 * 4),
+        ]))
+    model = CostModel(runs, "hw")
+    f16, q8 = model.rate("measure gguf F16"), model.rate("measure gguf Q8_0")
+    assert (f16.fixed_seconds, f16.seconds_per_unit) == (pytest.approx(10, abs=0.5), pytest.approx(30, rel=0.02))
+    assert (q8.fixed_seconds, q8.seconds_per_unit) == (pytest.approx(100, abs=0.5), pytest.approx(200, rel=0.02))
