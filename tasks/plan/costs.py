@@ -133,7 +133,8 @@ class Rate:
 class CostModel:
     """Seconds per step from records (this host first), else defaults. Per kind of step, one fixed cost
     shared by every type of the kind and one rate per type of work (step_key): a K-quant builds slower
-    than a Q8_0, but both start the same process. A type without records takes its kind's rate."""
+    than a Q8_0, but both start the same process. A type without records takes its kind's rate. The
+    f16's measure has a fixed cost of its own (it starts one worker, the other measures two)."""
 
     def __init__(self, records: list[RunRecord], hardware_id: str, probe: HostProbe | None = None) -> None:
         # Records of the current meter (steps timed as shares, the importance matrix apart) where there
@@ -144,6 +145,7 @@ class CostModel:
             factor = probe_factor(BUILT_IN_PROBE, probe, kind_of(key))
             basis = "built-in default" + (f" x{factor:.2f} (this host's probe)" if factor != 1.0 else "")
             self._rates[key] = Rate(factor * rate, basis, factor * fixed)
+
         def on_this_host(record: RunRecord) -> bool:
             return record.hardware_id == hardware_id
 
