@@ -8,9 +8,7 @@ the ceiling itself comes from a short probe, measured once per machine and threa
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.evaluate.read_kernel import compile_read_kernel
+from tasks.store.jsoncache import read_json_dict, write_json_atomically
 
 MIN_BUFFER_BYTES = 512 * 2**20  # well past the LLC of common desktop and server CPUs
 LLC_MULTIPLE = 8  # a buffer 8x the LLC leaves at most ~12 % of reads served by cache
@@ -134,28 +133,6 @@ def _cache_key(hardware_id: str, threads: int) -> str:
     return f"{hardware_id}/threads={threads}"
 
 
-def _read_cache(cache_file: Path) -> dict:
-    try:
-        data = json.loads(cache_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}  # missing or torn by hand: re-probing costs seconds, never a wrong figure
-    return data if isinstance(data, dict) else {}
-
-
-def _write_atomically(cache_file: Path, data: dict) -> None:
-    # Temp file in the same folder, then rename: a reader sees the old file or the new one, never
-    # half of one. Two writers racing can drop one's entry; that costs a re-probe, nothing worse.
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-        os.replace(tmp, cache_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cached_read_bandwidth(cache_file: Path, hardware_id: str, threads: int) -> float:
     """Read bandwidth for this machine and thread count, probed once and then read from `cache_file`.
 
@@ -163,24 +140,24 @@ def cached_read_bandwidth(cache_file: Path, hardware_id: str, threads: int) -> f
     sharing the file (a network home), gets its own probe. An entry of another probe version
     (an older, weaker probe) is measured again and replaced.
     """
-    data = _read_cache(cache_file)
+    data = read_json_dict(cache_file)
     entry = data.get(_cache_key(hardware_id, threads))
     if isinstance(entry, dict) and entry.get("probe_version") == PROBE_VERSION and entry.get("bytes_per_s", 0) > 0:
         return float(entry["bytes_per_s"])
     measured = measure_read_bandwidth(threads)
     how = measured.record() if isinstance(measured, ReadBandwidth) else {"bytes_per_s": float(measured)}
-    data = _read_cache(cache_file)  # re-read: another process may have added entries meanwhile
+    data = read_json_dict(cache_file)  # re-read: another process may have added entries meanwhile
     data[_cache_key(hardware_id, threads)] = {
         **how, "probe_version": PROBE_VERSION, "threads": threads, "hardware_id": hardware_id,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    _write_atomically(cache_file, data)
+    write_json_atomically(cache_file, data)
     return float(measured)
 
 
 def cached_probe_record(cache_file: Path, hardware_id: str, threads: int) -> dict:
     """The stored probe entry (kernel, every kernel's figure, when), {} when there is none."""
-    entry = _read_cache(cache_file).get(_cache_key(hardware_id, threads))
+    entry = read_json_dict(cache_file).get(_cache_key(hardware_id, threads))
     return entry if isinstance(entry, dict) else {}
 
 

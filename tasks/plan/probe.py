@@ -18,17 +18,17 @@ after it: `slmforge plan --probe-again` measures it again.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.store.jsoncache import read_json_dict, write_json_atomically
 
 PREFILL_TOKENS = 256
 DECODE_TOKENS = 64
@@ -69,7 +69,7 @@ def host_probe(hardware_id: str, *, measure: bool = True, again: bool = False,
 
     threads = default_threads()
     key, path = _cache_key(hardware_id, threads), probe_cache()
-    cached = _read_cache(path)
+    cached = read_json_dict(path)
     if not again and key in cached:
         try:
             return HostProbe.model_validate(cached[key])
@@ -79,21 +79,10 @@ def host_probe(hardware_id: str, *, measure: bool = True, again: bool = False,
         return None
     with hostlock.exclusive(on_wait=on_wait):
         probe = measure_probe(threads)
-    cached = _read_cache(path)  # another process may have added its entry meanwhile
+    cached = read_json_dict(path)  # another process may have added its entry meanwhile
     cached[key] = probe.model_dump()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(cached, indent=1))
-    os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
+    write_json_atomically(path, cached)
     return probe
-
-
-def _read_cache(path: Path) -> dict:
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return cached if isinstance(cached, dict) else {}
 
 
 def measure_probe(threads: int) -> HostProbe:

@@ -6,6 +6,7 @@ import pytest
 from tasks.evaluate import bandwidth
 from tasks.evaluate.bandwidth import cached_read_bandwidth, decode_efficiency
 from tasks.formats.gguf.facts import weight_bytes_per_token
+from tasks.store import jsoncache
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, probes, monkeypatch)
         handle.write('{"half": ')
         raise OSError("disk full")
 
-    monkeypatch.setattr(bandwidth.json, "dump", broken_dump)
+    monkeypatch.setattr(jsoncache.json, "dump", broken_dump)  # where the cache is written
     with pytest.raises(OSError, match="disk full"):
         cached_read_bandwidth(cache, "hw-b", 2)
     assert cache.read_text() == before
