@@ -30,21 +30,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def answers(url: str, *, headers: dict[str, str] | None = None) -> bool:
-    """Whether `url` answers 200 now."""
+def answers(url: str, *, headers: dict[str, str] | None = None, timeout_s: float = 2.0) -> bool:
+    """Whether `url` answers 200 within `timeout_s`."""
     try:
-        return httpx.get(url, headers=headers, timeout=2.0).status_code == 200
+        return httpx.get(url, headers=headers, timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False  # not listening yet
 
 
 def wait_healthy(url: str, *, alive: Callable[[], bool], timeout_s: float, headers: dict[str, str] | None = None,
-                 interval_s: float = 0.25) -> bool:
+                 interval_s: float = 0.25, request_timeout_s: float = 2.0) -> bool:
     """Poll `url` until it answers 200 (True); False when the process dies (`alive()` false) or the
-    time is up. The caller says what failed, with its own error type."""
+    time is up. Each request may take `request_timeout_s` (never past the deadline): a server that is
+    up but slow to answer needs a longer one than a server still starting. The caller says what failed,
+    with its own error type."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if answers(url, headers=headers):
+    while (left := deadline - time.monotonic()) > 0:
+        if answers(url, headers=headers, timeout_s=min(request_timeout_s, max(left, 0.1))):
             return True
         if not alive():
             return False

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
-from tasks.hosts.processes import answers, free_port, log_tail, pid_alive, stop_group, wait_healthy
+from tasks.hosts.processes import free_port, log_tail, pid_alive, stop_group, wait_healthy
 
 DB_USER = "slmforge"
 DATABASES = ("prefect", "mlflow")
@@ -121,16 +121,37 @@ def _postgres_port(pgdata: Path) -> int | None:
     return int((pgdata / "postmaster.pid").read_text().splitlines()[3])  # line 4: the port
 
 
-def running_stack(data_dir: Path) -> StackState | None:
-    """The stack started from `data_dir` if all of it is alive and answering, else None."""
+# How long a live server may take to answer its health check before `up` and `env` give up on it. A
+# single two-second probe took a busy stack for a dead one (the Prefect server answers in seconds when
+# the host's cores are taken), and `up` then started a second pair of servers beside the first.
+STACK_PATIENCE_S = 60.0
+
+
+def running_stack(data_dir: Path, *, patience_s: float = STACK_PATIENCE_S) -> StackState | None:
+    """The stack started from `data_dir` if all of it is alive and answering; None when none runs from
+    it (no stack.json, or a server process has died). Servers that are alive but do not answer within
+    `patience_s` are an error: starting another stack beside them would leave them running."""
     state_file = data_dir / "stack.json"
     if not state_file.is_file():
         return None
     state = StackState.model_validate_json(state_file.read_text())
-    alive = all(pid_alive(pid) for pid in state.pids.values())
-    if alive and answers(f"{state.prefect_api_url}/health") and answers(f"{state.mlflow_tracking_uri}/health"):
-        return state
-    return None
+
+    def alive() -> bool:
+        return all(pid_alive(pid) for pid in state.pids.values())
+
+    if not alive():
+        return None
+    for name, url in (("Prefect server", f"{state.prefect_api_url}/health"),
+                      ("MLflow server", f"{state.mlflow_tracking_uri}/health")):
+        if wait_healthy(url, alive=alive, timeout_s=patience_s, interval_s=0.5, request_timeout_s=patience_s):
+            continue
+        if not alive():
+            return None
+        pids = ", ".join(f"{n} {pid}" for n, pid in state.pids.items())
+        raise UserError(f"the stack in {data_dir} runs (processes {pids}) but its {name} did not answer {url} "
+                        f"within {patience_s:.0f} s; see {data_dir / 'logs'}, then `slmforge stack down "
+                        f"--data {data_dir}` and `up` again")
+    return state
 
 
 def client_env(state: StackState) -> dict[str, str]:
