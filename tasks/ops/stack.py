@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import UserError
@@ -100,6 +101,8 @@ def stack_down(data_dir: Path) -> list[str]:
     if state_file.is_file():
         state = StackState.model_validate_json(state_file.read_text())
         for name, pid in state.pids.items():
+            if pid_alive(pid) and not _is_stack_server(name, pid):
+                continue  # the number now belongs to another process (the host restarted): not ours to stop
             if stop_group(pid):
                 stopped.append(name)
         state_file.unlink()
@@ -137,7 +140,7 @@ def running_stack(data_dir: Path, *, patience_s: float = STACK_PATIENCE_S) -> St
     state = StackState.model_validate_json(state_file.read_text())
 
     def alive() -> bool:
-        return all(pid_alive(pid) for pid in state.pids.values())
+        return all(_is_stack_server(name, pid) for name, pid in state.pids.items())
 
     if not alive():
         return None
@@ -152,6 +155,18 @@ def running_stack(data_dir: Path, *, patience_s: float = STACK_PATIENCE_S) -> St
                         f"within {patience_s:.0f} s; see {data_dir / 'logs'}, then `slmforge stack down "
                         f"--data {data_dir}` and `up` again")
     return state
+
+
+def _is_stack_server(name: str, pid: int) -> bool:
+    """Whether `pid` is alive and still the stack's `name` server: after a restart of the host its
+    number may belong to another process, which must be neither waited for nor stopped."""
+    if not pid_alive(pid):
+        return False
+    try:
+        command = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
+    return name in command and "server" in command
 
 
 def client_env(state: StackState) -> dict[str, str]:

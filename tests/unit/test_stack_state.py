@@ -34,9 +34,10 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_for
 def servers():
     started = []
 
-    def start(delay_s: float) -> tuple[int, int]:
+    def start(name: str, delay_s: float) -> tuple[int, int]:
         port = free_port()
-        process = subprocess.Popen([sys.executable, "-c", SLOW_SERVER, str(port), str(delay_s)])
+        # Named on its command line like the server it stands for (the stack checks the number is still its).
+        process = subprocess.Popen([sys.executable, "-c", SLOW_SERVER, str(port), str(delay_s), name, "server"])
         started.append(process)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # listening, whatever its answers' delay
@@ -66,19 +67,19 @@ def write_state(data: Path, prefect: tuple[int, int], mlflow: tuple[int, int]) -
 def test_a_live_stack_that_answers_slowly_is_found_not_taken_for_dead(tmp_path, servers):
     # Before: one health probe of two seconds; a busy Prefect server took longer, `running_stack` said
     # None and `stack up` started a second pair of servers beside the first.
-    state = write_state(tmp_path, servers(3.0), servers(0.0))
+    state = write_state(tmp_path, servers("prefect", 3.0), servers("mlflow", 0.0))
     assert running_stack(tmp_path, patience_s=20) == state
 
 
 def test_a_live_stack_that_never_answers_is_an_error_naming_it(tmp_path, servers):
-    write_state(tmp_path, servers(0.0), servers(600.0))
+    write_state(tmp_path, servers("prefect", 0.0), servers("mlflow", 600.0))
     with pytest.raises(UserError, match=r"runs \(processes prefect \d+, mlflow \d+\) but its MLflow server did not "
                                         r"answer .*/health within 3 s; .*stack down --data"):
         running_stack(tmp_path, patience_s=3)
 
 
 def test_a_stack_whose_server_died_is_not_running(tmp_path, servers):
-    prefect = servers(0.0)
+    prefect = servers("prefect", 0.0)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     write_state(tmp_path, prefect, (free_port(), dead.pid))
@@ -86,3 +87,19 @@ def test_a_stack_whose_server_died_is_not_running(tmp_path, servers):
     assert running_stack(tmp_path, patience_s=30) is None
     assert time.monotonic() - started < 5  # a dead server is not waited for
     assert running_stack(tmp_path / "elsewhere") is None
+
+
+def test_a_number_taken_by_another_process_after_a_restart_is_neither_waited_for_nor_stopped(tmp_path, servers):
+    from tasks.ops.stack import stack_down
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    try:
+        write_state(tmp_path, servers("prefect", 0.0), (free_port(), stranger.pid))
+        started = time.monotonic()
+        assert running_stack(tmp_path, patience_s=30) is None
+        assert time.monotonic() - started < 5
+        assert "mlflow" not in stack_down(tmp_path)
+        assert stranger.poll() is None  # still running: not the stack's to stop
+    finally:
+        stranger.kill()
+        stranger.wait()
