@@ -28,7 +28,8 @@ def test_llama_cpps_own_files_pass_and_record_the_build(inputs):
     for label in fmt.variants(config):  # the sentinel runs inside build and raises on a mismatch
         built = fmt.build(label, inputs, config)
         assert built.params["llama_cpp.build"]
-    assert built.params["llama_cpp.build"] == tools_record()["llama.cpp"]  # the override went through the tools
+    record = tools_record()  # the override went through the tools: their build line and compile recipe
+    assert built.params["llama_cpp.build"] == f"{record['llama.cpp']}, {record['recipe']}"
 
 
 def test_an_override_llama_cpp_ignored_fails_the_variant_naming_the_tensors(inputs, tmp_path, monkeypatch):

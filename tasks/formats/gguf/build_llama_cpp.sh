@@ -21,6 +21,8 @@ VERSION=0.3.36
 SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 TOOLS=(llama-quantize llama-imatrix llama-perplexity llama-bench)
 PYTHON="${PYTHON:-python3}"
+# Bumped whenever the compile's flags change: a build made with other flags is compiled again.
+RECIPE="native-no-amx-1"
 
 DEST="${SLMFORGE_LLAMA_CPP:-$HOME/.cache/slmforge/llama-cpp-$VERSION}"
 BIN="$DEST/build/bin"
@@ -34,6 +36,28 @@ tools_built() {
   for t in "${TOOLS[@]}"; do [[ -x "$BIN/$t" ]] || return 1; done
   compgen -G "$DEST/wheels/llama_cpp_python-$VERSION-*.whl" >/dev/null
 }
+
+# llama.cpp compiles for this CPU (-march=native). On a CPU with AMX (Intel Sapphire Rapids and
+# later) that turns on ggml's AMX matrix multiply, which segfaults in ggml_backend_amx_mul_mat on the
+# first batch of Q4_0, Q4_1 or Q8_0 weights (seen on a 2-core Xeon with amx_int8: every prefill of 8
+# tokens or more; llama.cpp issue 20824, open, and the same crash in other projects' CI on such hosts).
+# So AMX is left out: the AVX-512 kernels do the same work, and every host runs the same code paths.
+# The flags go through CFLAGS/CXXFLAGS, which CMake takes as its first compile flags; -march=native
+# never turns back on what -mno-* turned off. x86 compilers only (elsewhere there is no AMX).
+no_amx_flags() {
+  local flags="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  [[ "$(uname -m)" == x86_64 ]] || return 0
+  echo 'int main(void) { return 0; }' | ${CC:-cc} $flags -x c -o /dev/null - 2>/dev/null || return 0
+  echo "$flags"
+}
+NO_AMX="$(no_amx_flags)"
+
+if [[ "$(cat "$DEST/recipe" 2>/dev/null)" != "$RECIPE" ]]; then
+  # Compiled with other flags (or before the recipe was recorded): that build and its CMake cache
+  # (which keeps the first flags it saw) are not reused.
+  rm -rf "$DEST/build" "$DEST/wheels" "$DEST/tools.json"
+  mkdir -p "$DEST/wheels"
+fi
 
 if ! tools_built; then
   command -v cmake >/dev/null || { echo "compiling llama.cpp needs cmake and a C/C++ compiler (pip install cmake, or your system's packages)" >&2; exit 1; }
@@ -80,7 +104,7 @@ PY
   # A user's own CMAKE_ARGS (e.g. -DGGML_CUDA=on) come first and are kept.
   CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=OFF \
 -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF" \
-  CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" \
+  CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" CFLAGS="${CFLAGS:-} $NO_AMX" CXXFLAGS="${CXXFLAGS:-} $NO_AMX" \
   "$PYTHON" -m pip wheel -v --no-deps --no-cache-dir -w "$DEST/wheels" "$SRC" \
     -C build-dir="$DEST/build" \
     -C "build.targets=llama;ggml;$(IFS=';'; echo "${TOOLS[*]}")" \
@@ -88,17 +112,20 @@ PY
   kill $ticker 2>/dev/null || true
   say "compiled in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
   rm -f "$DEST/tools.json"
+  echo "$RECIPE" > "$DEST/recipe"
 fi
 
 WHEEL="$(ls "$DEST"/wheels/llama_cpp_python-$VERSION-*.whl)"
 if [[ ! -f "$DEST/tools.json" ]]; then
   BUILD_LINE="$("$BIN/llama-imatrix" --version 2>&1 | grep -m1 "^version" || true)"
-  "$PYTHON" - "$DEST/tools.json.tmp" "$VERSION" "$SHA256" "$(sha256sum "$WHEEL" | cut -d' ' -f1)" "$BUILD_LINE" <<'PY'
+  "$PYTHON" - "$DEST/tools.json.tmp" "$VERSION" "$SHA256" "$(sha256sum "$WHEEL" | cut -d' ' -f1)" "$BUILD_LINE" \
+    "$RECIPE" "-march=native $NO_AMX" <<'PY'
 import json, sys
-path, version, sha, wheel_sha, line = sys.argv[1:]
+path, version, sha, wheel_sha, line, recipe, cpu_flags = sys.argv[1:]
 record = {"llama-cpp-python-sdist": version, "sdist_sha256": sha, "wheel_sha256": wheel_sha, "llama.cpp": line,
           "built_with": "one CMake build: the binding's wheel and these tools",
-          "patch": "vendor/llama.cpp/tools/CMakeLists.txt: add_subdirectory(mtmd) left out (image chat)"}
+          "patch": "vendor/llama.cpp/tools/CMakeLists.txt: add_subdirectory(mtmd) left out (image chat)",
+          "recipe": recipe, "cpu_flags": cpu_flags.strip()}
 json.dump(record, open(path, "w"), indent=2)
 PY
   mv "$DEST/tools.json.tmp" "$DEST/tools.json"

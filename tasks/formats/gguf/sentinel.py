@@ -195,5 +195,8 @@ def llama_build(*, plain: bool) -> str:
     for llama-quantize's files, and for the binding's too when it is the wheel of that same compile."""
     if not plain or same_build_as_binding():
         record = tools_record() if not plain else json.loads((tools_dir() / "tools.json").read_text())
-        return record.get("llama.cpp", "unknown")
+        # The compile's recipe too (its CPU flags: AMX left out): the same commit built otherwise runs
+        # other kernels, and a figure that moves with it must show why.
+        recipe = f", {record['recipe']}" if record.get("recipe") else ""
+        return record.get("llama.cpp", "unknown") + recipe
     return f"llama-cpp-python {package_version('llama-cpp-python')} wheel (not the tools' build)"
