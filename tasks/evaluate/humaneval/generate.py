@@ -115,9 +115,10 @@ def definitions_only(code: str) -> str:
         tree = parse_python(code)
     except SyntaxError:
         prefix = parsable_prefix(code)
-        if prefix is None or not any(isinstance(n, DEFINITIONS) for n in parse_python(prefix).body):
+        tree = parse_python(prefix) if prefix is not None else None
+        if tree is None or not any(isinstance(n, DEFINITIONS) for n in tree.body):
             return code
-        code, tree = prefix, parse_python(prefix)
+        code = prefix
     used = {n.id for d in tree.body if isinstance(d, DEFINITIONS) for n in ast.walk(d) if isinstance(n, ast.Name)}
     lines = code.splitlines(keepends=True)
     kept = []
