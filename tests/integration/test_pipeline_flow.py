@@ -106,8 +106,10 @@ def check_humaneval(client, children, tmp_path: Path) -> None:
     stored = next((tmp_path / "store" / "evaluate").glob("*/humaneval.json"))
     record = json.loads(stored.read_text())
     assert list(record) == ["HumanEval/2", "HumanEval/0"]  # the configured order, each with its completion
-    assert all(r["status"] in ("failed", "timeout", "error", "passed") and "completion" in r for r in record.values())
+    assert all(r["status"] in ("failed", "timeout", "error", "passed") and "completion" in r and "generated" in r
+               for r in record.values())
     # Each variant's completions were kept per problem as decoded (a stopped study resumes from them).
     kept = sorted((tmp_path / "store" / "humaneval-completions").glob("*/HumanEval_*.json"))
     assert len(kept) == 2 * len(children)
-    assert any(KeptCompletions(path.parent).get("HumanEval/2") == record["HumanEval/2"]["completion"] for path in kept)
+    assert any(KeptCompletions(path.parent).get("HumanEval/2").text == record["HumanEval/2"]["generated"]
+               for path in kept)  # the raw generation is kept; its completion is extracted on every scoring

@@ -1,9 +1,9 @@
-"""Extraction of a completion cut short by max_tokens (tasks.evaluate.humaneval.generate)."""
+"""Extraction of the program from what a variant generated (tasks.evaluate.humaneval.extract)."""
 
 from __future__ import annotations
 
-from tasks.evaluate.humaneval.generate import extract_completion, parsable_prefix
-from tasks.evaluate.humaneval.problems import Problem
+from tasks.evaluate.humaneval.extract import extract_completion, parsable_prefix
+from tasks.evaluate.humaneval.problems import Problem, ProblemSubset, load_problems
 
 PROBLEM = Problem(task_id="HumanEval/4", prompt="def mean_absolute_deviation(numbers):\n    \"\"\"MAD.\"\"\"\n",
                   entry_point="mean_absolute_deviation", test="def check(candidate):\n    pass\n",
@@ -34,3 +34,28 @@ def test_the_longest_parsable_prefix_is_of_whole_lines():
     assert parsable_prefix("x = 1\ny = [1,\n") == "x = 1\n"
     assert parsable_prefix("x = 1\n") == "x = 1\n"
     assert parsable_prefix("") is None
+
+
+def test_extraction_keeps_a_whole_script_or_a_body():
+    problem = load_problems(ProblemSubset(count=1))[0]  # has_close_elements
+    script = "from typing import List\n\ndef has_close_elements(numbers, threshold):\n    return False\n```\nText"
+    assert extract_completion(problem, script, chat=True) == "\n" + script.split("```")[0]
+    assert extract_completion(problem, "    return False\n```", chat=True) == "    return False\n"
+    assert extract_completion(problem, "    return False\n\ndef other():\n", chat=False) == "    return False\n"
+
+
+def test_extraction_drops_the_models_own_test_code():
+    # Qwen2.5-Coder-1.5B-Instruct's answer to HumanEval/0, shortened: its asserts would run with the tests.
+    problem = load_problems(ProblemSubset(count=1))[0]
+    script = ("from typing import List\nimport math\n\nLIMIT = 10\nunused = 3\n\n@staticmethod\n"
+              "def helper(x):\n    return x < LIMIT\n\ndef has_close_elements(numbers, threshold):\n    # pairs\n"
+              "    return helper(threshold)\n\n# Test cases\nassert has_close_elements([1.0], 0.5) == 'wrong'\n"
+              "print(has_close_elements([], 1))\nif __name__ == '__main__':\n    main()\n"
+              "result = has_close_elements([], 1)\n"
+              "```\nExplanation")
+    assert extract_completion(problem, script, chat=True) == (
+        "\nfrom typing import List\n\nimport math\n\nLIMIT = 10\n\n@staticmethod\ndef helper(x):\n"
+        "    return x < LIMIT\n\ndef has_close_elements(numbers, threshold):\n    # pairs\n"
+        "    return helper(threshold)\n")
+    broken = "def has_close_elements(numbers, threshold)\n    return False\nassert False\n"
+    assert extract_completion(problem, broken + "```", chat=True) == "\n" + broken  # unparsable: as it is
