@@ -88,12 +88,15 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
         regressions = check_regressions(ctx, outcomes, config.regressions, hardware_id=hardware["hardware_id"],
                                         versions=versions)
         registry = _register(ctx, config)
-        report.log_step_records(ctx, take_records(str(runtime.flow_run.id)))
+        step_records = take_records(str(runtime.flow_run.id))
+        report.log_step_records(ctx, step_records)
         report.close_parent_run(ctx, outcomes, class_errors)
         report.publish_prefect_artifacts(ctx, outcomes)
         publish_regressions(regressions)
         summary = {**_summary(ctx, outcomes, model, config), "regressions": regressions.lines(),
-                   "versions_changed": regressions.versions_changed, "registry": registry}
+                   "versions_changed": regressions.versions_changed, "registry": registry,
+                   # steps that waited for memory held by steps beside them (tasks.plan.ledger), seconds
+                   "memory_waits": {r.step: r.memory_wait_s for r in step_records if r.memory_wait_s >= 0.5}}
         if remote is not None:
             summary["hardware_classes"] = _class_rows(remote["classes"])
     if errors := [f"{o.variant.name}: {o.error}" for o in outcomes if o.error] + class_errors:

@@ -184,6 +184,9 @@ def print_summary(summary: dict, sort_by: str | None = None) -> None:
                "top1_agreement", "prefill_tps", "decode_tps", "ttft_ms", "peak_rss_bytes", "task_score", "gate")
     if summary.get("memory_plan"):
         console.print(f"memory plan  acquire: {summary['memory_plan']}", markup=False)
+    for step, seconds in (summary.get("memory_waits") or {}).items():
+        console.print(f"memory plan  {step} waited {seconds:.0f} s for memory held by the steps beside it "
+                      "(side by side they would not have fitted)", markup=False)
     table = Table(title=f"slmforge results ({summary['source']}, tier {summary['tier']})",
                   caption=f"quality figures against: {summary['reference']}" if summary.get("reference") else None)
     for column in columns:

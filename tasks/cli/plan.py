@@ -28,7 +28,7 @@ def plan_table(plan: Plan, title: str) -> Table:
         table.add_row(row.step, row.strategy, _duration(row.seconds), gib(row.peak_bytes), gib(row.disk_bytes),
                       "yes" if row.fits else "NO", row.note)
     table.add_row("total", "", _duration(plan.total_seconds), gib(plan.peak_bytes), gib(plan.disk_bytes),
-                  "yes" if not plan.problems() else "NO", "peak = the largest step (steps run one after another)")
+                  "yes" if not plan.problems() else "NO", plan.peak_note())
     return table
 
 

@@ -6,17 +6,32 @@ remedy, so that a step too big for its host fails in a second instead of being O
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from tasks.plan import needs as N
-from tasks.plan.limits import read_memory_limit
+from tasks.plan.costs import GGUF_BPW
+from tasks.plan.ledger import admit
 from tasks.plan.shapes import shape_from_gguf, shape_from_hf
 
 
 def require(need: N.Need, *, remedy: str = "") -> N.Need:
-    return N.choose([need], read_memory_limit(), remedy=remedy or (
+    """`need` admitted beside the steps running in this process (tasks.plan.ledger): it waits while they
+    hold the memory it needs, and fails now when it would not fit even alone."""
+    return admit([need], on_wait=_say, remedy=remedy or (
         "free memory on this host or raise the container's/cgroup's limit; `slmforge plan CONFIG` shows every "
         "step's need"))
+
+
+def _say(message: str) -> None:
+    """On the run's log (the Prefect UI) when a task run is current, else on this module's logger."""
+    from prefect import get_run_logger  # only once a step waits
+    from prefect.exceptions import MissingContextError
+
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        logging.getLogger(__name__).warning(message)
 
 
 def gguf_shape(path: Path):
@@ -64,6 +79,13 @@ def check_llama_pass(step: str, shape_gguf: Path, *, model_file: Path, n_ctx: in
     require(N.llama_pass_need(step, shape, kind="serve", model_bytes=path_bytes(model_file), n_ctx=n_ctx,
                               logits_rows=logits_rows, quant=quant),
             remedy="free memory or lower the step's context (n_ctx)")
+
+
+def check_quantize(base_gguf: Path, quant_type: str, label: str) -> None:
+    if (shape := gguf_shape(base_gguf)) is None:
+        return
+    require(N.quantize_need(shape, GGUF_BPW.get(quant_type, 8.5), f"gguf {label}"),
+            remedy="free memory or build one variant at a time (builds: {threads: 1})")
 
 
 def check_imatrix(base_gguf: Path, *, n_ctx: int) -> None:

@@ -4,6 +4,12 @@
 each measurement, each served variant) and asks `tasks.plan.needs` for their peaks and `tasks.plan.costs`
 for their times. A step that fits with no strategy is a problem: `slmforge plan` shows it, `slmforge run`
 refuses to start. Pure: the shape, the limit, the free disk and the cost model are passed in.
+
+Not every step runs alone: the builds run side by side (`builds` slots) and beside the reference pass. The
+run's peak is the larger of the largest step and the worst moment of that phase (the reference pass and
+the largest builds, as many as there are slots). Where that moment would not fit but each step does, the
+run still fits: each step is admitted against what the running ones may still take (tasks.plan.ledger),
+so they wait and run one at a time; the plan says so.
 """
 
 from __future__ import annotations
@@ -31,12 +37,22 @@ class PlanRow:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class SideBySide:
+    """The worst moment of the phase whose steps run together: which steps, and their peaks summed."""
+
+    steps: tuple[str, ...]
+    peak_bytes: int
+    fits: bool  # each with its safety margin, as the ledger admits them
+
+
 @dataclass
 class Plan:
     model: ModelShape
     limit: MemoryLimit
     disk_free_bytes: int
     rows: list[PlanRow] = field(default_factory=list)
+    side_by_side: SideBySide | None = None
 
     @property
     def total_seconds(self) -> float:
@@ -44,7 +60,21 @@ class Plan:
 
     @property
     def peak_bytes(self) -> int:
-        return max((r.peak_bytes for r in self.rows), default=0)
+        """The run's peak: the largest step, or the steps side by side where they fit together (where they
+        do not, they wait for each other and the largest step is the peak)."""
+        largest = max((r.peak_bytes for r in self.rows), default=0)
+        together = self.side_by_side
+        return max(largest, together.peak_bytes) if together is not None and together.fits else largest
+
+    def peak_note(self) -> str:
+        together = self.side_by_side
+        if together is None:
+            return "peak = the largest step (no steps side by side)"
+        names = " + ".join(together.steps)
+        if together.fits:
+            return f"peak = {names} side by side"
+        return (f"{names} side by side would need {gib(together.peak_bytes)}: they wait for memory and run one "
+                "at a time; peak = the largest step")
 
     @property
     def disk_bytes(self) -> int:
@@ -77,6 +107,7 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
         plan.rows.append(_row(need.__class__(f"build {fmt} {label}", need.strategy, need.peak_bytes, need.disk_bytes),
                               limit, cost, shape))
     plan.rows.append(_row(N.reference_need(shape, n_ctx=ev.n_ctx, chunks=chunks), limit, cost, shape, chunks=chunks))
+    plan.side_by_side = _side_by_side(plan.rows, slots=_build_slots(config), limit=limit)
     speed_ctx = ev.prefill_tokens + ev.decode_tokens + max(ev.depths, default=0)
 
     def model_bytes(fmt: str, label: str, bpw: float) -> int:
@@ -107,6 +138,25 @@ def plan_run(config, shape: ModelShape, *, limit: MemoryLimit, disk_free_bytes: 
             need = N.Need(need.step, RUNTIMES.get(fmt, fmt), need.peak_bytes, need.disk_bytes)
             plan.rows.append(_row(need, limit, cost, shape))
     return plan
+
+
+def _build_slots(config) -> int:
+    """How many builds run at once (tasks.remote.build_runner): the threads, or Dask's workers."""
+    builds = config.builds
+    return builds.dask_workers if builds.runner == "dask" else builds.threads
+
+
+def _side_by_side(rows: list[PlanRow], *, slots: int, limit: MemoryLimit) -> SideBySide | None:
+    """The worst moment of the builds phase: the reference pass beside the `slots` largest builds (the
+    importance matrix runs inside a build: it takes that build's slot)."""
+    builds = sorted((r for r in rows if r.step.startswith(("build ", "imatrix"))), key=lambda r: r.peak_bytes)
+    reference = [r for r in rows if r.step == "reference pass"]
+    together = reference + builds[-slots:]
+    if len(together) < 2:
+        return None
+    peak = sum(r.peak_bytes for r in together)
+    return SideBySide(steps=tuple(r.step for r in together), peak_bytes=peak,
+                      fits=sum(r.peak_bytes * N.SAFETY for r in together) <= limit.available_bytes)
 
 
 def _acquire(plan: Plan, config, shape: ModelShape, cost: CostModel) -> str:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.hosts.hostlock import STEP_ENV, working_for
 from tasks.plan.costs import step_units
+from tasks.plan.ledger import StepHolder, holding
 from tasks.plan.probe import HostProbe
 
 SAMPLE_S = 0.25
@@ -48,6 +49,8 @@ class StepRecord(BaseModel):
     share_s: float | None = Field(None, ge=0, description=(
         "The step's share of the host: its wall time with every moment split evenly among the metered steps "
         "running then (None in records written before shares were kept: the cost model takes wall_s)."))
+    memory_wait_s: float = Field(0.0, ge=0, description=(
+        "Time it waited for memory held by steps beside it (tasks.plan.ledger); not in wall_s or share_s."))
 
 
 class RunRecord(BaseModel):
@@ -108,6 +111,7 @@ class StepMeter:
         # Children already running belong to something else (the temporary Prefect server, another step).
         self._others = {child.pid for child in self._me.children(recursive=True)}
         self.peak_rss_bytes = 0
+        self.current_rss_bytes = 0  # the last sample: what the step's processes use now
         self.wall_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample_loop, daemon=True, name="step-meter")
@@ -136,6 +140,7 @@ class StepMeter:
                 total += child.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+        self.current_rss_bytes = total
         self.peak_rss_bytes = max(self.peak_rss_bytes, total)
 
     def _mine(self, child: psutil.Process) -> bool:
@@ -172,6 +177,7 @@ class _Open:
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     inner_wall_s: float = 0.0
     share_s: float = 0.0
+    memory_wait_s: float = 0.0
 
 
 class _HostShares:
@@ -227,7 +233,8 @@ def metered(run_key: str, step: str) -> Iterator[StepNote]:
     enclosing = stack[-1] if stack else None
     stack.append(opened)
     try:
-        with StepMeter(opened.token) as meter, working_for(opened.token):
+        with StepMeter(opened.token) as meter, working_for(opened.token), \
+                holding(_holder(opened, meter)):  # the memory promised to it, released when it ends
             _shares.start(opened, pausing=enclosing)
             try:
                 yield note
@@ -243,10 +250,22 @@ def metered(run_key: str, step: str) -> Iterator[StepNote]:
     record = StepRecord(step=step, wall_s=round(wall_s, 3), peak_rss_bytes=meter.peak_rss_bytes,
                         units=step_units(step, note.n_weights, chunks=note.chunks), reused=note.reused,
                         strategy=note.strategy, predicted_peak_bytes=note.predicted_peak_bytes,
-                        share_s=round(opened.share_s, 3))
+                        share_s=round(opened.share_s, 3), memory_wait_s=round(opened.memory_wait_s, 3))
     with _collected_lock:
         _collected.setdefault(run_key, []).append(record)
         _write_kept(run_key)
+
+
+def _holder(step: _Open, meter: StepMeter) -> StepHolder:
+    """How the ledger sees a metered step: what its processes use now, and a wait for memory taken out of
+    its wall time and its share of the host (waiting is not its work), recorded on its own."""
+    def waited(seconds: float) -> None:
+        _shares.start(step, pausing=None)
+        step.inner_wall_s += seconds
+        step.memory_wait_s += seconds
+
+    return StepHolder(token=step.token, in_use=lambda: meter.current_rss_bytes,
+                      pause=lambda: _shares.stop(step, resuming=None), resume=waited)
 
 
 @contextmanager

@@ -173,6 +173,8 @@ def log_step_records(ctx: RunContext, steps: list) -> None:
     for step in steps:
         key = "step." + step.step.replace(" ", "_")
         metrics[f"{key}.wall_s"], metrics[f"{key}.peak_rss_bytes"] = step.wall_s, step.peak_rss_bytes
+        if step.memory_wait_s:  # it waited for memory held by the steps beside it (tasks.plan.ledger)
+            metrics[f"{key}.memory_wait_s"] = step.memory_wait_s
     tracking.log_values(ctx.client, ctx.parent_run_id, metrics=metrics)
 
 

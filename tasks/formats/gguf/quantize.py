@@ -16,6 +16,7 @@ from tasks.formats.gguf.llama_tools import tools_record
 from tasks.formats.gguf.quantize_tool import quantize_with_tool
 from tasks.formats.gguf.variants import QuantRecipe
 from tasks.hosts import hostlock
+from tasks.plan.guard import check_quantize
 from tasks.store.artifacts import stored_step
 from tasks.store.codeid import code_identity
 from tasks.store.versions import subset, tool_versions
@@ -46,10 +47,12 @@ def quantize_gguf(
         "base_key": base_key, "quant": quant, "file_name": file_name,
         "versions": subset(tool_versions(), "llama-cpp-python"), "code": code_identity(__name__),
     }
-    stored = stored_step(
-        store_root, "quantize", material,
-        lambda tmp: _quantize_file(base_gguf, tmp / file_name, quant, threads),
-    )
+
+    def build(tmp: Path) -> None:
+        check_quantize(base_gguf, quant, quant)  # admitted beside the steps running (not for a reused file)
+        _quantize_file(base_gguf, tmp / file_name, quant, threads)
+
+    stored = stored_step(store_root, "quantize", material, build)
     return QuantizedModel(quant=quant, gguf_path=stored.path / file_name, key=stored.key, reused=stored.reused)
 
 
@@ -65,9 +68,13 @@ def _quantize_recipe(base_gguf: Path, recipe: QuantRecipe, *, base_key: str, mod
         "code": code_identity("tasks.formats.gguf.quantize_tool"),
     }
     matrix = imatrix.path if recipe.imatrix else None
-    stored = stored_step(store_root, "quantize", material, lambda tmp: quantize_with_tool(
-        base_gguf, tmp / file_name, recipe.type, overrides=recipe.overrides, imatrix=matrix, threads=threads,
-        tools=tools))
+
+    def build(tmp: Path) -> None:
+        check_quantize(base_gguf, recipe.type, recipe.label)
+        quantize_with_tool(base_gguf, tmp / file_name, recipe.type, overrides=recipe.overrides, imatrix=matrix,
+                           threads=threads, tools=tools)
+
+    stored = stored_step(store_root, "quantize", material, build)
     return QuantizedModel(quant=recipe.label, gguf_path=stored.path / file_name, key=stored.key, reused=stored.reused)
 
 
