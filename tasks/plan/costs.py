@@ -136,7 +136,10 @@ class CostModel:
     than a Q8_0, but both start the same process. A type without records takes its kind's rate. The
     f16's measure has a fixed cost of its own (it starts one worker, the other measures two)."""
 
-    def __init__(self, records: list[RunRecord], hardware_id: str, probe: HostProbe | None = None) -> None:
+    def __init__(self, records: list[RunRecord], hardware_id: str, probe: HostProbe | None = None, *,
+                 memory_factors: dict[str, float] | None = None) -> None:
+        # Peaks this host measured above the formulas (tasks.plan.learned.memory_factors): the plan scales by them.
+        self.memory_factors = memory_factors or {}
         # Records of the current meter (steps timed as shares, the importance matrix apart) where there
         # are any: an older record's builds carry the neighbours' time and the imatrix inside a build.
         records = [r for r in records if all(step.share_s is not None for step in r.steps)] or records

@@ -10,6 +10,7 @@ from tasks.acquire.gguf_source import locate_gguf
 from tasks.core.errors import SourceError
 from tasks.hosts.hardware import hardware_facts
 from tasks.plan.costs import BUILT_IN_PROBE, CostModel, probe_factor
+from tasks.plan.learned import memory_factors
 from tasks.plan.limits import read_memory_limit
 from tasks.plan.plan import Plan, plan_run
 from tasks.plan.probe import HostProbe, ProbeError, host_probe
@@ -52,7 +53,8 @@ def host_cost_model(config, hardware_id: str, *, measure_probe: bool = False, pr
         probe, note = None, f"host probe: not taken: {exc}; built-in lines unscaled"
     else:
         note = describe_probe(probe) if probe else "host probe: none yet (taken by `slmforge plan` or a run)"
-    return CostModel(load_run_records(config.store_dir), hardware_id, probe), note
+    records = load_run_records(config.store_dir)
+    return CostModel(records, hardware_id, probe, memory_factors=memory_factors(records, hardware_id)), note
 
 
 def describe_probe(probe: HostProbe) -> str:

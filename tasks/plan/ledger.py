@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from tasks.plan import needs as N
+from tasks.plan.learned import as_measured
 from tasks.plan.limits import MemoryLimit, gib, read_memory_limit
 
 RECHECK_S = 2.0  # how often a waiting step reads the room again (running steps' memory moves)
@@ -104,6 +105,8 @@ class StepHolder:
     in_use: Callable[[], int]  # what its processes use now
     pause: Callable[[], None]  # it stops working while it waits for memory
     resume: Callable[[float], None]  # ... and resumes after so many seconds
+    admitted: Callable[[int], None]  # the formula's peak of the strategy admitted (kept on its record)
+    factor: Callable[[str], float] = lambda step: 1.0  # what this host's runs measured (tasks.plan.learned)
 
 
 _threads = threading.local()  # per thread: the metered steps open on it, innermost last
@@ -129,15 +132,20 @@ def holding(holder: StepHolder) -> Iterator[None]:
 
 def admit(needs: list[N.Need], *, remedy: str = "", on_wait: Callable[[str], None] | None = None) -> N.Need:
     """The first of `needs` that fits beside the steps running in this process, promised to the step this
-    thread is metering until it ends (outside a metered step: the room now, nothing promised)."""
+    thread is metering until it ends (outside a metered step: the room now, nothing promised). Each need
+    is first scaled by what this host's runs measured for its step (tasks.plan.learned)."""
     stack = _holders()
     if not stack:
         return LEDGER.admit(needs, read_memory_limit, token=None, remedy=remedy, on_wait=on_wait)
     holder = stack[-1]
+    measured = [as_measured(n, holder.factor(n.step)) for n in needs]
     t0 = time.perf_counter()
     holder.pause()
     try:
-        return LEDGER.admit(needs, read_memory_limit, token=holder.token, in_use=holder.in_use, remedy=remedy,
-                            on_wait=on_wait)
+        chosen = LEDGER.admit(measured, read_memory_limit, token=holder.token, in_use=holder.in_use,
+                              remedy=remedy, on_wait=on_wait)
     finally:
         holder.resume(time.perf_counter() - t0)
+    formula = needs[measured.index(chosen)]
+    holder.admitted(formula.peak_bytes)  # the formula's, so a ratio learned from it never compounds
+    return formula

@@ -223,7 +223,7 @@ def choose(needs: list[Need], limit: MemoryLimit, *, remedy: str = "") -> Need:
         if fits(need, limit):
             return need
     best = min(needs, key=lambda n: n.peak_bytes)
-    tried = ", ".join(f"{n.strategy} {gib(n.peak_bytes)}" for n in needs)
+    tried = ", ".join(f"{n.strategy} {gib(n.peak_bytes)}" + (f" ({n.note})" if n.note else "") for n in needs)
     raise InsufficientMemoryError(
         step=best.step, need_bytes=int(best.peak_bytes * SAFETY), limit=limit,
         detail=f"strategies tried: {tried}",

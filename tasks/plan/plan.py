@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from tasks.plan import needs as N
 from tasks.plan.costs import GGUF_BPW, ONNX_BPW, CostModel
+from tasks.plan.learned import as_measured, factor_for
 from tasks.plan.limits import MemoryLimit, gib
 from tasks.plan.shapes import ModelShape
 
@@ -175,9 +176,12 @@ def _acquire(plan: Plan, config, shape: ModelShape, cost: CostModel) -> str:
 
 def _row(need: N.Need, limit: MemoryLimit, cost: CostModel, shape: ModelShape, *, chunks: int = 1,
          note: str = "") -> PlanRow:
+    measured = as_measured(need, factor_for(cost.memory_factors, need.step))  # as the run will admit it
+    if measured is not need:  # the formula's own note (or the caller's), then the host's factor
+        note = "; ".join(filter(None, (note, measured.note)))
     seconds = cost.step_seconds(need.step, shape.n_weights, chunks=chunks)
-    return PlanRow(step=need.step, strategy=need.strategy, seconds=seconds, peak_bytes=need.peak_bytes,
-                   disk_bytes=need.disk_bytes, fits=N.fits(need, limit), note=note or need.note)
+    return PlanRow(step=need.step, strategy=need.strategy, seconds=seconds, peak_bytes=measured.peak_bytes,
+                   disk_bytes=need.disk_bytes, fits=N.fits(measured, limit), note=note or need.note)
 
 
 def _variants(config) -> list[tuple[str, str, float, bool]]:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.hosts.hostlock import STEP_ENV, working_for
 from tasks.plan.costs import step_units
+from tasks.plan.learned import factor_for, memory_factors
 from tasks.plan.ledger import StepHolder, holding
 from tasks.plan.probe import HostProbe
 
@@ -167,6 +168,7 @@ class StepNote:
 _collected: dict[str, list[StepRecord]] = {}
 _collected_lock = threading.Lock()
 _kept: dict[str, tuple[Path, RunRecord, Path]] = {}  # run key -> (store root, header, its record's path)
+_factors: dict[str, dict[str, float]] = {}  # run key -> this host's learned memory factors (read once)
 
 
 @dataclass(eq=False)  # hashed by identity: the set of running steps holds them
@@ -178,6 +180,7 @@ class _Open:
     inner_wall_s: float = 0.0
     share_s: float = 0.0
     memory_wait_s: float = 0.0
+    predicted_peak_bytes: int | None = None  # the formula's, for the strategy its guard admitted
 
 
 class _HostShares:
@@ -249,7 +252,8 @@ def metered(run_key: str, step: str) -> Iterator[StepNote]:
     wall_s = max(meter.wall_s - opened.inner_wall_s, 0.0)
     record = StepRecord(step=step, wall_s=round(wall_s, 3), peak_rss_bytes=meter.peak_rss_bytes,
                         units=step_units(step, note.n_weights, chunks=note.chunks), reused=note.reused,
-                        strategy=note.strategy, predicted_peak_bytes=note.predicted_peak_bytes,
+                        strategy=note.strategy,
+                        predicted_peak_bytes=note.predicted_peak_bytes or opened.predicted_peak_bytes,
                         share_s=round(opened.share_s, 3), memory_wait_s=round(opened.memory_wait_s, 3))
     with _collected_lock:
         _collected.setdefault(run_key, []).append(record)
@@ -264,8 +268,25 @@ def _holder(step: _Open, meter: StepMeter) -> StepHolder:
         step.inner_wall_s += seconds
         step.memory_wait_s += seconds
 
+    def admitted(peak_bytes: int) -> None:
+        step.predicted_peak_bytes = peak_bytes
+
     return StepHolder(token=step.token, in_use=lambda: meter.current_rss_bytes,
-                      pause=lambda: _shares.stop(step, resuming=None), resume=waited)
+                      pause=lambda: _shares.stop(step, resuming=None), resume=waited, admitted=admitted,
+                      factor=lambda name: factor_for(_learned_factors(step.run_key), name))
+
+
+def _learned_factors(run_key: str) -> dict[str, float]:
+    """What this host's recorded runs measured above the formulas (tasks.plan.learned), read once per run
+    from the store its record is kept in (none before the model is known: acquire)."""
+    with _collected_lock:
+        kept = _kept.get(run_key)
+        if kept is None:
+            return {}
+        if run_key not in _factors:
+            store_root, header, _ = kept
+            _factors[run_key] = memory_factors(load_run_records(store_root), header.hardware_id)
+        return _factors[run_key]
 
 
 @contextmanager
@@ -311,4 +332,5 @@ def take_records(run_key: str) -> list[StepRecord]:
     """The run's step records, for its MLflow metrics; the run stops keeping its record (it is complete)."""
     with _collected_lock:
         _kept.pop(run_key, None)
+        _factors.pop(run_key, None)
         return _collected.pop(run_key, [])

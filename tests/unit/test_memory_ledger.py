@@ -177,3 +177,66 @@ def test_one_build_slot_puts_one_build_beside_the_reference_pass():
     plan = plan_run(config, QWEN15, limit=MemoryLimit(40 * GiB, 40 * GiB), disk_free_bytes=100 * GiB,
                     cost=CostModel([], "hw"))
     assert plan.side_by_side.steps == ("reference pass", "build gguf Q8_0")
+
+
+def _onnx_record(hardware_id: str, *, predicted: int, measured: int, reused: bool = False):
+    from tasks.plan.records import RunRecord, StepRecord
+
+    return RunRecord(hardware_id=hardware_id, model="m", n_weights=10**9, steps=[StepRecord(
+        step="build onnx int4", wall_s=60, peak_rss_bytes=measured, units=1.0, reused=reused,
+        predicted_peak_bytes=predicted)])
+
+
+def test_a_peak_this_host_measured_above_the_formula_is_learned_by_type_and_kind():
+    from tasks.plan.learned import factor_for, memory_factors
+
+    records = [_onnx_record("here", predicted=100, measured=122),  # the 1.5B's export on the AMX host
+               _onnx_record("here", predicted=100, measured=90),  # below: never lowers a prediction
+               _onnx_record("here", predicted=100, measured=200, reused=True),  # a reused step measured nothing
+               _onnx_record("there", predicted=100, measured=300)]  # another host's CPU
+    factors = memory_factors(records, "here")
+    assert factors == {"build onnx int4": pytest.approx(1.22), "build onnx": pytest.approx(1.22)}  # 90: no lower
+    assert factor_for(factors, "build onnx int8") == pytest.approx(1.22)  # its kind's, without records of its own
+    assert factor_for(factors, "build gguf Q8_0") == 1.0
+    # A type measured within its formula keeps its own 1, not its kind's factor (the 1.5B's f16 measure,
+    # 0.97 of its prediction, had been scaled by ONNX int4's measure, 1.03).
+    both = memory_factors([_onnx_record("here", predicted=100, measured=122), _onnx_record("here", predicted=100, measured=97)
+                           .model_copy(update={"steps": [_onnx_record("here", predicted=100, measured=97).steps[0]
+                                                         .model_copy(update={"step": "build onnx int8"})]})], "here")
+    assert factor_for(both, "build onnx int8") == 1.0 and factor_for(both, "build onnx fp32") == pytest.approx(1.22)
+
+
+def test_the_plan_scales_a_step_by_what_this_host_measured_and_says_so():
+    config = _config(formats={"onnx": {"precisions": ["int4"], "serve": {"enabled": False}}})
+    formula = plan_run(config, QWEN15, limit=MemoryLimit(40 * GiB, 40 * GiB), disk_free_bytes=100 * GiB,
+                       cost=CostModel([], "hw"))
+    learned = plan_run(config, QWEN15, limit=MemoryLimit(40 * GiB, 40 * GiB), disk_free_bytes=100 * GiB,
+                       cost=CostModel([], "hw", memory_factors={"build onnx int4": 1.22}))
+    before, after = ({r.step: r for r in p.rows}["build onnx int4"] for p in (formula, learned))
+    assert after.peak_bytes == int(before.peak_bytes * 1.22)
+    assert "x1.22: this host's runs measured it above the formula's" in after.note
+
+
+def test_a_run_admits_a_step_at_the_peak_this_host_measured_and_records_the_formulas(tmp_path, monkeypatch):
+    """A 16 GiB host: the export's formula (13.5 GiB) fits with its margin; the 16.5 this host measured
+    does not. Before, the guard admitted it and the process would have been killed halfway."""
+    from tasks.plan import ledger, records
+    from tasks.plan.needs import onnx_export_need
+
+    need_ = onnx_export_need(QWEN15, "int4", 4.0)
+    records.save_run_record(tmp_path, _onnx_record("hw-here", predicted=need_.peak_bytes,
+                                                   measured=int(need_.peak_bytes * 1.22)))
+    host = Host(int(need_.peak_bytes * SAFETY * 1.1))  # room for the formula, not for what was measured
+    monkeypatch.setattr(ledger, "read_memory_limit", host.limit)
+    records.keep_run_record("run-learned", tmp_path, hardware_id="hw-here", model="m", n_weights=10**9)
+    with pytest.raises(InsufficientMemoryError) as error:
+        with records.metered("run-learned", "build onnx int4"):
+            ledger.admit([need_])
+    assert "this host's runs measured it above the formula" in str(error.value)
+
+    host.size *= 2  # room for it: admitted, and its record keeps the formula's prediction (so a ratio
+    with records.metered("run-learned", "build onnx int4") as note:  # learned from it never compounds)
+        note.n_weights = 10**9
+        ledger.admit([need_])
+    kept = records.take_records("run-learned")
+    assert kept[-1].predicted_peak_bytes == need_.peak_bytes
