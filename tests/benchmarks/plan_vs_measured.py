@@ -36,6 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     from tasks.config import load_config
     from tasks.plan.costs import CostModel
+    from tasks.plan.learned import memory_factors
     from tasks.plan.limits import MemoryLimit
     from tasks.plan.plan import plan_run
     from tasks.plan.records import RunRecord, load_run_records, records_dir
@@ -56,7 +57,8 @@ def main() -> None:
     probe = run.probe or host_probe(run.hardware_id, measure=False)
     print(f"probe: {describe_probe(probe) if probe else 'none (built-in lines unscaled)'}")
     plan = plan_run(config, source_shape(config), limit=limit, disk_free_bytes=2**50,
-                    cost=CostModel(others, run.hardware_id, probe))
+                    cost=CostModel(others, run.hardware_id, probe,
+                                   memory_factors=memory_factors(others, run.hardware_id)))
     measured = {s.step: s.model_dump() for s in run.steps}
     print("| step | strategy | predicted time | measured time (share; wall) | ratio | predicted peak | measured peak "
           "| ratio |")
