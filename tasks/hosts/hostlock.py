@@ -73,6 +73,13 @@ def refuse_new_work() -> None:
     _stopping.set()
 
 
+def raise_if_stopping(what: str) -> None:
+    """RunStopping when this run was told to stop: for a step about to start work after a wait of its own
+    (for memory, tasks.plan.ledger), which would otherwise start it once its neighbours were killed."""
+    if _stopping.is_set():
+        raise RunStopping(f"this run is stopping (SIGTERM): {what} does not start")
+
+
 def lock_path() -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "slmforge" / "locks" / "host-cores.lock"

@@ -9,7 +9,8 @@ what the running steps may still grow by (their promise less what they use now, 
 
 - it fits beside them: it starts;
 - it would fit alone but not beside them: it waits until they end (the run takes longer, one step at a
-  time, instead of being killed halfway), and says so on the run;
+  time, instead of being killed halfway), and says so on the run; a run told to stop (SIGTERM) while it
+  waits does not start it (hostlock.RunStopping);
 - it would not fit even alone: the guard's error, at once, as before.
 
 A step whose enclosing step on the same thread already holds a promise (the importance matrix inside a
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from tasks.hosts.hostlock import raise_if_stopping
 from tasks.plan import needs as N
 from tasks.plan.learned import as_measured
 from tasks.plan.limits import MemoryLimit, gib, read_memory_limit
@@ -87,6 +89,7 @@ class MemoryLedger:
                                + "; it starts when they end (side by side they would not fit)")
                     (on_wait or LOG.warning)(message)
                 self._cond.wait(RECHECK_S)
+                raise_if_stopping(f"{chosen.step}, waiting for memory,")  # its neighbours are being stopped
 
     def release(self, token: str) -> None:
         with self._cond:

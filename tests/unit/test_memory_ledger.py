@@ -78,6 +78,30 @@ def test_a_step_that_fits_alone_but_not_beside_a_running_one_waits_until_it_ends
     assert [p.step for p in ledger.held()] == ["reference pass"]
 
 
+def test_a_step_waiting_for_memory_does_not_start_once_the_run_is_told_to_stop(monkeypatch):
+    # SIGTERM stops the builds beside it: their memory is then free, and the waiting step must not take it.
+    from tasks.hosts import hostlock
+
+    monkeypatch.setattr(hostlock, "_stopping", threading.Event())
+    host, ledger, outcome = Host(10 * GiB), MemoryLedger(), []
+
+    def reference() -> None:
+        try:
+            ledger.admit([need("reference pass", 5)], host.limit, token="reference", on_wait=lambda m: None)
+            outcome.append("started")
+        except hostlock.RunStopping as exc:
+            outcome.append(str(exc))
+
+    with held_elsewhere(ledger, host, "build onnx int4", 8, "export"):
+        waiting = threading.Thread(target=reference)
+        waiting.start()
+        time.sleep(0.3)
+        hostlock.refuse_new_work()
+        waiting.join(10)
+    assert len(outcome) == 1 and outcome[0].startswith("this run is stopping (SIGTERM): reference pass, waiting")
+    assert [p.step for p in ledger.held()] == ["build onnx int4"]  # nothing promised to the reference pass
+
+
 def test_a_step_that_fits_beside_the_running_ones_starts_at_once():
     host, ledger = Host(10 * GiB), MemoryLedger()
     host.used["a"] = 3 * GiB  # at its peak: it takes nothing more
