@@ -39,6 +39,8 @@ LOG = logging.getLogger(__name__)
 
 @dataclass
 class Promise:
+    """The memory promised to one running step."""
+
     step: str
     need_bytes: int  # the predicted peak with the safety margin: what fits() compares
     thread: int
@@ -50,6 +52,8 @@ class Promise:
 
 
 class MemoryLedger:
+    """The promises of the steps running in this process (see the module docstring)."""
+
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._promises: dict[str, Promise] = {}  # the metered step's token -> its promise
