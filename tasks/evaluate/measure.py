@@ -155,7 +155,9 @@ def measure_variant(
                     "code": code_identity(fmt.runtime_module, HUMANEVAL_DECODING)})
                 figures, decoded = _humaneval(built, config, tmp, on_progress, kept=kept)
                 metrics.update(figures)
-                note.n_weights, note.chunks = base.n_weights, decoded
+                # Every problem kept (a re-scoring, a smaller subset): nothing decoded, nothing to price; a
+                # step of 0 units is no record at all (it failed the variant, 2026-12-05).
+                note.n_weights, note.chunks, note.reused = base.n_weights, max(decoded, 1), decoded == 0
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (tmp / "measured_at.txt").write_text(records.now())  # reused figures name their time
 

@@ -90,6 +90,12 @@ def test_flow_tracks_every_variant_and_reruns_from_cache(prefect_harness, config
     assert third["reused"] == {
         "tiny-llama-gguf-f16": True, "tiny-llama-gguf-q8_0": True, "tiny-llama-gguf-q5_0": False,
     }
+    if HUMANEVAL:  # a smaller subset: every problem kept, none decoded (that failed each variant's record)
+        fourth = pipeline(str(config_for(["Q8_0"], evaluate={**QUICK_EVAL, "humaneval": {
+            **HUMANEVAL, "problems": {"task_ids": ["HumanEval/0"]}}})))
+        assert not fourth["errors"] and len(fourth["rows"]) == 2
+        steps = [s for r in load_run_records(tmp_path / "store") for s in r.steps if s.step.startswith("humaneval")]
+        assert steps and steps[-1].reused  # kept generations: nothing for the cost model to learn
 
 
 def check_humaneval(client, children, tmp_path: Path) -> None:
