@@ -15,8 +15,11 @@ what the running steps may still grow by (their promise less what they use now, 
 
 A step whose enclosing step on the same thread already holds a promise (the importance matrix inside a
 build) is checked against the room only, never made to wait: a thread that holds memory and waits for
-another that holds memory could wait forever. Only threads of this process are seen: Dask's worker
-processes each admit their own steps against the host's room.
+another that holds memory could wait forever.
+
+Other processes of this host (a second run, a worker, Dask's worker processes) post their promises on the
+host's board (tasks.plan.board) and this ledger counts them the same way: a step here waits for a step
+there, and the other way round.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from tasks.hosts.hostlock import raise_if_stopping
+from tasks.plan.board import Board
 from tasks.plan import needs as N
 from tasks.plan.learned import as_measured
 from tasks.plan.limits import MemoryLimit, gib, read_memory_limit
@@ -43,7 +47,7 @@ class Promise:
 
     step: str
     need_bytes: int  # the predicted peak with the safety margin: what fits() compares
-    thread: int
+    thread: int | None  # None: a step of another process (posted on the host's board)
     in_use: Callable[[], int]  # what the step's processes use now (its meter's last sample)
 
     def outstanding(self) -> int:
@@ -52,11 +56,27 @@ class Promise:
 
 
 class MemoryLedger:
-    """The promises of the steps running in this process (see the module docstring)."""
+    """The promises of the steps running in this process, and of other processes on `board` (None: this
+    process's only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, board: Board | None = None) -> None:
         self._cond = threading.Condition()
         self._promises: dict[str, Promise] = {}  # the metered step's token -> its promise
+        self._board = board
+
+    def _others(self, me: int) -> list[Promise]:
+        """The promises of other threads of this process and of other processes (as last posted)."""
+        mine = [p for p in self._promises.values() if p.thread != me]
+        posted = self._board.others() if self._board else []
+        return mine + [Promise(p.label(), p.need_bytes, None, lambda used=p.in_use_bytes: used) for p in posted]
+
+    @contextmanager
+    def _deciding(self) -> Iterator[None]:
+        if self._board is None:
+            yield
+        else:
+            with self._board.deciding():
+                yield
 
     def held(self) -> list[Promise]:
         with self._cond:
@@ -72,18 +92,9 @@ class MemoryLedger:
         announced = False
         with self._cond:
             while True:
-                limit = read_limit()
-                others = [p for p in self._promises.values() if p.thread != me]
-                # Alone: with the running steps ended, what they use now would be free again.
-                alone = replace(limit, available_bytes=limit.available_bytes + sum(p.in_use() for p in others))
-                chosen = N.choose(needs, alone, remedy=remedy)  # fits alone, or InsufficientMemoryError now
-                room = limit.available_bytes - sum(p.outstanding() for p in others)
-                beside = next((n for n in needs if n.peak_bytes * N.SAFETY <= room), None)
-                holding = any(p.thread == me for p in self._promises.values())
-                if beside is not None or token is None or holding or not others:
-                    chosen = beside or N.choose(needs, limit, remedy=remedy)
-                    if token is not None:
-                        self._promises[token] = Promise(chosen.step, int(chosen.peak_bytes * N.SAFETY), me, in_use)
+                with self._deciding():
+                    chosen, others, limit = self._decide(needs, read_limit, token, in_use, remedy, me)
+                if others is None:
                     return chosen
                 if not announced:
                     announced = True
@@ -95,13 +106,37 @@ class MemoryLedger:
                 self._cond.wait(RECHECK_S)
                 raise_if_stopping(f"{chosen.step}, waiting for memory,")  # its neighbours are being stopped
 
+    def _decide(self, needs: list[N.Need], read_limit: Callable[[], MemoryLimit], token: str | None,
+                in_use: Callable[[], int], remedy: str, me: int) -> tuple[N.Need, list[Promise] | None, MemoryLimit]:
+        """One look at the room: (the need admitted, None, limit), promised to `token`; or (the need that
+        would fit alone, the promises it waits for, limit). Raises when nothing fits even alone."""
+        limit = read_limit()
+        others = self._others(me)
+        # Alone: with the running steps ended, what they use now would be free again.
+        alone = replace(limit, available_bytes=limit.available_bytes + sum(p.in_use() for p in others))
+        chosen = N.choose(needs, alone, remedy=remedy)  # fits alone, or InsufficientMemoryError now
+        room = limit.available_bytes - sum(p.outstanding() for p in others)
+        beside = next((n for n in needs if n.peak_bytes * N.SAFETY <= room), None)
+        holding = any(p.thread == me for p in self._promises.values())
+        if beside is not None or token is None or holding or not others:
+            chosen = beside or N.choose(needs, limit, remedy=remedy)
+            if token is not None:
+                need_bytes = int(chosen.peak_bytes * N.SAFETY)
+                self._promises[token] = Promise(chosen.step, need_bytes, me, in_use)
+                if self._board is not None:
+                    self._board.post(token, chosen.step, need_bytes, in_use)
+            return chosen, None, limit
+        return chosen, others, limit
+
     def release(self, token: str) -> None:
         with self._cond:
             if self._promises.pop(token, None) is not None:
+                if self._board is not None:
+                    self._board.withdraw(token)
                 self._cond.notify_all()
 
 
-LEDGER = MemoryLedger()  # one per process: every thread's steps
+LEDGER = MemoryLedger(Board())  # one per process: every thread's steps, and the host's board
 
 
 @dataclass(frozen=True)
@@ -146,13 +181,20 @@ def admit(needs: list[N.Need], *, remedy: str = "", on_wait: Callable[[str], Non
         return LEDGER.admit(needs, read_memory_limit, token=None, remedy=remedy, on_wait=on_wait)
     holder = stack[-1]
     measured = [as_measured(n, holder.factor(n.step)) for n in needs]
+    waits: list[str] = []
+
+    def said(message: str) -> None:
+        waits.append(message)
+        (on_wait or LOG.warning)(message)
+
     t0 = time.perf_counter()
     holder.pause()
     try:
         chosen = LEDGER.admit(measured, read_memory_limit, token=holder.token, in_use=holder.in_use,
-                              remedy=remedy, on_wait=on_wait)
+                              remedy=remedy, on_wait=said)
     finally:
-        holder.resume(time.perf_counter() - t0)
+        # A wait is not the step's work; admitting at once (reading the host's board) is.
+        holder.resume(time.perf_counter() - t0 if waits else 0.0)
     formula = needs[measured.index(chosen)]
     holder.admitted(formula.peak_bytes)  # the formula's, so a ratio learned from it never compounds
     return formula
