@@ -59,7 +59,7 @@ def _started(pid: int) -> float | None:
     """The process's start time (tells a reused pid apart); None when it is gone."""
     try:
         return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+    except (psutil.Error, ValueError):  # gone, a zombie, or no pid at all (a damaged file)
         return None
 
 
@@ -97,12 +97,17 @@ class Board:
                 entry = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue  # removed as we read it (its step ended)
+            if not isinstance(entry, dict):
+                continue
             if entry.get("pid") == self._pid and entry.get("started") == self._started:
                 continue  # this process's own: the ledger knows them better
             if _started(entry.get("pid", -1)) != entry.get("started"):
                 path.unlink(missing_ok=True)  # its process died: nothing holds that memory now
                 continue
-            found.append(Posted(entry["step"], entry["need_bytes"], entry["in_use_bytes"], entry["pid"]))
+            try:
+                found.append(Posted(entry["step"], int(entry["need_bytes"]), int(entry["in_use_bytes"]), entry["pid"]))
+            except (KeyError, TypeError, ValueError):
+                path.unlink(missing_ok=True)  # not a promise this code wrote
         return found
 
     def post(self, token: str, step: str, need_bytes: int, in_use: Callable[[], int]) -> None:
