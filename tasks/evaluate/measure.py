@@ -137,7 +137,7 @@ def measure_variant(
         material["humaneval_scoring"] = code_identity(*HUMANEVAL_SCORING)
 
     def build(tmp: Path) -> None:
-        check_measure(base.path, built.path, name=f"measure {built.format} {built.quant}", n_ctx=config.n_ctx,
+        check_measure(base.path, built.path, fmt=built.format, quant=built.quant, n_ctx=config.n_ctx,
                       speed_ctx=config.prefill_tokens + config.decode_tokens + max(config.depths, default=0),
                       quality=not is_base, anchor=not is_base and config.speed_anchor)
         metrics = {**fmt.size_facts(built, base), **_run_measurements(

@@ -61,11 +61,13 @@ def check_reference(base_gguf: Path, *, n_ctx: int, chunks: int) -> None:
             remedy="free memory or lower evaluate.n_ctx; the reference pass holds the f16 model")
 
 
-def check_measure(base_gguf: Path, variant: Path, *, name: str, n_ctx: int, speed_ctx: int,
+def check_measure(base_gguf: Path, variant: Path, *, fmt: str, quant: str, n_ctx: int, speed_ctx: int,
                   quality: bool = True, anchor: bool = False) -> None:
+    """The variant `fmt quant` (its file or folder `variant`) measured: the need the plan prices for its row
+    (`measure gguf Q8_0`; an ONNX variant by ONNX Runtime's formula, not llama.cpp's)."""
     if (shape := gguf_shape(base_gguf)) is None:
         return
-    need = N.measure_need(shape, variant=name, model_bytes=path_bytes(variant), n_ctx=n_ctx,
+    need = N.measure_need(shape, variant=f"{fmt} {quant}", model_bytes=path_bytes(variant), n_ctx=n_ctx,
                           speed_ctx=speed_ctx, quality=quality, anchor_bytes=path_bytes(base_gguf) if anchor else 0)
     require(need, remedy="free memory, lower evaluate.n_ctx / depths, or measure this variant on a bigger host "
                          "(`hardware:` classes)")

@@ -31,6 +31,9 @@ from tasks.formats.onnx.build import export_onnx_variant
 from tasks.formats.onnx.config import OnnxTargets
 from tasks.formats.onnx.package import package_onnx_variant
 from tasks.hosts.hardware import hardware_facts
+from tasks.plan import guard
+from tasks.plan import needs as N
+from tasks.plan.shapes import shape_from_gguf
 from tasks.tracking.client import CONTRACT_METRICS
 from tests.helpers import QUICK_EVAL, tools_required, write_config
 
@@ -54,7 +57,7 @@ def reference(onnx_store, tiny_model_dir):
     return model, base, tokens, ref, config
 
 
-def test_int4_export_is_measured_against_the_gguf_reference_and_packaged(reference, onnx_store):
+def test_int4_export_is_measured_against_the_gguf_reference_and_packaged(reference, onnx_store, monkeypatch):
     model, base, tokens, ref, config = reference
     targets = OnnxTargets(precisions=["int4"], smoke_max_new_tokens=8)
     export = export_onnx_variant(model.hf_dir, identity=model.identity, model_name="Tiny-Llama",
@@ -66,8 +69,17 @@ def test_int4_export_is_measured_against_the_gguf_reference_and_packaged(referen
                   build_s=export.wall_s, versions=export.versions)
     evaluate = dict(base=base, reference=ref, tokens_file=tokens, config=config,
                     hardware_id=hardware_facts()["hardware_id"], store_root=onnx_store)
+    asked = []  # what the measure's memory guard admits (tasks.plan.guard.require)
+    monkeypatch.setattr(guard, "admit", lambda needs, **_: asked.append(needs[0]) or needs[0])
     metrics, reused = measure_variant(built, **evaluate)
     assert not reused and MEASURED <= set(metrics), MEASURED - set(metrics)
+    # The need the plan prices for this row (`measure onnx int4`, ONNX Runtime's process), not llama.cpp's
+    # (until 2026-12-05 the run asked for `measure measure onnx int4` by llama.cpp's formula).
+    assert asked == [N.measure_need(
+        shape_from_gguf(base.path), variant="onnx int4", model_bytes=guard.path_bytes(export.folder),
+        n_ctx=config.n_ctx, speed_ctx=config.prefill_tokens + config.decode_tokens + max(config.depths, default=0),
+        anchor_bytes=base.path.stat().st_size if config.speed_anchor else 0)]
+    monkeypatch.undo()
     assert all(math.isfinite(metrics[name]) for name in MEASURED)
     assert metrics["kld_mean"] >= 0 and metrics["kld_p99"] >= 0 and 0 <= metrics["top1_agreement"] <= 1
     assert metrics["chunks"] == 2 and metrics["scored_tokens"] == 2 * 63  # same protocol as GGUF
