@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 from tasks.hosts.hostlock import raise_if_stopping
@@ -70,14 +70,6 @@ class MemoryLedger:
         posted = self._board.others() if self._board else []
         return mine + [Promise(p.label(), p.need_bytes, None, lambda used=p.in_use_bytes: used) for p in posted]
 
-    @contextmanager
-    def _deciding(self) -> Iterator[None]:
-        if self._board is None:
-            yield
-        else:
-            with self._board.deciding():
-                yield
-
     def held(self) -> list[Promise]:
         with self._cond:
             return list(self._promises.values())
@@ -92,7 +84,7 @@ class MemoryLedger:
         announced = False
         with self._cond:
             while True:
-                with self._deciding():
+                with self._board.deciding() if self._board else nullcontext():
                     chosen, others, limit = self._decide(needs, read_limit, token, in_use, remedy, me)
                 if others is None:
                     return chosen
