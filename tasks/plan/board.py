@@ -68,10 +68,15 @@ class Board:
 
     def __init__(self, root: Path | None = None) -> None:
         self._root = root
+        self.forget_parent()
+
+    def forget_parent(self) -> None:
+        """Start as this process, holding nothing: also what a forked child must do, or it would post under
+        its parent's pid and skip its parent's promises as its own (see tasks.plan.ledger's at-fork hook)."""
         self._pid = os.getpid()
         self._started = _started(self._pid)
         self._mine: dict[str, tuple[str, int, Callable[[], int]]] = {}  # token -> step, need, in_use
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # a fresh one: the parent's may have been held by a thread at the fork
         self._refresher: threading.Thread | None = None
 
     @property

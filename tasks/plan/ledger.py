@@ -25,6 +25,7 @@ there, and the other way round.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,9 +61,16 @@ class MemoryLedger:
     process's only)."""
 
     def __init__(self, board: Board | None = None) -> None:
-        self._cond = threading.Condition()
-        self._promises: dict[str, Promise] = {}  # the metered step's token -> its promise
         self._board = board
+        self.forget_parent()
+
+    def forget_parent(self) -> None:
+        """Hold nothing, as a new process. A forked child inherits its parent's promises, but not the threads
+        that would release them: it would wait for steps that never end there, and post as its parent."""
+        self._cond = threading.Condition()  # a fresh lock: a thread of the parent may have held it at the fork
+        self._promises: dict[str, Promise] = {}  # the metered step's token -> its promise
+        if self._board is not None:
+            self._board.forget_parent()
 
     def _others(self, me: int) -> list[Promise]:
         """The promises of other threads of this process and of other processes (as last posted)."""
@@ -129,6 +137,7 @@ class MemoryLedger:
 
 
 LEDGER = MemoryLedger(Board())  # one per process: every thread's steps, and the host's board
+os.register_at_fork(after_in_child=LEDGER.forget_parent)  # a forked child is another process of the board
 
 
 @dataclass(frozen=True)

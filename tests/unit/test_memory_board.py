@@ -124,3 +124,45 @@ def test_a_killed_process_holds_no_memory_and_its_promise_is_removed(tmp_path):
     assert time.perf_counter() - t0 < 1.0
     assert not left.exists()
     ledger.release("reference")
+
+
+# A run that forks a child while its export holds 6 GiB. The child is another process of the host: it must
+# not inherit the export's promise as one of its own steps (no thread of the child would ever release it),
+# and it must see that promise on the board under its parent's pid, as any other process would.
+FORKED_CHILD = """
+import json, os, sys
+from tasks.plan.ledger import LEDGER as ledger
+from tasks.plan.limits import MemoryLimit
+from tasks.plan.needs import SAFETY, Need
+free = MemoryLimit(available_bytes=8 * 2**30, host_available_bytes=8 * 2**30)
+ledger.admit([Need("build onnx int4", "test", int(6 * 2**30 / SAFETY), 0)], lambda: free, token="export")
+child = os.fork()
+if child == 0:
+    said = []
+    class Waits(Exception):
+        pass
+    def waits(message):
+        said.append(message)
+        raise Waits  # seen waiting: enough for the test
+    try:  # 4 GiB beside the parent's 6 in 8 free: it must wait for the parent's export
+        ledger.admit([Need("reference pass", "test", int(4 * 2**30 / SAFETY), 0)], lambda: free, token="ref",
+                     on_wait=waits)
+    except Waits:
+        pass
+    print(json.dumps({"held": [p.step for p in ledger.held()], "said": said,
+                      "others": [[p.step, p.pid] for p in ledger._board.others()]}), flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+def test_a_forked_child_sees_its_parents_promises_as_another_process(tmp_path):
+    import json
+
+    out = subprocess.run([sys.executable, "-c", FORKED_CHILD], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60, check=True).stdout
+    seen = json.loads(out.splitlines()[-1])
+    assert seen["held"] == []  # the parent's step is not one of the child's
+    parent_pid = seen["others"][0][1]
+    assert seen["others"] == [["build onnx int4", parent_pid]]
+    assert len(seen["said"]) == 1 and f"build onnx int4 (process {parent_pid}) may still take" in seen["said"][0]
