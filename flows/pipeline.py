@@ -20,7 +20,7 @@ from tasks.evaluate.domains import evaluation_text_problems
 from tasks.formats import REFERENCE_FORMAT, get_format, refuse_unsupported
 from tasks.formats.base import Built, BuildInputs, PackageInputs
 from tasks.hosts.hardware import hardware_facts
-from tasks.plan.records import keep_run_record, take_records
+from tasks.plan.records import evaluation_protocol, keep_run_record, take_records
 from tasks.prefect_tasks import (
     acquire_task, bandwidth_task, base_task, build_task, package_task, probe_task, reference_task, register_task,
     serve_task, tokens_task,
@@ -55,7 +55,7 @@ def pipeline(config_path: str = "configs/default.yaml", fail_on_regression: bool
             probe = probe_task(hardware["hardware_id"])
         model = acquire_task(config.source, config.acquire, store)
         keep_run_record(str(runtime.flow_run.id), store, hardware_id=hardware["hardware_id"], model=model.source,
-                        n_weights=model.param_count, probe=probe)
+                        n_weights=model.param_count, probe=probe, protocol=evaluation_protocol(config.evaluate))
         report.log_model_facts(ctx, model, reference=report.reference_of(model, config))
         report.log_model_plan(ctx, model)
         refuse_unsupported(model.architecture, config.formats)  # before any conversion, with the reasons

@@ -93,6 +93,9 @@ BY_BYTES = ("serve",)
 # 5.1 and 5.3 s per billion weights x chunk; on the 135M, 8.3 and 7.8).
 LIKE = {"imatrix": "reference pass"}
 BASE_QUANTS = ("f16", "bf16", "f32")  # the reference a GGUF run measures: speed only (its quality is the reference pass)
+# Kinds whose time depends on the evaluation protocol beyond their units (records.evaluation_protocol):
+# learned only from runs of the plan's own protocol; the others (builds, serving, HumanEval) from any.
+BY_PROTOCOL = ("reference pass", "measure")
 FORMATS = ("gguf", "onnx")  # the formats whose measure and serve records name them as `<model>-<format>-<quant>`
 
 
@@ -137,7 +140,9 @@ class CostModel:
     f16's measure has a fixed cost of its own (it starts one worker, the other measures two)."""
 
     def __init__(self, records: list[RunRecord], hardware_id: str, probe: HostProbe | None = None, *,
-                 memory_factors: dict[str, float] | None = None) -> None:
+                 memory_factors: dict[str, float] | None = None, protocol: str | None = None) -> None:
+        """`protocol`: the planned run's evaluation protocol; the kinds BY_PROTOCOL learn only from records
+        of it (None: from every record)."""
         # Peaks this host measured above the formulas (tasks.plan.learned.memory_factors): the plan scales by them.
         self.memory_factors = memory_factors or {}
         # Records of the current meter (steps timed as shares, the importance matrix apart) where there
@@ -157,9 +162,13 @@ class CostModel:
 
         # In KINDS' order: the reference pass is learned before the measures, whose quality pass its
         # rate prices (_quality_rate).
+        def same_protocol(kind: str, record: RunRecord) -> bool:
+            return protocol is None or kind not in BY_PROTOCOL or record.protocol == protocol
+
         for kind in KINDS:
             for where, keep in (("this host", on_this_host), ("other hosts", lambda r: True)):
-                by_key = _points_by_key(records, kind, keep, quality_rate=self._quality_rate(), scale=as_here(kind))
+                by_key = _points_by_key([r for r in records if same_protocol(kind, r)], kind, keep,
+                                        quality_rate=self._quality_rate(), scale=as_here(kind))
                 if by_key:
                     self._learn(kind, by_key, where)
                     break
@@ -182,7 +191,10 @@ class CostModel:
         points = [pt for pts in by_key.values() for pt in pts]
         basis = f"{where} ({len(points)} steps)"
         built_in = self._rates[kind]
-        host_factor = _factor(built_in, points)
+        # How much slower this host ran each recorded type than that type's own built-in line: against the
+        # kind's line, a Q8_0 build (a quarter of a K-quant's work) read as a fast host and priced the
+        # unrecorded Q4_K_M at x0.34 (25 s predicted, 62 s measured on the 1.5B).
+        host_factor = _factor_by_key({key: self._rates.get(key, built_in) for key in by_key}, by_key)
         for key in DEFAULT_COSTS:
             if key != kind and kind_of(key) == kind and key not in by_key and key not in alone:
                 line = self._rates[key]
@@ -323,6 +335,14 @@ def _factor(line: Rate, points: list[tuple[float, float]]) -> float:
     """How much slower (>1) these records ran than `line` predicts: a ratio of sums."""
     predicted = sum(line.fixed_seconds + line.seconds_per_unit * units for units, _ in points)
     return sum(seconds for _, seconds in points) / predicted if predicted > 0 else 1.0
+
+
+def _factor_by_key(lines: dict[str, Rate], by_key: dict[str, list[tuple[float, float]]]) -> float:
+    """_factor over several keys, each key's points against its own line."""
+    predicted = sum(lines[key].fixed_seconds + lines[key].seconds_per_unit * units
+                    for key, points in by_key.items() for units, _ in points)
+    measured = sum(seconds for points in by_key.values() for _, seconds in points)
+    return measured / predicted if predicted > 0 else 1.0
 
 
 def _through(line: Rate, points: list[tuple[float, float]], basis: str) -> Rate:

@@ -14,7 +14,7 @@ from tasks.plan.learned import memory_factors
 from tasks.plan.limits import read_memory_limit
 from tasks.plan.plan import Plan, plan_run
 from tasks.plan.probe import HostProbe, ProbeError, host_probe
-from tasks.plan.records import load_run_records
+from tasks.plan.records import evaluation_protocol, load_run_records
 from tasks.plan.shapes import ModelShape, medium_tier_shapes, shape_from_gguf, shape_from_hf
 
 
@@ -54,7 +54,8 @@ def host_cost_model(config, hardware_id: str, *, measure_probe: bool = False, pr
     else:
         note = describe_probe(probe) if probe else "host probe: none yet (taken by `slmforge plan` or a run)"
     records = load_run_records(config.store_dir)
-    return CostModel(records, hardware_id, probe, memory_factors=memory_factors(records, hardware_id)), note
+    return CostModel(records, hardware_id, probe, memory_factors=memory_factors(records, hardware_id),
+                     protocol=evaluation_protocol(config.evaluate)), note
 
 
 def describe_probe(probe: HostProbe) -> str:

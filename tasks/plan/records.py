@@ -14,6 +14,7 @@ the wall time its metered steps took, which is what the cost model learns and th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -65,6 +66,21 @@ class RunRecord(BaseModel):
     steps: list[StepRecord] = Field(default_factory=list)
     probe: HostProbe | None = Field(None, description=(
         "The host's probe (tasks/plan/probe.py): another host's plan scales these times by it."))
+    protocol: str | None = Field(None, description=(
+        "The evaluation protocol the run measured with (evaluation_protocol): a measure's or reference "
+        "pass's time is learned only by plans of the same protocol (None: recorded before it was kept)."))
+
+
+def evaluation_protocol(evaluate) -> str:
+    """The identity of what a measure and a reference pass do besides the model and the chunk count: the
+    speed tests (their tokens, repetitions, depths), the chunk length and cap, the domains, the served
+    prompts. Their units count the model's bytes and the chunks, not these: a quick run's measure (pp128,
+    tg32, 2 chunks of one text) taught the plan of a full run (pp512, tg128, 8 chunks of four domains)
+    x0.3 of its real time."""
+    fields = ("n_ctx", "max_chunks", "domains", "threads", "prefill_tokens", "decode_tokens", "repetitions",
+              "depths", "ttft_prompt_tokens", "speed_anchor", "prompt_suite")
+    dumped = evaluate.model_dump(mode="json", include=set(fields))
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def records_dir(store_root: Path) -> Path:
@@ -303,12 +319,12 @@ def metered_within(step: str) -> Iterator[StepNote]:
 
 
 def keep_run_record(run_key: str, store_root: Path, *, hardware_id: str, model: str, n_weights: int,
-                    probe: HostProbe | None = None) -> Path:
+                    probe: HostProbe | None = None, protocol: str | None = None) -> Path:
     """From now on, write run `run_key`'s record to the store each time one of its steps finishes (and
     now, with the steps finished so far). Called once the model is known (after acquire). A run stopped
     or killed halfway keeps every step it finished: the record was once written only at the run's end,
     and a HumanEval run stopped after two hours left the cost model nothing."""
-    header = RunRecord(hardware_id=hardware_id, model=model, n_weights=n_weights, probe=probe)
+    header = RunRecord(hardware_id=hardware_id, model=model, n_weights=n_weights, probe=probe, protocol=protocol)
     path = records_dir(store_root) / f"{int(header.recorded_at)}-{uuid.uuid4().hex[:8]}.json"
     with _collected_lock:
         _kept[run_key] = (store_root, header, path)

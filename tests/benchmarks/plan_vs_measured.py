@@ -39,7 +39,7 @@ def main() -> None:
     from tasks.plan.learned import memory_factors
     from tasks.plan.limits import MemoryLimit
     from tasks.plan.plan import plan_run
-    from tasks.plan.records import RunRecord, load_run_records, records_dir
+    from tasks.plan.records import RunRecord, evaluation_protocol, load_run_records, records_dir
     from tasks.plan.host import describe_probe, source_shape
     from tasks.plan.probe import host_probe
 
@@ -58,7 +58,8 @@ def main() -> None:
     print(f"probe: {describe_probe(probe) if probe else 'none (built-in lines unscaled)'}")
     plan = plan_run(config, source_shape(config), limit=limit, disk_free_bytes=2**50,
                     cost=CostModel(others, run.hardware_id, probe,
-                                   memory_factors=memory_factors(others, run.hardware_id)))
+                                   memory_factors=memory_factors(others, run.hardware_id),
+                                   protocol=evaluation_protocol(config.evaluate)))
     measured = {s.step: s.model_dump() for s in run.steps}
     print("| step | strategy | predicted time | measured time (share; wall) | ratio | predicted peak | measured peak "
           "| ratio |")

@@ -357,3 +357,39 @@ def test_the_f16s_speed_only_measure_has_its_own_fixed_cost():
     f16, q8 = model.rate("measure gguf F16"), model.rate("measure gguf Q8_0")
     assert (f16.fixed_seconds, f16.seconds_per_unit) == (pytest.approx(10, abs=0.5), pytest.approx(30, rel=0.02))
     assert (q8.fixed_seconds, q8.seconds_per_unit) == (pytest.approx(100, abs=0.5), pytest.approx(200, rel=0.02))
+
+
+def test_a_type_not_recorded_is_scaled_as_the_recorded_types_ran_against_their_own_lines():
+    # This host built a Q8_0 exactly as fast as the built-in Q8_0 line says: nothing tells it is a fast
+    # or a slow host, so the K-quant it never built keeps its own built-in line. (Against the kind's line,
+    # the Q8_0, a quarter of a K-quant's work, read as a host 3x as fast: 25 s predicted, 62 s measured.)
+    fixed, per_unit = DEFAULT_COSTS["build gguf q8_0"]
+    q8 = record("hw-a", ("build gguf Q8_0", fixed + per_unit * 1.78, 1.78, False))
+    model = CostModel([q8], "hw-a")
+    assert model.seconds("build gguf Q8_0", 1.78) == pytest.approx(fixed + per_unit * 1.78)
+    assert model.seconds("build gguf Q4_K_M", 1.78) == pytest.approx(CostModel([], "hw-a").seconds(
+        "build gguf Q4_K_M", 1.78))
+
+
+def test_a_quick_protocols_measures_do_not_price_a_full_protocols():
+    from tasks.evaluate import EvalConfig
+    from tasks.plan.records import evaluation_protocol
+
+    full, quick = EvalConfig(), EvalConfig(max_chunks=2, prefill_tokens=128, decode_tokens=32)
+    assert evaluation_protocol(full) == evaluation_protocol(EvalConfig())
+    assert evaluation_protocol(full) != evaluation_protocol(quick)
+    # A quick run of the 1.5B: its measure and reference pass took a fraction of a full run's.
+    steps = [StepRecord(step="measure m-gguf-q8_0", wall_s=60.0, peak_rss_bytes=1, units=1.78 * 6),
+             StepRecord(step="reference pass", wall_s=20.0, peak_rss_bytes=1, units=1.78 * 2),
+             StepRecord(step="convert", wall_s=40.0, peak_rss_bytes=1, units=1.78)]
+    quick_run = RunRecord(hardware_id="hw", model="m", n_weights=1_780_000_000, steps=steps,
+                          protocol=evaluation_protocol(quick))
+    built_in = CostModel([], "hw")
+    planned_full = CostModel([quick_run], "hw", protocol=evaluation_protocol(full))
+    planned_quick = CostModel([quick_run], "hw", protocol=evaluation_protocol(quick))
+    for step, units in (("measure gguf Q8_0", 1_780_000_000), ("reference pass", 1_780_000_000)):
+        assert planned_full.step_seconds(step, units, chunks=32) == pytest.approx(
+            built_in.step_seconds(step, units, chunks=32))  # the quick run says nothing of a full one
+        assert planned_quick.step_seconds(step, units, chunks=2) < built_in.step_seconds(step, units, chunks=2)
+    # Steps the protocol does not shape learn from every run.
+    assert planned_full.seconds("convert", 1.78) == pytest.approx(40.0, rel=0.01)
