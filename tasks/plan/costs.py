@@ -333,8 +333,7 @@ def _is_base(step: str) -> bool:
 
 def _factor(line: Rate, points: list[tuple[float, float]]) -> float:
     """How much slower (>1) these records ran than `line` predicts: a ratio of sums."""
-    predicted = sum(line.fixed_seconds + line.seconds_per_unit * units for units, _ in points)
-    return sum(seconds for _, seconds in points) / predicted if predicted > 0 else 1.0
+    return _factor_by_key({"": line}, {"": points})
 
 
 def _factor_by_key(lines: dict[str, Rate], by_key: dict[str, list[tuple[float, float]]]) -> float:
